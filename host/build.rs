@@ -1,0 +1,30 @@
+//! Generates the Goldmane client and server from `proto/` with protox (pure Rust: no `protoc` needed).
+
+use std::path::PathBuf;
+
+use prost::Message as _;
+
+fn main() -> anyhow::Result<()> {
+    let proto_root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../proto");
+    let api = proto_root.join("goldmane/api.proto");
+    println!("cargo:rerun-if-changed={}", api.display());
+
+    let fds = protox::compile([&api], [&proto_root])?;
+    // The descriptor set is kept for tests, which check the JSON renderer against an independent
+    // protojson implementation (prost-reflect) driven by the same schema.
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(out_dir.join("goldmane.fds.bin"), fds.encode_to_vec())?;
+
+    // `flowgate --version` names the revision: FLOWGATE_GIT_REV (set by image builds), else git, else "unknown".
+    println!("cargo:rerun-if-env-changed=FLOWGATE_GIT_REV");
+    let rev = std::env::var("FLOWGATE_GIT_REV").ok().filter(|r| !r.is_empty()).or_else(git_rev);
+    println!("cargo:rustc-env=FLOWGATE_GIT_REV={}", rev.as_deref().unwrap_or("unknown"));
+
+    tonic_prost_build::configure().build_client(true).build_server(true).compile_fds(fds)?;
+    Ok(())
+}
+
+fn git_rev() -> Option<String> {
+    let out = std::process::Command::new("git").args(["rev-parse", "--short=12", "HEAD"]).output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}

@@ -1,0 +1,136 @@
+//! Wiring: builds every stage from the config, runs them over bounded channels, and cascades shutdown.
+//!
+//! Shutdown: the source stops reading; each later stage drains when its input closes; the batcher flushes its
+//! partial batch; the exporters drain the queue. The whole drain is capped by the grace period, after which
+//! whatever is still queued is counted as dropped (reason `shutdown`).
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::batch::{self, Queue};
+use crate::config::Config;
+use crate::sink::Exporter;
+use crate::sink::otlp::{RequestEncoder, resource};
+use crate::telemetry::{DropReason, Metrics};
+use crate::{admin, pipeline, source, tls};
+
+/// Chunks buffered between stages. Small on purpose: the byte-bounded export queue is where bursts wait.
+const STAGE_CHANNEL_CHUNKS: usize = 4;
+
+/// Runs the gateway until `shutdown` fires, then drains within the grace period.
+pub async fn run(
+    cfg: Config,
+    admin_listener: TcpListener,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    for w in &cfg.warnings {
+        tracing::warn!(warning = %w, "configuration");
+    }
+    // Fail at startup, naming the file, rather than in a reconnect loop.
+    tls::client_config(&cfg.goldmane.tls, &[b"h2"]).context("Goldmane client TLS")?;
+    let encoder = Arc::new(RequestEncoder::new(resource(&cfg.otlp.resource_attributes), cfg.otlp.compression));
+    let exporter = Arc::new(Exporter::new(&cfg.otlp, encoder.clone(), metrics.clone()).context("OTLP exporter")?);
+    let queue = Queue::new(cfg.queue.max_bytes, cfg.queue.max_records, metrics.clone());
+
+    let admin_shutdown = CancellationToken::new();
+    let admin_addr = admin_listener.local_addr()?;
+    let admin = tokio::spawn(admin::serve(admin_listener, metrics.clone(), admin_shutdown.clone()));
+    tracing::info!(
+        goldmane = %cfg.goldmane.uri,
+        otlp = %cfg.otlp.endpoint,
+        admin = %admin_addr,
+        "flowgate running"
+    );
+
+    let (flow_tx, flow_rx) = mpsc::channel(STAGE_CHANNEL_CHUNKS);
+    let (record_tx, record_rx) = mpsc::channel(STAGE_CHANNEL_CHUNKS);
+    let source = tokio::spawn(source::run(cfg.goldmane.clone(), flow_tx, metrics.clone(), shutdown.clone()));
+    let pipeline = tokio::spawn(pipeline::run(flow_rx, record_tx));
+    let batcher = tokio::spawn(batch::run(cfg.batch, encoder, record_rx, queue.clone()));
+    let workers: Vec<_> =
+        (0..cfg.otlp.max_in_flight).map(|_| tokio::spawn(exporter.clone().worker(queue.clone()))).collect();
+
+    shutdown.cancelled().await;
+    tracing::info!(grace_ms = cfg.shutdown_grace.as_millis() as u64, "shutting down: draining");
+    let drain = async {
+        let _ = source.await;
+        let _ = pipeline.await;
+        let _ = batcher.await;
+        queue.close();
+        futures::future::join_all(workers).await;
+    };
+    match tokio::time::timeout(cfg.shutdown_grace, drain).await {
+        Ok(()) => tracing::info!("drained; every received flow was handed to the endpoint"),
+        Err(_) => {
+            let lost = queue.abandon();
+            metrics.dropped(DropReason::Shutdown, lost as u64);
+            tracing::error!(records = lost, "grace period over with records still queued; they are lost");
+        }
+    }
+    admin_shutdown.cancel();
+    let _ = admin.await;
+    Ok(())
+}
+
+/// `flowgate check`: loads the TLS material and builds the exporter as `run` would, without connecting, and
+/// describes the result. Secrets (header values) are redacted.
+pub fn check(cfg: &Config) -> anyhow::Result<String> {
+    use std::fmt::Write as _;
+    tls::client_config(&cfg.goldmane.tls, &[b"h2"]).context("Goldmane client TLS")?;
+    let encoder = Arc::new(RequestEncoder::new(resource(&cfg.otlp.resource_attributes), cfg.otlp.compression));
+    Exporter::new(&cfg.otlp, encoder, Metrics::new()).context("OTLP exporter")?;
+    let mut out = String::new();
+    let g = &cfg.goldmane;
+    let _ = writeln!(out, "configuration OK");
+    let _ = writeln!(out, "goldmane:  {}:{} (TLS server name {})", g.host, g.port, g.server_name);
+    let _ = writeln!(out, "  ca bundle        {}", display(&g.tls.ca_cert));
+    let _ = writeln!(out, "  client cert/key  {} / {}", display(&g.tls.client_cert), display(&g.tls.client_key));
+    let _ = writeln!(
+        out,
+        "  reconnect        {} ms initial, {} ms max; start_time_gte {}; filter {}",
+        g.reconnect_initial.as_millis(),
+        g.reconnect_max.as_millis(),
+        g.start_time_gte,
+        if g.filter.is_some() { "set" } else { "none" }
+    );
+    let o = &cfg.otlp;
+    let _ = writeln!(
+        out,
+        "otlp:      POST {} ({:?}, timeout {} ms, {} in flight)",
+        o.endpoint,
+        o.compression,
+        o.timeout.as_millis(),
+        o.max_in_flight
+    );
+    for (k, _) in &o.headers {
+        let _ = writeln!(out, "  header           {k}: <redacted>");
+    }
+    let _ = writeln!(
+        out,
+        "  dead letters     {}",
+        o.dead_letter_path.as_ref().map_or("off".to_string(), |p| p.display().to_string())
+    );
+    let _ = writeln!(
+        out,
+        "batch:     {} records / {} bytes / {} ms; queue {} records / {} bytes",
+        cfg.batch.max_records,
+        cfg.batch.max_bytes,
+        cfg.batch.delay.as_millis(),
+        cfg.queue.max_records,
+        cfg.queue.max_bytes
+    );
+    let _ = writeln!(out, "admin:     http://{}/metrics /healthz /readyz", cfg.admin_listen);
+    for w in &cfg.warnings {
+        let _ = writeln!(out, "warning:   {w}");
+    }
+    Ok(out)
+}
+
+fn display(p: &Option<std::path::PathBuf>) -> String {
+    p.as_ref().map_or("-".to_string(), |p| p.display().to_string())
+}

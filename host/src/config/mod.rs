@@ -1,0 +1,544 @@
+//! Typed, strict configuration: an optional YAML file, overlaid by the old exporter's and OpenTelemetry's
+//! environment variables, resolved into one [`Config`] with every problem reported at once.
+//!
+//! Precedence: built-in defaults < YAML file < environment. Variable names are those of the exporter Flowgate
+//! replaces (`GOLDMANE_HOST`, `CA_CERT_PATH`, …) and of the OTLP exporter spec (`OTEL_EXPORTER_OTLP_*`,
+//! `OTEL_BLRP_*`, `OTEL_RESOURCE_ATTRIBUTES`).
+
+mod env;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use env::Env;
+use env::apply_env;
+
+/// Default initial reconnect wait, as the old exporter's `RECONNECT_WAIT_TIME_IN_MILLISECONDS`.
+pub const DEFAULT_RECONNECT_INITIAL_MS: u64 = 5_000;
+/// Reconnect backoff cap.
+pub const DEFAULT_RECONNECT_MAX_MS: u64 = 60_000;
+/// Goldmane answers pings more often than every 5 minutes with GOAWAY `too_many_pings`.
+pub const MIN_KEEPALIVE_INTERVAL_MS: u64 = 300_000;
+/// Default OTLP endpoint, as the OTLP spec and the old exporter.
+pub const DEFAULT_OTLP_ENDPOINT: &str = "http://localhost:4318";
+/// Per-request timeout (`OTEL_EXPORTER_OTLP_TIMEOUT` default).
+pub const DEFAULT_EXPORT_TIMEOUT_MS: u64 = 10_000;
+/// Concurrent OTLP requests.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 4;
+/// Retry backoff bounds (full jitter between 0 and the current step).
+pub const DEFAULT_RETRY_INITIAL_MS: u64 = 500;
+pub const DEFAULT_RETRY_MAX_MS: u64 = 30_000;
+/// Longest `Retry-After` honoured; a server asking for more is retried after this.
+pub const MAX_RETRY_AFTER_MS: u64 = 300_000;
+/// Records per OTLP request (`OTEL_BLRP_MAX_EXPORT_BATCH_SIZE` default).
+pub const DEFAULT_BATCH_MAX_RECORDS: usize = 512;
+/// Uncompressed request size that flushes a batch early.
+pub const DEFAULT_BATCH_MAX_BYTES: usize = 4 << 20;
+/// Longest a record waits in a partial batch (`OTEL_BLRP_SCHEDULE_DELAY` default).
+pub const DEFAULT_BATCH_DELAY_MS: u64 = 1_000;
+/// The in-memory queue between batcher and exporter, in bytes of encoded requests. Sized so a whole
+/// 100,000-flow Goldmane burst (~1.2 KiB a record) fits while the endpoint is slow or down.
+pub const DEFAULT_QUEUE_MAX_BYTES: usize = 512 << 20;
+/// The queue's record bound. `OTEL_BLRP_MAX_QUEUE_SIZE` sets it; below 100,000 a burst can stall the stream.
+pub const DEFAULT_QUEUE_MAX_RECORDS: usize = 250_000;
+/// A Goldmane burst Flowgate must absorb without stalling the stream.
+pub const BURST_RECORDS: usize = 100_000;
+/// Admin HTTP listener (metrics, probes).
+pub const DEFAULT_ADMIN_LISTEN: &str = "0.0.0.0:9090";
+/// Grace period to flush on SIGTERM (Kubernetes' default termination grace is 30 s).
+pub const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 25_000;
+/// The old exporter's `service.name` and scope name, which users' dashboards select on.
+pub const SERVICE_NAME: &str = "calico-flow-logs-otlphttp-exporter";
+
+/// The YAML file, every field optional: what is absent comes from the environment or defaults.
+#[derive(Debug, Default, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawConfig {
+    pub goldmane: RawGoldmane,
+    pub otlp: RawOtlp,
+    pub batch: RawBatch,
+    pub queue: RawQueue,
+    pub admin: RawAdmin,
+    pub shutdown_grace_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawGoldmane {
+    /// `host:port` of Goldmane (`GOLDMANE_HOST`).
+    pub host: Option<String>,
+    /// TLS server name; defaults to the host part of `host`.
+    pub server_name: Option<String>,
+    /// PEM CA bundle (`CA_CERT_PATH`).
+    pub ca_cert_path: Option<PathBuf>,
+    /// Client certificate (`PUBLIC_CERT_PATH`).
+    pub client_cert_path: Option<PathBuf>,
+    /// Client key, PKCS#1, PKCS#8 or SEC1 (`PRIVATE_KEY_PATH`).
+    pub client_key_path: Option<PathBuf>,
+    pub reconnect_initial_ms: Option<u64>,
+    pub reconnect_max_ms: Option<u64>,
+    /// HTTP/2 keepalive ping interval; at least 300000 (Goldmane's ping policy). Off when absent.
+    pub keepalive_interval_ms: Option<u64>,
+    /// First connection's `start_time_gte`: 0 = now, < 0 = seconds back (at most 3585), > 0 = epoch seconds.
+    pub start_time_gte: Option<i64>,
+    pub filter: Option<FilterConfig>,
+}
+
+/// A server-side stream filter. Policy filters are left out on purpose: their wire type changed in Calico 3.32.
+#[derive(Debug, Default, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FilterConfig {
+    pub source_names: Vec<StringMatchConfig>,
+    pub source_namespaces: Vec<StringMatchConfig>,
+    pub dest_names: Vec<StringMatchConfig>,
+    pub dest_namespaces: Vec<StringMatchConfig>,
+    pub protocols: Vec<StringMatchConfig>,
+    pub dest_ports: Vec<i64>,
+    /// `Allow`, `Deny` or `Pass`.
+    pub actions: Vec<String>,
+    /// `Src` or `Dst` (honoured by Calico 3.32+, ignored by older servers).
+    pub reporter: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StringMatchConfig {
+    pub value: String,
+    /// `exact` (default) or `fuzzy` (substring).
+    #[serde(default)]
+    pub r#type: MatchTypeConfig,
+}
+
+#[derive(Debug, Default, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum MatchTypeConfig {
+    #[default]
+    Exact,
+    Fuzzy,
+}
+
+#[derive(Debug, Default, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawOtlp {
+    /// Full logs URL, used as is (like `OTEL_EXPORTER_OTLP_LOGS_ENDPOINT`).
+    pub endpoint: Option<String>,
+    pub headers: BTreeMap<String, String>,
+    /// `none`, `gzip` or `zstd`.
+    pub compression: Option<String>,
+    pub timeout_ms: Option<u64>,
+    pub ca_cert_path: Option<PathBuf>,
+    pub client_cert_path: Option<PathBuf>,
+    pub client_key_path: Option<PathBuf>,
+    pub max_in_flight: Option<usize>,
+    pub retry_initial_ms: Option<u64>,
+    pub retry_max_ms: Option<u64>,
+    /// Where batches rejected permanently (4xx other than 413/429) are appended as JSON lines.
+    pub dead_letter_path: Option<PathBuf>,
+    pub resource_attributes: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawBatch {
+    pub max_records: Option<usize>,
+    pub max_bytes: Option<usize>,
+    pub delay_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawQueue {
+    pub max_bytes: Option<usize>,
+    pub max_records: Option<usize>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAdmin {
+    /// `addr:port` for `/metrics`, `/healthz`, `/readyz`.
+    pub listen: Option<String>,
+}
+
+/// The resolved configuration the gateway runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub goldmane: GoldmaneConfig,
+    pub otlp: OtlpConfig,
+    pub batch: BatchConfig,
+    pub queue: QueueConfig,
+    pub admin_listen: SocketAddr,
+    pub shutdown_grace: Duration,
+    /// Problems that do not stop the gateway but deserve a line at startup and in `flowgate check`.
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct GoldmaneConfig {
+    /// `https://host:port` for the gRPC channel.
+    pub uri: http::Uri,
+    pub host: String,
+    pub port: u16,
+    pub server_name: String,
+    pub tls: TlsFiles,
+    pub reconnect_initial: Duration,
+    pub reconnect_max: Duration,
+    pub keepalive_interval: Option<Duration>,
+    pub start_time_gte: i64,
+    pub filter: Option<FilterConfig>,
+}
+
+/// PEM files for a TLS client. Read at every connect, so rotated files are picked up on reconnect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub ca_cert: Option<PathBuf>,
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Gzip,
+    Zstd,
+}
+
+impl Compression {
+    /// The `Content-Encoding` value, if any.
+    pub fn content_encoding(self) -> Option<&'static str> {
+        match self {
+            Compression::None => None,
+            Compression::Gzip => Some("gzip"),
+            Compression::Zstd => Some("zstd"),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct OtlpConfig {
+    pub endpoint: reqwest::Url,
+    pub headers: Vec<(String, String)>,
+    pub compression: Compression,
+    pub timeout: Duration,
+    pub tls: TlsFiles,
+    pub max_in_flight: usize,
+    pub retry_initial: Duration,
+    pub retry_max: Duration,
+    pub dead_letter_path: Option<PathBuf>,
+    pub resource_attributes: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct BatchConfig {
+    pub max_records: usize,
+    pub max_bytes: usize,
+    pub delay: Duration,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct QueueConfig {
+    pub max_bytes: usize,
+    pub max_records: usize,
+}
+
+/// One configuration problem, naming the field or variable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub field: String,
+    pub message: String,
+}
+
+/// Every problem found, reported together.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub struct ConfigError {
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "invalid configuration ({} problem(s)):", self.problems.len())?;
+        for p in &self.problems {
+            writeln!(f, "  - {}: {}", p.field, p.message)?;
+        }
+        Ok(())
+    }
+}
+
+/// Collects problems while resolving.
+#[derive(Default)]
+pub(crate) struct Problems(Vec<Problem>);
+
+impl Problems {
+    pub(crate) fn push(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.0.push(Problem { field: field.into(), message: message.into() });
+    }
+}
+
+impl RawConfig {
+    /// Parses a YAML file; unknown fields are errors, with the line and column.
+    pub fn from_yaml(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        serde_norway::from_str(text).map_err(|e| ConfigError {
+            problems: vec![Problem { field: path.display().to_string(), message: e.to_string() }],
+        })
+    }
+}
+
+/// Loads the optional file, overlays the environment and resolves.
+pub fn load(path: Option<&Path>, env: &Env) -> Result<Config, ConfigError> {
+    let raw = match path {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|e| ConfigError {
+                problems: vec![Problem {
+                    field: p.display().to_string(),
+                    message: format!("cannot read the config file: {e}"),
+                }],
+            })?;
+            RawConfig::from_yaml(&text, p)?
+        }
+        None => RawConfig::default(),
+    };
+    resolve_with_env(raw, env)
+}
+
+/// Overlays `env` onto `raw` and resolves.
+pub fn resolve_with_env(mut raw: RawConfig, env: &Env) -> Result<Config, ConfigError> {
+    let mut problems = Problems::default();
+    let mut warnings = Vec::new();
+    apply_env(&mut raw, env, &mut problems, &mut warnings);
+    raw.resolve_into(problems, warnings)
+}
+
+impl RawConfig {
+    /// Applies defaults and validates; every problem at once.
+    pub fn resolve(self) -> Result<Config, ConfigError> {
+        self.resolve_into(Problems::default(), Vec::new())
+    }
+
+    fn resolve_into(self, mut p: Problems, mut warnings: Vec<String>) -> Result<Config, ConfigError> {
+        let g = self.goldmane;
+        let mut missing = Vec::new();
+        for (value, name) in [
+            (g.host.is_none(), "GOLDMANE_HOST (goldmane.host)"),
+            (g.ca_cert_path.is_none(), "CA_CERT_PATH (goldmane.ca_cert_path)"),
+            (g.client_key_path.is_none(), "PRIVATE_KEY_PATH (goldmane.client_key_path)"),
+            (g.client_cert_path.is_none(), "PUBLIC_CERT_PATH (goldmane.client_cert_path)"),
+        ] {
+            if value {
+                missing.push(name);
+            }
+        }
+        if !missing.is_empty() {
+            p.push("required", format!("missing required settings: {}", missing.join(", ")));
+        }
+
+        let (host, port) = match g.host.as_deref().map(split_host_port) {
+            Some(Ok(hp)) => hp,
+            Some(Err(msg)) => {
+                p.push("GOLDMANE_HOST", msg);
+                (String::new(), 0)
+            }
+            None => (String::new(), 0),
+        };
+        let uri = format!("https://{}:{port}", bracket_ipv6(&host))
+            .parse::<http::Uri>()
+            .unwrap_or_else(|_| http::Uri::from_static("https://invalid:1"));
+        let server_name = g.server_name.unwrap_or_else(|| host.clone());
+        if let Err(e) = rustls_pki_types::ServerName::try_from(server_name.clone())
+            && !host.is_empty()
+        {
+            p.push("goldmane.server_name", format!("{server_name:?} is not a valid TLS server name: {e}"));
+        }
+        let reconnect_initial = g.reconnect_initial_ms.unwrap_or(DEFAULT_RECONNECT_INITIAL_MS);
+        let reconnect_max = g.reconnect_max_ms.unwrap_or(DEFAULT_RECONNECT_MAX_MS).max(reconnect_initial);
+        let keepalive_interval = match g.keepalive_interval_ms {
+            Some(ms) if ms < MIN_KEEPALIVE_INTERVAL_MS => {
+                p.push(
+                    "goldmane.keepalive_interval_ms",
+                    format!("{ms} is below {MIN_KEEPALIVE_INTERVAL_MS}: Goldmane answers such pings with GOAWAY too_many_pings"),
+                );
+                None
+            }
+            other => other.map(Duration::from_millis),
+        };
+        let start_time_gte = g.start_time_gte.unwrap_or(0);
+        if start_time_gte < -3585 {
+            p.push(
+                "goldmane.start_time_gte",
+                format!("{start_time_gte} reaches past Goldmane's ~1 h history; use -3585 at most"),
+            );
+        }
+        if let Some(f) = &g.filter {
+            validate_filter(f, &mut p);
+        }
+        let goldmane = GoldmaneConfig {
+            uri,
+            host,
+            port,
+            server_name,
+            tls: TlsFiles { ca_cert: g.ca_cert_path, client_cert: g.client_cert_path, client_key: g.client_key_path },
+            reconnect_initial: Duration::from_millis(reconnect_initial),
+            reconnect_max: Duration::from_millis(reconnect_max),
+            keepalive_interval,
+            start_time_gte,
+            filter: g.filter,
+        };
+
+        let o = self.otlp;
+        let endpoint_text = o.endpoint.unwrap_or_else(|| format!("{DEFAULT_OTLP_ENDPOINT}/v1/logs"));
+        let endpoint = match reqwest::Url::parse(&endpoint_text) {
+            Ok(u) if u.scheme() == "http" || u.scheme() == "https" => u,
+            Ok(u) => {
+                p.push("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", format!("scheme {:?} is not http or https", u.scheme()));
+                reqwest::Url::parse("http://invalid/").expect("static URL")
+            }
+            Err(e) => {
+                p.push("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", format!("{endpoint_text:?} is not a URL: {e}"));
+                reqwest::Url::parse("http://invalid/").expect("static URL")
+            }
+        };
+        let compression = match o.compression.as_deref().map(str::to_ascii_lowercase).as_deref() {
+            None | Some("none") | Some("") => Compression::None,
+            Some("gzip") => Compression::Gzip,
+            Some("zstd") => Compression::Zstd,
+            Some(other) => {
+                p.push("OTEL_EXPORTER_OTLP_COMPRESSION", format!("{other:?} is not none, gzip or zstd"));
+                Compression::None
+            }
+        };
+        let tls = TlsFiles { ca_cert: o.ca_cert_path, client_cert: o.client_cert_path, client_key: o.client_key_path };
+        if tls.client_cert.is_some() != tls.client_key.is_some() {
+            p.push(
+                "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+                "a client certificate and a client key go together: set both or neither",
+            );
+        }
+        if endpoint.scheme() == "http" && (tls.ca_cert.is_some() || tls.client_cert.is_some()) {
+            warnings.push(format!("OTLP endpoint {endpoint} is plain http: the OTLP TLS files are not used"));
+        }
+        let max_in_flight = o.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT);
+        if max_in_flight == 0 {
+            p.push("otlp.max_in_flight", "must be at least 1");
+        }
+        for k in o.headers.keys() {
+            if http::HeaderName::from_bytes(k.as_bytes()).is_err() {
+                p.push("OTEL_EXPORTER_OTLP_HEADERS", format!("{k:?} is not a valid header name"));
+            }
+        }
+        let retry_initial = o.retry_initial_ms.unwrap_or(DEFAULT_RETRY_INITIAL_MS).max(1);
+        let otlp = OtlpConfig {
+            endpoint,
+            headers: o.headers.into_iter().collect(),
+            compression,
+            timeout: Duration::from_millis(o.timeout_ms.unwrap_or(DEFAULT_EXPORT_TIMEOUT_MS).max(1)),
+            tls,
+            max_in_flight: max_in_flight.max(1),
+            retry_initial: Duration::from_millis(retry_initial),
+            retry_max: Duration::from_millis(o.retry_max_ms.unwrap_or(DEFAULT_RETRY_MAX_MS).max(retry_initial)),
+            dead_letter_path: o.dead_letter_path,
+            resource_attributes: o.resource_attributes.into_iter().collect(),
+        };
+
+        let batch = BatchConfig {
+            max_records: self.batch.max_records.unwrap_or(DEFAULT_BATCH_MAX_RECORDS),
+            max_bytes: self.batch.max_bytes.unwrap_or(DEFAULT_BATCH_MAX_BYTES),
+            delay: Duration::from_millis(self.batch.delay_ms.unwrap_or(DEFAULT_BATCH_DELAY_MS)),
+        };
+        if batch.max_records == 0 {
+            p.push("batch.max_records (OTEL_BLRP_MAX_EXPORT_BATCH_SIZE)", "must be at least 1");
+        }
+        if batch.max_bytes < 1024 {
+            p.push("batch.max_bytes", "must be at least 1024");
+        }
+        let queue = QueueConfig {
+            max_bytes: self.queue.max_bytes.unwrap_or(DEFAULT_QUEUE_MAX_BYTES),
+            max_records: self.queue.max_records.unwrap_or(DEFAULT_QUEUE_MAX_RECORDS),
+        };
+        if queue.max_bytes < batch.max_bytes {
+            p.push("queue.max_bytes", format!("must hold at least one batch ({} bytes)", batch.max_bytes));
+        }
+        if queue.max_records < batch.max_records {
+            p.push(
+                "queue.max_records (OTEL_BLRP_MAX_QUEUE_SIZE)",
+                format!("must hold at least one batch ({} records)", batch.max_records),
+            );
+        } else if queue.max_records < BURST_RECORDS {
+            warnings.push(format!(
+                "queue.max_records is {}: a Goldmane burst of {BURST_RECORDS} flows will not fit while the endpoint is slow, and Flowgate will slow the stream down (Goldmane drops a bucket's rest after a 60 s stall)",
+                queue.max_records
+            ));
+        }
+
+        let admin_text = self.admin.listen.unwrap_or_else(|| DEFAULT_ADMIN_LISTEN.to_string());
+        let admin_listen = admin_text.parse().unwrap_or_else(|e| {
+            p.push("admin.listen", format!("{admin_text:?} is not addr:port: {e}"));
+            SocketAddr::from(([127, 0, 0, 1], 0))
+        });
+
+        if !p.0.is_empty() {
+            return Err(ConfigError { problems: p.0 });
+        }
+        Ok(Config {
+            goldmane,
+            otlp,
+            batch,
+            queue,
+            admin_listen,
+            shutdown_grace: Duration::from_millis(self.shutdown_grace_ms.unwrap_or(DEFAULT_SHUTDOWN_GRACE_MS)),
+            warnings,
+        })
+    }
+}
+
+fn validate_filter(f: &FilterConfig, p: &mut Problems) {
+    for a in &f.actions {
+        if !matches!(a.as_str(), "Allow" | "Deny" | "Pass") {
+            p.push("goldmane.filter.actions", format!("{a:?} is not Allow, Deny or Pass"));
+        }
+    }
+    if let Some(r) = &f.reporter
+        && !matches!(r.as_str(), "Src" | "Dst")
+    {
+        p.push("goldmane.filter.reporter", format!("{r:?} is not Src or Dst"));
+    }
+}
+
+/// Splits `host:port` (`[v6]:port` too). The port is required, as the old exporter dials it as given.
+fn split_host_port(s: &str) -> Result<(String, u16), String> {
+    let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+        let (h, after) = rest.split_once(']').ok_or_else(|| format!("{s:?}: unclosed '[' in IPv6 address"))?;
+        let port = after.strip_prefix(':').ok_or_else(|| format!("{s:?} has no :port"))?;
+        (h, port)
+    } else {
+        s.rsplit_once(':').ok_or_else(|| format!("{s:?} is not host:port (for example goldmane:7443)"))?
+    };
+    if host.is_empty() {
+        return Err(format!("{s:?} has an empty host"));
+    }
+    let port = port.parse::<u16>().map_err(|_| format!("{s:?}: port {port:?} is not a number from 1 to 65535"))?;
+    if port == 0 {
+        return Err(format!("{s:?}: port 0 cannot be dialled"));
+    }
+    Ok((host.to_string(), port))
+}
+
+fn bracket_ipv6(host: &str) -> String {
+    if host.contains(':') { format!("[{host}]") } else { host.to_string() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_port_splitting() {
+        assert_eq!(split_host_port("goldmane:7443").unwrap(), ("goldmane".into(), 7443));
+        assert_eq!(split_host_port("[::1]:7443").unwrap(), ("::1".into(), 7443));
+        assert!(split_host_port("goldmane").unwrap_err().contains("host:port"));
+        assert!(split_host_port("goldmane:x").unwrap_err().contains("port"));
+        assert!(split_host_port(":7443").unwrap_err().contains("empty host"));
+    }
+}

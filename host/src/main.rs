@@ -1,0 +1,134 @@
+//! `flowgate`: parse the command line, start logging, load the config, run.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use flowgate::config::{self, Env};
+use flowgate::telemetry::{self, LogFormat, Metrics};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(name = "flowgate", version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("FLOWGATE_GIT_REV"), ")"), about)]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value = "json", env = "FLOWGATE_LOG_FORMAT")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Stream flows from Goldmane to the OTLP endpoint (the default job).
+    Run {
+        /// Optional YAML config; the old exporter's environment variables override it.
+        #[arg(long, short, env = "FLOWGATE_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Validate the configuration and TLS material, print what would run, exit non-zero on any problem.
+    Check {
+        #[arg(long, short, env = "FLOWGATE_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Run a simulated Goldmane, the gateway and an OTLP receiver on loopback, printing what arrives.
+    Demo {
+        /// Distinct flows in every 15 s bucket.
+        #[arg(long, default_value_t = 20)]
+        flows_per_bucket: usize,
+        /// Simulated seconds per real second (15 = one bucket a second).
+        #[arg(long, default_value_t = 15.0)]
+        time_scale: f64,
+        /// Seconds to run; 0 runs until Ctrl-C.
+        #[arg(long, default_value_t = 10)]
+        duration_secs: u64,
+        /// Print every flow instead of one line a batch.
+        #[arg(long)]
+        verbose: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let format = match &cli.command {
+        Command::Demo { .. } if std::env::var_os("FLOWGATE_LOG_FORMAT").is_none() => LogFormat::Text,
+        _ => cli.log_format,
+    };
+    telemetry::init_logging(format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the async runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    let env = Env::from_process();
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Run { config } => run(config, &env).await,
+            Command::Check { config } => check(config, &env),
+            Command::Demo { flows_per_bucket, time_scale, duration_secs, verbose } => {
+                let opts = flowgate::demo::DemoOptions {
+                    flows_per_bucket,
+                    time_scale,
+                    duration: (duration_secs > 0).then(|| Duration::from_secs(duration_secs)),
+                    verbose,
+                };
+                flowgate::demo::run(opts, &env, shutdown_signal()).await
+            }
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "flowgate failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(path: Option<PathBuf>, env: &Env) -> anyhow::Result<()> {
+    let cfg = config::load(path.as_deref(), env)?;
+    let admin = tokio::net::TcpListener::bind(cfg.admin_listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on admin.listen {}: {e}", cfg.admin_listen))?;
+    flowgate::app::run(cfg, admin, Metrics::new(), shutdown_signal()).await
+}
+
+fn check(path: Option<PathBuf>, env: &Env) -> anyhow::Result<()> {
+    let cfg = config::load(path.as_deref(), env)?;
+    let report = flowgate::app::check(&cfg)?;
+    print!("{report}");
+    Ok(())
+}
+
+/// Cancelled on SIGTERM or SIGINT.
+fn shutdown_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot install the SIGTERM handler");
+                    let _ = ctrl_c.await;
+                    t.cancel();
+                    return;
+                }
+            };
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        tracing::info!("shutdown signal received");
+        t.cancel();
+    });
+    token
+}

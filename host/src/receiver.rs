@@ -1,0 +1,176 @@
+//! A small OTLP/HTTP logs receiver: the demo's endpoint, and the peer integration tests export to.
+//!
+//! It decodes real protobuf (`application/x-protobuf`, gzip or zstd), answers what its [`Responder`] says
+//! (to script 503s, 429 with `Retry-After`, 413 or 400), and keeps the requests it accepted.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use prost::Message as _;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Compression;
+use crate::sink::otlp::decompress;
+
+/// What the receiver answers to one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// 200, optionally reporting some records rejected in `partial_success`.
+    Accept { rejected: i64 },
+    /// Any other status, with an optional `Retry-After` value.
+    Status { code: u16, retry_after: Option<String> },
+}
+
+/// Decides the reply to each request (`n` counts requests from 0; `records` is how many it carries).
+pub type Responder = Arc<dyn Fn(u64, usize) -> Reply + Send + Sync>;
+
+/// Always accept.
+pub fn accept_all() -> Responder {
+    Arc::new(|_, _| Reply::Accept { rejected: 0 })
+}
+
+struct Shared {
+    responder: Responder,
+    requests: AtomicU64,
+    accepted: Mutex<Vec<ExportLogsServiceRequest>>,
+    headers: Mutex<Vec<HeaderMap>>,
+    notify: Option<mpsc::UnboundedSender<ExportLogsServiceRequest>>,
+}
+
+/// A running receiver.
+#[derive(Clone)]
+pub struct Receiver {
+    pub addr: SocketAddr,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+}
+
+impl Receiver {
+    /// Serves on `listener`; accepted requests are also sent to `notify` when given.
+    pub fn start(
+        listener: TcpListener,
+        responder: Responder,
+        notify: Option<mpsc::UnboundedSender<ExportLogsServiceRequest>>,
+    ) -> std::io::Result<Self> {
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            responder,
+            requests: AtomicU64::new(0),
+            accepted: Mutex::new(Vec::new()),
+            headers: Mutex::new(Vec::new()),
+            notify,
+        });
+        let stop = CancellationToken::new();
+        let app = Router::new().route("/v1/logs", post(logs)).with_state(shared.clone());
+        let token = stop.clone();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).with_graceful_shutdown(async move { token.cancelled().await }).await;
+        });
+        Ok(Receiver { addr, shared, stop })
+    }
+
+    /// `http://addr` (append `/v1/logs` for the logs endpoint).
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Requests received, answered or not.
+    pub fn requests(&self) -> u64 {
+        self.shared.requests.load(Ordering::SeqCst)
+    }
+
+    /// Copies of the requests that were accepted.
+    pub fn accepted(&self) -> Vec<ExportLogsServiceRequest> {
+        self.shared.accepted.lock().expect("receiver lock").clone()
+    }
+
+    /// Headers of every request received.
+    pub fn headers(&self) -> Vec<HeaderMap> {
+        self.shared.headers.lock().expect("receiver lock").clone()
+    }
+
+    /// The string bodies of every accepted record, in arrival order.
+    pub fn bodies(&self) -> Vec<String> {
+        bodies(&self.accepted())
+    }
+
+    pub fn stop(&self) {
+        self.stop.cancel();
+    }
+}
+
+/// The string bodies of the records in `requests`.
+pub fn bodies(requests: &[ExportLogsServiceRequest]) -> Vec<String> {
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
+    requests
+        .iter()
+        .flat_map(|r| &r.resource_logs)
+        .flat_map(|r| &r.scope_logs)
+        .flat_map(|s| &s.log_records)
+        .filter_map(|r| match r.body.as_ref()?.value.as_ref()? {
+            Value::StringValue(s) => Some(s.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn record_count(r: &ExportLogsServiceRequest) -> usize {
+    r.resource_logs.iter().flat_map(|r| &r.scope_logs).map(|s| s.log_records.len()).sum()
+}
+
+async fn logs(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    let n = shared.requests.fetch_add(1, Ordering::SeqCst);
+    shared.headers.lock().expect("receiver lock").push(headers.clone());
+    let compression = match headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()) {
+        None | Some("identity") => Compression::None,
+        Some("gzip") => Compression::Gzip,
+        Some("zstd") => Compression::Zstd,
+        Some(other) => {
+            return (StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("encoding {other}")).into_response();
+        }
+    };
+    let request = match decompress(compression, &body, body.len() * 4)
+        .map_err(|e| e.to_string())
+        .and_then(|raw| ExportLogsServiceRequest::decode(raw.as_slice()).map_err(|e| e.to_string()))
+    {
+        Ok(r) => r,
+        Err(e) => {
+            return (StatusCode::BAD_REQUEST, format!("undecodable request: {e}")).into_response();
+        }
+    };
+    match (shared.responder)(n, record_count(&request)) {
+        Reply::Accept { rejected } => {
+            if let Some(tx) = &shared.notify {
+                let _ = tx.send(request.clone());
+            }
+            shared.accepted.lock().expect("receiver lock").push(request);
+            let response = ExportLogsServiceResponse {
+                partial_success: (rejected > 0).then(|| ExportLogsPartialSuccess {
+                    rejected_log_records: rejected,
+                    error_message: "rejected by the test receiver".into(),
+                }),
+            };
+            ([(header::CONTENT_TYPE, "application/x-protobuf")], response.encode_to_vec()).into_response()
+        }
+        Reply::Status { code, retry_after } => {
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let mut response = (status, format!("scripted {code}")).into_response();
+            if let Some(v) = retry_after.and_then(|v| v.parse().ok()) {
+                response.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            response
+        }
+    }
+}

@@ -1,0 +1,146 @@
+//! OTLP request encoding: one `ExportLogsServiceRequest` a batch, with one ResourceLogs and one ScopeLogs, as
+//! the old exporter sends.
+
+use std::io::{Read as _, Write as _};
+
+use bytes::Bytes;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use prost::Message as _;
+
+use crate::batch::Weighted;
+use crate::config::{Compression, SERVICE_NAME};
+
+/// zstd level: 3 is zstd's default, a good speed/ratio point for JSON bodies.
+const ZSTD_LEVEL: i32 = 3;
+
+/// An encoded, possibly compressed request ready to send as is.
+#[derive(Debug, Clone)]
+pub struct Encoded {
+    pub body: Bytes,
+    pub records: usize,
+    /// Size before compression.
+    pub raw_bytes: usize,
+}
+
+impl Weighted for Encoded {
+    fn bytes(&self) -> usize {
+        self.body.len()
+    }
+    fn records(&self) -> usize {
+        self.records
+    }
+}
+
+/// Builds requests with a fixed resource and scope.
+#[derive(Debug)]
+pub struct RequestEncoder {
+    resource: Resource,
+    scope: InstrumentationScope,
+    compression: Compression,
+}
+
+/// An OTLP string attribute.
+pub fn string_kv(key: &str, value: &str) -> KeyValue {
+    KeyValue { key: key.to_string(), value: Some(string_value(value.to_string())), ..KeyValue::default() }
+}
+
+/// An OTLP string value.
+pub fn string_value(value: String) -> AnyValue {
+    AnyValue { value: Some(any_value::Value::StringValue(value)) }
+}
+
+/// The resource the old exporter reports, plus `OTEL_RESOURCE_ATTRIBUTES` (which may override any key).
+pub fn resource(extra: &[(String, String)]) -> Resource {
+    let mut attrs: Vec<(String, String)> = vec![
+        ("service.name".into(), SERVICE_NAME.into()),
+        ("service.version".into(), env!("CARGO_PKG_VERSION").into()),
+        ("telemetry.sdk.language".into(), "rust".into()),
+        ("telemetry.sdk.name".into(), "flowgate".into()),
+        ("telemetry.sdk.version".into(), env!("CARGO_PKG_VERSION").into()),
+    ];
+    for (k, v) in extra {
+        match attrs.iter_mut().find(|(key, _)| key == k) {
+            Some(slot) => slot.1 = v.clone(),
+            None => attrs.push((k.clone(), v.clone())),
+        }
+    }
+    Resource {
+        attributes: attrs.iter().map(|(k, v)| string_kv(k, v)).collect(),
+        dropped_attributes_count: 0,
+        entity_refs: Vec::new(),
+    }
+}
+
+impl RequestEncoder {
+    pub fn new(resource: Resource, compression: Compression) -> Self {
+        RequestEncoder {
+            resource,
+            scope: InstrumentationScope { name: SERVICE_NAME.to_string(), ..InstrumentationScope::default() },
+            compression,
+        }
+    }
+
+    pub fn compression(&self) -> Compression {
+        self.compression
+    }
+
+    /// The request for `records`, uncompressed.
+    pub fn request(&self, records: Vec<LogRecord>) -> ExportLogsServiceRequest {
+        ExportLogsServiceRequest {
+            resource_logs: vec![ResourceLogs {
+                resource: Some(self.resource.clone()),
+                scope_logs: vec![ScopeLogs {
+                    scope: Some(self.scope.clone()),
+                    log_records: records,
+                    schema_url: String::new(),
+                }],
+                schema_url: String::new(),
+            }],
+        }
+    }
+
+    /// Encodes and compresses a batch.
+    pub fn encode(&self, records: Vec<LogRecord>) -> Encoded {
+        let n = records.len();
+        let raw = self.request(records).encode_to_vec();
+        let raw_bytes = raw.len();
+        let body = match self.compression {
+            Compression::None => raw,
+            Compression::Gzip => {
+                let mut enc =
+                    flate2::write::GzEncoder::new(Vec::with_capacity(raw.len() / 4), flate2::Compression::fast());
+                enc.write_all(&raw).expect("writing to a Vec cannot fail");
+                enc.finish().expect("writing to a Vec cannot fail")
+            }
+            Compression::Zstd => zstd::bulk::compress(&raw, ZSTD_LEVEL).expect("zstd compression of a buffer"),
+        };
+        Encoded { body: Bytes::from(body), records: n, raw_bytes }
+    }
+
+    /// The records of an encoded request, to split it after a 413.
+    pub fn decode(&self, encoded: &Encoded) -> Result<Vec<LogRecord>, std::io::Error> {
+        let raw = decompress(self.compression, &encoded.body, encoded.raw_bytes)?;
+        let request = ExportLogsServiceRequest::decode(raw.as_slice()).map_err(std::io::Error::other)?;
+        Ok(request.resource_logs.into_iter().flat_map(|r| r.scope_logs).flat_map(|s| s.log_records).collect())
+    }
+}
+
+/// Undoes `Content-Encoding` (used by `decode`, the demo receiver and tests).
+pub fn decompress(compression: Compression, body: &[u8], size_hint: usize) -> Result<Vec<u8>, std::io::Error> {
+    match compression {
+        Compression::None => Ok(body.to_vec()),
+        Compression::Gzip => {
+            let mut out = Vec::with_capacity(size_hint);
+            flate2::read::GzDecoder::new(body).read_to_end(&mut out)?;
+            Ok(out)
+        }
+        Compression::Zstd => {
+            let mut out = Vec::with_capacity(size_hint);
+            zstd::stream::read::Decoder::new(body)?.read_to_end(&mut out)?;
+            Ok(out)
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! Lossless resume: where to re-open the stream after a drop, and which re-sent flows to skip.
+//!
+//! Goldmane sends buckets in time order, one whole bucket per rollover. A bucket is known to be complete once a
+//! flow from a later bucket arrives; only the newest bucket seen can be half-received when the stream drops.
+//! So the stream is re-opened at that bucket's start (never later than the last `end_time` received, which would
+//! make the server replay its whole ring), and the flows of that bucket that already arrived are skipped by
+//! (flow key, start_time). Only the newest bucket's key hashes are kept: 16 bytes a flow key.
+
+use std::collections::HashSet;
+
+use prost::Message as _;
+use xxhash_rust::xxh3::xxh3_128_with_seed;
+
+use crate::proto::Flow;
+
+/// Goldmane's bucket width in seconds.
+pub const BUCKET_SECONDS: i64 = 15;
+/// Goldmane keeps 242 buckets; a start older than now-3600 gets no backfill at all, so clamp to this.
+pub const HISTORY_SECONDS: i64 = 3600 - BUCKET_SECONDS;
+
+/// Resume state for one Goldmane server.
+#[derive(Debug, Default)]
+pub struct Resume {
+    /// Start of the newest bucket seen: the oldest one that may not be fully received.
+    newest_start: Option<i64>,
+    /// Largest `end_time` received.
+    last_end: Option<i64>,
+    /// Hashes of (key, start_time) received for the newest bucket.
+    seen: HashSet<u128>,
+    scratch: Vec<u8>,
+}
+
+impl Resume {
+    /// Records `flow`; false when its (key, bucket) was already received, so it must be skipped.
+    pub fn admit(&mut self, flow: &Flow) -> bool {
+        let start = flow.start_time;
+        match self.newest_start {
+            Some(newest) if start < newest => {
+                // An older bucket than the newest one: only a server replaying its ring does this, and every flow
+                // of those buckets was received in full before. Skip it.
+                return false;
+            }
+            Some(newest) if start == newest => {}
+            _ => {
+                self.newest_start = Some(start);
+                self.seen.clear();
+            }
+        }
+        self.last_end = Some(self.last_end.map_or(flow.end_time, |e| e.max(flow.end_time)));
+        self.scratch.clear();
+        if let Some(key) = &flow.key {
+            key.encode(&mut self.scratch).expect("a Vec grows as needed");
+        }
+        self.seen.insert(xxh3_128_with_seed(&self.scratch, start as u64))
+    }
+
+    /// The `start_time_gte` for the next connection, `initial` when nothing was received yet.
+    pub fn start_time_gte(&self, now_unix: i64, initial: i64) -> i64 {
+        let Some(newest) = self.newest_start else {
+            return initial;
+        };
+        let start = match self.last_end {
+            Some(end) => newest.min(end),
+            None => newest,
+        };
+        start.max(now_unix - HISTORY_SECONDS)
+    }
+
+    /// Start of the newest bucket seen, if any.
+    pub fn newest_bucket(&self) -> Option<i64> {
+        self.newest_start
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::FlowKey;
+
+    fn flow(name: &str, start: i64) -> Flow {
+        Flow {
+            key: Some(FlowKey { source_name: name.into(), ..FlowKey::default() }),
+            start_time: start,
+            end_time: start + BUCKET_SECONDS,
+            ..Flow::default()
+        }
+    }
+
+    #[test]
+    fn first_connection_uses_the_configured_start() {
+        assert_eq!(Resume::default().start_time_gte(10_000, 0), 0);
+    }
+
+    #[test]
+    fn resumes_at_the_newest_bucket_and_skips_what_it_already_has() {
+        let mut r = Resume::default();
+        assert!(r.admit(&flow("a", 1500)));
+        assert!(r.admit(&flow("b", 1500)));
+        assert!(r.admit(&flow("a", 1515)));
+        assert_eq!(r.start_time_gte(2000, 0), 1515);
+        // The server re-sends bucket 1515 in full: "a" is a duplicate, "c" is new.
+        assert!(!r.admit(&flow("a", 1515)));
+        assert!(r.admit(&flow("c", 1515)));
+        // Same key, next bucket: new.
+        assert!(r.admit(&flow("a", 1530)));
+        // A replay of an older bucket is skipped.
+        assert!(!r.admit(&flow("b", 1500)));
+    }
+
+    #[test]
+    fn clamps_to_goldmane_history() {
+        let mut r = Resume::default();
+        r.admit(&flow("a", 1500));
+        assert_eq!(r.start_time_gte(1500 + 7200, 0), 1500 + 7200 - HISTORY_SECONDS);
+    }
+
+    #[test]
+    fn key_fields_and_bucket_both_distinguish_flows() {
+        let mut r = Resume::default();
+        let mut f = flow("a", 1500);
+        assert!(r.admit(&f));
+        f.key.as_mut().unwrap().action = 2;
+        assert!(r.admit(&f));
+        // Counters are not part of the key.
+        f.bytes_in = 99;
+        assert!(!r.admit(&f));
+    }
+}
