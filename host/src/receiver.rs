@@ -6,6 +6,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -46,6 +47,7 @@ struct Shared {
     requests: AtomicU64,
     accepted: Mutex<Vec<ExportLogsServiceRequest>>,
     headers: Mutex<Vec<HeaderMap>>,
+    times: Mutex<Vec<Instant>>,
     notify: Option<mpsc::UnboundedSender<ExportLogsServiceRequest>>,
 }
 
@@ -70,6 +72,7 @@ impl Receiver {
             requests: AtomicU64::new(0),
             accepted: Mutex::new(Vec::new()),
             headers: Mutex::new(Vec::new()),
+            times: Mutex::new(Vec::new()),
             notify,
         });
         let stop = CancellationToken::new();
@@ -99,6 +102,11 @@ impl Receiver {
     /// Headers of every request received.
     pub fn headers(&self) -> Vec<HeaderMap> {
         self.shared.headers.lock().expect("receiver lock").clone()
+    }
+
+    /// When each request arrived.
+    pub fn request_times(&self) -> Vec<Instant> {
+        self.shared.times.lock().expect("receiver lock").clone()
     }
 
     /// The string bodies of every accepted record, in arrival order.
@@ -132,6 +140,7 @@ fn record_count(r: &ExportLogsServiceRequest) -> usize {
 
 async fn logs(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
     let n = shared.requests.fetch_add(1, Ordering::SeqCst);
+    shared.times.lock().expect("receiver lock").push(Instant::now());
     shared.headers.lock().expect("receiver lock").push(headers.clone());
     let compression = match headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()) {
         None | Some("identity") => Compression::None,

@@ -146,6 +146,17 @@ async fn stream_once(
     }
 }
 
+/// Connects and opens a stream once (live only), then hangs up: what `flowgate check --connect` and tests use to
+/// prove the TLS material and the server work together.
+pub async fn probe(cfg: &GoldmaneConfig) -> Result<(), StreamError> {
+    let channel = connect(cfg).await?;
+    let mut client = FlowsClient::new(channel);
+    let request =
+        FlowStreamRequest { start_time_gte: 0, filter: cfg.filter.as_ref().map(filter_proto), aggregation_interval: 0 };
+    client.stream(request).await.map_err(StreamError::Open)?;
+    Ok(())
+}
+
 /// A gRPC channel over our own TLS connector: the PEM files are read at every attempt (rotation), and TLS
 /// failures surface with their real cause instead of a generic transport error.
 async fn connect(cfg: &GoldmaneConfig) -> Result<tonic::transport::Channel, StreamError> {
@@ -174,7 +185,13 @@ async fn connect(cfg: &GoldmaneConfig) -> Result<tonic::transport::Channel, Stre
     if let Some(interval) = cfg.keepalive_interval {
         endpoint = endpoint.http2_keep_alive_interval(interval).keep_alive_while_idle(true);
     }
-    endpoint.connect_with_connector(svc).await.map_err(|e| StreamError::Connect { target, detail: error_chain(&e) })
+    endpoint.connect_with_connector(svc).await.map_err(|e| {
+        let mut detail = error_chain(&e);
+        if detail.contains("invalid peer certificate") {
+            detail.push_str(" (Goldmane's certificate must verify against CA_CERT_PATH and match the TLS server name)");
+        }
+        StreamError::Connect { target, detail }
+    })
 }
 
 /// `e: cause: cause…`, skipping repeated messages, so TLS and socket errors are not hidden behind "transport error".

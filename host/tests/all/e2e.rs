@@ -1,0 +1,259 @@
+//! End to end: simulated Goldmane --mTLS gRPC--> gateway --OTLP/HTTP--> receiver decoding real protobuf.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use flowgate::receiver::{Reply, accept_all};
+use flowgate::sim::SimConfig;
+use flowgate::telemetry::DropReason;
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+
+use crate::support::*;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn sim_config(flows_per_bucket: usize) -> SimConfig {
+    // A bucket every half second.
+    SimConfig { flows_per_bucket, time_scale: 30.0, seed: 42, ..SimConfig::default() }
+}
+
+/// Every flow the simulator sent was exported (none pending, none dropped).
+fn settled(sim: &flowgate::sim::Simulator, gw: &Gateway) -> bool {
+    let m = &gw.metrics;
+    m.flows_received.get() == sim.sent() && m.flows_exported.get() + m.duplicates_skipped.get() == sim.sent()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_flow_arrives_once_with_the_old_exporters_record_shape() {
+    let (sim, _dir) = simulator(sim_config(200)).await;
+    let rx = receiver(accept_all()).await;
+    let mut raw = raw_config(&sim, &rx);
+    raw.otlp.resource_attributes.insert("k8s.cluster.name".into(), "test".into());
+    let mut gw = Gateway::start(resolve(raw)).await;
+
+    let before = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64;
+    wait_until(WAIT, "three whole buckets exported", || rx.bodies().len() >= 600 && settled(&sim, &gw)).await;
+    let (status, ready) = gw.admin_get("/readyz").await;
+    assert_eq!((status, ready.as_str()), (200, "ready\n"));
+    gw.shutdown().await.unwrap();
+
+    let (buckets, flows) = assert_exactly_once(&sim, &rx.bodies());
+    assert!(buckets >= 3 && flows >= 600, "{buckets} buckets, {flows} flows");
+
+    let requests = rx.accepted();
+    for req in &requests {
+        assert_eq!(req.resource_logs.len(), 1, "one ResourceLogs a request");
+        let rl = &req.resource_logs[0];
+        let attrs: std::collections::HashMap<_, _> = rl
+            .resource
+            .as_ref()
+            .unwrap()
+            .attributes
+            .iter()
+            .map(|kv| match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                Some(Value::StringValue(s)) => (kv.key.clone(), s.clone()),
+                other => panic!("resource attribute {} is not a string: {other:?}", kv.key),
+            })
+            .collect();
+        assert_eq!(attrs["service.name"], "calico-flow-logs-otlphttp-exporter");
+        assert_eq!(attrs["k8s.cluster.name"], "test");
+        assert!(attrs.contains_key("service.version") && attrs.contains_key("telemetry.sdk.language"));
+        assert_eq!(rl.scope_logs.len(), 1);
+        assert_eq!(rl.scope_logs[0].scope.as_ref().unwrap().name, "calico-flow-logs-otlphttp-exporter");
+        for r in &rl.scope_logs[0].log_records {
+            assert_eq!((r.severity_number, r.severity_text.as_str()), (9, "INFO"));
+            assert!(r.attributes.is_empty());
+            assert_eq!(r.time_unix_nano, r.observed_time_unix_nano);
+            assert!(r.time_unix_nano >= before, "timestamps are processing time, not flow time");
+        }
+    }
+    let headers = rx.headers();
+    assert_eq!(headers[0]["content-type"], "application/x-protobuf");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_cut_mid_bucket_resumes_with_no_loss_and_no_duplicate() {
+    let (sim, _dir) = simulator(sim_config(300)).await;
+    let rx = receiver(accept_all()).await;
+    let mut gw = Gateway::start(resolve(raw_config(&sim, &rx))).await;
+
+    wait_until(WAIT, "first bucket exported", || rx.bodies().len() >= 300 && settled(&sim, &gw)).await;
+    // Break the stream half-way through the next burst.
+    sim.cut_after(150);
+    wait_until(WAIT, "reconnected", || sim.requests().len() >= 2).await;
+    let resumed_from = sim.requests()[1];
+    let received_before = rx.bodies().len();
+    wait_until(WAIT, "two more buckets after the cut", || {
+        rx.bodies().len() >= received_before + 600 && settled(&sim, &gw)
+    })
+    .await;
+    gw.shutdown().await.unwrap();
+
+    assert_eq!(sim.requests()[0], 0, "the first connection starts from now, as the old exporter");
+    assert!(resumed_from > 0 && resumed_from % 15 == 0, "resumed at a bucket start, got {resumed_from}");
+    let m = &gw.metrics;
+    assert_eq!(m.duplicates_skipped.get(), 150, "the half-bucket sent before the cut came again and was skipped");
+    assert!(m.reconnects.get() >= 1);
+    let (buckets, _) = assert_exactly_once(&sim, &rx.bodies());
+    assert!(buckets >= 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoint_503_for_30_seconds_then_recovers_with_nothing_lost() {
+    let (sim, _dir) = simulator(sim_config(100)).await;
+    let failing = Arc::new(AtomicBool::new(true));
+    let f = failing.clone();
+    let rx = receiver(Arc::new(move |_, _| {
+        if f.load(Ordering::SeqCst) {
+            Reply::Status { code: 503, retry_after: None }
+        } else {
+            Reply::Accept { rejected: 0 }
+        }
+    }))
+    .await;
+    let mut raw = raw_config(&sim, &rx);
+    raw.otlp.retry_max_ms = Some(2_000);
+    let mut gw = Gateway::start(resolve(raw)).await;
+
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let held = gw.metrics.flows_received.get();
+    assert!(held >= 100 * 50, "the stream kept being read while the endpoint failed: {held} flows");
+    assert_eq!(gw.metrics.flows_exported.get(), 0);
+    assert!(gw.metrics.retries_count("503") > 0);
+    assert_eq!(sim.stalled(), 0, "Goldmane never had to drop a bucket for us");
+    failing.store(false, Ordering::SeqCst);
+
+    wait_until(WAIT, "backlog exported", || settled(&sim, &gw) && rx.bodies().len() % 100 == 0).await;
+    gw.shutdown().await.unwrap();
+    for reason in [DropReason::Rejected, DropReason::Shutdown, DropReason::TooLarge] {
+        assert_eq!(gw.metrics.dropped_count(reason), 0, "{reason:?}");
+    }
+    let (buckets, _) = assert_exactly_once(&sim, &rx.bodies());
+    assert!(buckets >= 50, "{buckets}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_429_is_honoured() {
+    let (sim, _dir) = simulator(sim_config(50)).await;
+    let rx = receiver(Arc::new(|n, _| {
+        if n == 0 { Reply::Status { code: 429, retry_after: Some("2".into()) } } else { Reply::Accept { rejected: 0 } }
+    }))
+    .await;
+    let mut raw = raw_config(&sim, &rx);
+    // One request at a time, so the second request is the retry.
+    raw.otlp.max_in_flight = Some(1);
+    let mut gw = Gateway::start(resolve(raw)).await;
+    wait_until(WAIT, "retry accepted", || rx.accepted().len() >= 1).await;
+    let times = rx.request_times();
+    let gap = times[1] - times[0];
+    assert!(gap >= Duration::from_millis(1_950), "Retry-After: 2 but retried after {gap:?}");
+    assert!(gap < Duration::from_secs(4), "retried only after {gap:?}");
+    assert_eq!(gw.metrics.retries_count("429"), 1);
+    wait_until(WAIT, "settled", || settled(&sim, &gw)).await;
+    gw.shutdown().await.unwrap();
+    assert_exactly_once(&sim, &rx.bodies());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payload_too_large_splits_the_batch_until_it_fits() {
+    let (sim, _dir) = simulator(sim_config(400)).await;
+    let largest_accepted = Arc::new(AtomicU64::new(0));
+    let l = largest_accepted.clone();
+    let rx = receiver(Arc::new(move |_, records| {
+        if records > 100 {
+            Reply::Status { code: 413, retry_after: None }
+        } else {
+            l.fetch_max(records as u64, Ordering::SeqCst);
+            Reply::Accept { rejected: 0 }
+        }
+    }))
+    .await;
+    let mut raw = raw_config(&sim, &rx);
+    raw.batch.delay_ms = Some(1_000);
+    let mut gw = Gateway::start(resolve(raw)).await;
+    wait_until(WAIT, "two buckets exported", || rx.bodies().len() >= 800 && settled(&sim, &gw)).await;
+    gw.shutdown().await.unwrap();
+    assert!(gw.metrics.retries_count("413") > 0);
+    assert_eq!(gw.metrics.dropped_count(DropReason::TooLarge), 0);
+    assert!(largest_accepted.load(Ordering::SeqCst) > 50, "halves, not single records");
+    assert_exactly_once(&sim, &rx.bodies());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permanent_400_goes_to_the_dead_letter_file_and_export_continues() {
+    let (sim, dir) = simulator(sim_config(50)).await;
+    let rx = receiver(Arc::new(|n, _| {
+        if n == 0 { Reply::Status { code: 400, retry_after: None } } else { Reply::Accept { rejected: 0 } }
+    }))
+    .await;
+    let dead_letter = dir.path().join("dead-letter.jsonl");
+    let mut raw = raw_config(&sim, &rx);
+    raw.otlp.max_in_flight = Some(1);
+    raw.otlp.dead_letter_path = Some(dead_letter.clone());
+    let mut gw = Gateway::start(resolve(raw)).await;
+    wait_until(WAIT, "later batches accepted", || rx.bodies().len() >= 100).await;
+    gw.shutdown().await.unwrap();
+
+    let rejected = gw.metrics.dropped_count(DropReason::Rejected);
+    assert!(rejected > 0);
+    let lines: Vec<serde_json::Value> =
+        std::fs::read_to_string(&dead_letter).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len() as u64, rejected, "every rejected record is in the dead-letter file");
+    assert_eq!(gw.metrics.dead_lettered.get(), rejected);
+    for l in &lines {
+        assert_eq!(l["status"], 400);
+        let body: serde_json::Value = serde_json::from_str(l["body"].as_str().unwrap()).unwrap();
+        assert!(body["Key"].is_object(), "the original body is kept: {body}");
+    }
+    // Nothing rejected ever reached the receiver, everything else did, once.
+    let accepted = rx.bodies();
+    let mut all: Vec<String> = accepted.clone();
+    all.extend(lines.iter().map(|l| l["body"].as_str().unwrap().to_string()));
+    assert_eq!(all.len() as u64, gw.metrics.flows_received.get());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partial_success_rejections_are_counted() {
+    let (sim, _dir) = simulator(sim_config(50)).await;
+    let rx = receiver(Arc::new(|n, _| Reply::Accept { rejected: if n == 0 { 3 } else { 0 } })).await;
+    let mut gw = Gateway::start(resolve(raw_config(&sim, &rx))).await;
+    wait_until(WAIT, "two requests", || rx.accepted().len() >= 2).await;
+    gw.shutdown().await.unwrap();
+    assert_eq!(gw.metrics.dropped_count(DropReason::PartialSuccess), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_stops_the_stream_instead_of_dropping() {
+    let (sim, _dir) = simulator(sim_config(2_000)).await;
+    let blocked = Arc::new(AtomicBool::new(true));
+    let b = blocked.clone();
+    let rx = receiver(Arc::new(move |_, _| {
+        if b.load(Ordering::SeqCst) {
+            Reply::Status { code: 503, retry_after: None }
+        } else {
+            Reply::Accept { rejected: 0 }
+        }
+    }))
+    .await;
+    let mut raw = raw_config(&sim, &rx);
+    raw.queue.max_records = Some(500);
+    raw.batch.max_records = Some(50);
+    let mut gw = Gateway::start(resolve(raw)).await;
+
+    // 4,000 flows a second are offered while the endpoint refuses everything.
+    let first = sim.newest_bucket();
+    sim.wait_for_bucket(first + 8 * 15).await;
+    let received = gw.metrics.flows_received.get();
+    let queued = gw.metrics.queue_records.get();
+    assert!(queued <= 500, "the queue bound holds: {queued}");
+    // What may be held: the queue (500), a partial batch (50), 4 chunks in each of two stage channels and one
+    // chunk in hand in each of three stages (chunks are at most 512 flows): 6,182 flows. 16,000 were offered.
+    assert!(received <= 6_182, "the gateway kept reading into memory: {received} flows received");
+    blocked.store(false, Ordering::SeqCst);
+    wait_until(WAIT, "caught up", || settled(&sim, &gw) && rx.bodies().len() % 2_000 == 0).await;
+    gw.shutdown().await.unwrap();
+    assert_eq!(sim.stalled(), 0, "backpressure never lasted long enough for Goldmane to drop a bucket");
+    let (buckets, _) = assert_exactly_once(&sim, &rx.bodies());
+    assert!(buckets >= 8);
+}

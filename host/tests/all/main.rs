@@ -1,0 +1,8 @@
+//! Integration tests, compiled into one binary. Every peer is real and on loopback: the Goldmane simulator
+//! serves gRPC over mTLS, the receiver decodes OTLP protobuf over HTTP.
+
+mod config;
+mod e2e;
+mod render;
+mod support;
+mod tls;

@@ -1,0 +1,142 @@
+//! Shared test helpers: a simulated Goldmane, an OTLP receiver and the real gateway, all on loopback.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use flowgate::config::{Config, Env, RawConfig, resolve_with_env};
+use flowgate::receiver::{Receiver, Responder};
+use flowgate::render;
+use flowgate::sim::{SimCerts, SimConfig, Simulator};
+use flowgate::telemetry::Metrics;
+use tempfile::TempDir;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Polls `cond` every 20 ms until it holds; panics with `what` after `timeout`.
+pub async fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits for `fut`, panicking with `what` after `timeout`.
+pub async fn within<T>(timeout: Duration, what: &str, fut: impl Future<Output = T>) -> T {
+    tokio::time::timeout(timeout, fut).await.unwrap_or_else(|_| panic!("timed out after {timeout:?}: {what}"))
+}
+
+/// A simulator with fresh certificates in a temporary directory.
+pub async fn simulator(cfg: SimConfig) -> (Simulator, TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = SimCerts::generate(&dir.path().join("pki")).unwrap();
+    let sim = Simulator::start(cfg, certs, TcpListener::bind("127.0.0.1:0").await.unwrap()).unwrap();
+    (sim, dir)
+}
+
+/// A receiver on loopback answering with `responder`.
+pub async fn receiver(responder: Responder) -> Receiver {
+    Receiver::start(TcpListener::bind("127.0.0.1:0").await.unwrap(), responder, None).unwrap()
+}
+
+/// The gateway's configuration for `sim` and `receiver`, before test-specific changes.
+pub fn raw_config(sim: &Simulator, receiver: &Receiver) -> RawConfig {
+    let mut raw = RawConfig::default();
+    raw.goldmane.host = Some(sim.target());
+    raw.goldmane.ca_cert_path = Some(sim.certs.ca_cert.clone());
+    raw.goldmane.client_cert_path = Some(sim.certs.client_cert.clone());
+    raw.goldmane.client_key_path = Some(sim.certs.client_key.clone());
+    raw.goldmane.reconnect_initial_ms = Some(100);
+    raw.goldmane.reconnect_max_ms = Some(1_000);
+    raw.otlp.endpoint = Some(format!("{}/v1/logs", receiver.base_url()));
+    raw.otlp.retry_initial_ms = Some(50);
+    raw.otlp.retry_max_ms = Some(500);
+    raw.batch.delay_ms = Some(100);
+    raw.admin.listen = Some("127.0.0.1:0".to_string());
+    raw.shutdown_grace_ms = Some(10_000);
+    raw
+}
+
+pub fn resolve(raw: RawConfig) -> Config {
+    resolve_with_env(raw, &Env::default()).expect("test config resolves")
+}
+
+/// The real gateway, running in-process.
+pub struct Gateway {
+    pub metrics: Arc<Metrics>,
+    pub admin: std::net::SocketAddr,
+    stop: CancellationToken,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Gateway {
+    pub async fn start(cfg: Config) -> Gateway {
+        let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = admin.local_addr().unwrap();
+        let metrics = Metrics::new();
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(flowgate::app::run(cfg, admin, metrics.clone(), stop.clone()));
+        Gateway { metrics, admin: addr, stop, task: Some(task) }
+    }
+
+    /// SIGTERM-equivalent: stop reading, drain, return the run result.
+    /// Metrics stay readable afterwards.
+    pub async fn shutdown(&mut self) -> anyhow::Result<()> {
+        self.stop.cancel();
+        let task = self.task.take().expect("shut down once");
+        within(Duration::from_secs(30), "gateway shutdown", task).await.expect("gateway task panicked")
+    }
+
+    /// GET an admin path; (status, body).
+    pub async fn admin_get(&self, path: &str) -> (u16, String) {
+        let r = reqwest::get(format!("http://{}{path}", self.admin)).await.unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+}
+
+/// A flow's identity in a body: (Key as JSON text, startTime).
+pub fn identity(body: &str) -> (String, i64) {
+    let v: serde_json::Value = serde_json::from_str(body).expect("body is JSON");
+    (v["Key"].to_string(), v["startTime"].as_str().and_then(|s| s.parse().ok()).unwrap_or(0))
+}
+
+/// Asserts the receiver got every flow of every bucket it saw exactly once, each body equal to the rendering of
+/// what the simulator generated. The newest bucket may be cut short by the gateway's shutdown (it stops reading
+/// mid-burst); then it must hold exactly the flows the simulator sent first. Returns (buckets, flows).
+pub fn assert_exactly_once(sim: &Simulator, bodies: &[String]) -> (usize, usize) {
+    let mut by_bucket: HashMap<i64, Vec<&String>> = HashMap::new();
+    let mut seen = std::collections::HashSet::new();
+    for b in bodies {
+        let id = identity(b);
+        by_bucket.entry(id.1).or_default().push(b);
+        assert!(seen.insert(id), "duplicate flow at the receiver: {b}");
+    }
+    let flows = sim.flow_gen();
+    let mut buckets: Vec<_> = by_bucket.keys().copied().collect();
+    buckets.sort();
+    let counts: Vec<(i64, usize)> = buckets.iter().map(|b| (*b, by_bucket[b].len())).collect();
+    for w in buckets.windows(2) {
+        assert_eq!(w[1] - w[0], 15, "a whole bucket is missing between {} and {}: {counts:?}", w[0], w[1]);
+    }
+    for (n, start) in buckets.iter().enumerate() {
+        let mut got: Vec<String> = by_bucket[start].iter().map(|s| s.to_string()).collect();
+        let last = n + 1 == buckets.len();
+        // The simulator sends a bucket's flows in generation order, so a cut-short bucket is a prefix.
+        let take = if last { got.len() } else { flows.keys };
+        let mut expected: Vec<String> = flows.bucket(*start).iter().take(take).map(render::flow_json_string).collect();
+        expected.sort();
+        got.sort();
+        assert_eq!(
+            got.len(),
+            expected.len(),
+            "bucket {start}: {} of {} flows arrived; {counts:?}",
+            got.len(),
+            flows.keys
+        );
+        assert_eq!(got, expected, "bucket {start}: bodies differ from what the simulator sent first");
+    }
+    (buckets.len(), bodies.len())
+}
