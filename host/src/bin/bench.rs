@@ -1,1 +1,96 @@
-fn main() {}
+//! `flowgate-bench`: the host path per flow on one core, printed as figures (never asserted in tests).
+//!
+//! decode `FlowResult` (protobuf, as it comes off the gRPC stream) -> render the old exporter's JSON body and
+//! log record -> encode the OTLP request (none, gzip, zstd). Run with `cargo run --release --bin flowgate-bench`.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use flowgate::config::Compression;
+use flowgate::pipeline::{flow_record, unix_nanos};
+use flowgate::proto::FlowResult;
+use flowgate::render::flow_json;
+use flowgate::sim::FlowGen;
+use flowgate::sink::otlp::{RequestEncoder, resource};
+use prost::Message as _;
+
+const FLOWS: usize = 20_000;
+const BATCH: usize = 512;
+const ROUNDS: usize = 5;
+
+fn main() {
+    let flows = FlowGen { seed: 3, keys: FLOWS }.bucket(1_764_970_845);
+    let wire: Vec<Vec<u8>> = flows
+        .iter()
+        .enumerate()
+        .map(|(i, f)| FlowResult { id: i as i64, flow: Some(f.clone()) }.encode_to_vec())
+        .collect();
+    let wire_bytes: usize = wire.iter().map(Vec::len).sum();
+    println!(
+        "flowgate-bench: {FLOWS} simulator flows, {} B each on the wire (mean), batches of {BATCH}",
+        wire_bytes / FLOWS
+    );
+    println!("one core, best of {ROUNDS} rounds\n");
+
+    let decode = best(|| {
+        for w in &wire {
+            black_box(FlowResult::decode(w.as_slice()).unwrap());
+        }
+    });
+    report("decode FlowResult", decode, None);
+
+    let mut body = String::with_capacity(2048);
+    let render = best(|| {
+        for f in &flows {
+            body.clear();
+            flow_json(f, &mut body);
+            black_box(&body);
+        }
+    });
+    report("render JSON body", render, None);
+
+    for compression in [Compression::None, Compression::Gzip, Compression::Zstd] {
+        let encoder = RequestEncoder::new(resource(&[]), compression);
+        let mut out_bytes = 0usize;
+        let mut raw_bytes = 0usize;
+        let total = best(|| {
+            out_bytes = 0;
+            raw_bytes = 0;
+            for chunk in wire.chunks(BATCH) {
+                let now = unix_nanos();
+                let records = chunk
+                    .iter()
+                    .map(|w| flow_record(&FlowResult::decode(w.as_slice()).unwrap().flow.unwrap(), now))
+                    .collect();
+                let encoded = encoder.encode(records);
+                out_bytes += encoded.body.len();
+                raw_bytes += encoded.raw_bytes;
+            }
+        });
+        report(
+            &format!("decode -> render -> encode ({compression:?})"),
+            total,
+            Some((out_bytes as f64 / FLOWS as f64, raw_bytes as f64 / FLOWS as f64)),
+        );
+    }
+}
+
+fn best(mut f: impl FnMut()) -> Duration {
+    f(); // warm up
+    (0..ROUNDS)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed()
+        })
+        .min()
+        .expect("at least one round")
+}
+
+fn report(what: &str, d: Duration, bytes: Option<(f64, f64)>) {
+    let per_flow_ns = d.as_nanos() as f64 / FLOWS as f64;
+    let rate = FLOWS as f64 / d.as_secs_f64();
+    let bytes =
+        bytes.map_or(String::new(), |(out, raw)| format!("  {out:>7.0} B/record sent ({raw:.0} B uncompressed)"));
+    println!("{what:<42} {per_flow_ns:>8.0} ns/flow  {rate:>12.0} flows/s{bytes}");
+}

@@ -28,7 +28,7 @@ fn settled(sim: &flowgate::sim::Simulator, gw: &Gateway) -> bool {
 async fn every_flow_arrives_once_with_the_old_exporters_record_shape() {
     let (sim, _dir) = simulator(sim_config(200)).await;
     let rx = receiver(accept_all()).await;
-    let mut raw = raw_config(&sim, &rx);
+    let mut raw = raw_config(&sim, &rx.base_url());
     raw.otlp.resource_attributes.insert("k8s.cluster.name".into(), "test".into());
     let mut gw = Gateway::start(resolve(raw)).await;
 
@@ -76,7 +76,7 @@ async fn every_flow_arrives_once_with_the_old_exporters_record_shape() {
 async fn stream_cut_mid_bucket_resumes_with_no_loss_and_no_duplicate() {
     let (sim, _dir) = simulator(sim_config(300)).await;
     let rx = receiver(accept_all()).await;
-    let mut gw = Gateway::start(resolve(raw_config(&sim, &rx))).await;
+    let mut gw = Gateway::start(resolve(raw_config(&sim, &rx.base_url()))).await;
 
     wait_until(WAIT, "first bucket exported", || rx.bodies().len() >= 300 && settled(&sim, &gw)).await;
     // Break the stream half-way through the next burst.
@@ -112,7 +112,7 @@ async fn endpoint_503_for_30_seconds_then_recovers_with_nothing_lost() {
         }
     }))
     .await;
-    let mut raw = raw_config(&sim, &rx);
+    let mut raw = raw_config(&sim, &rx.base_url());
     raw.otlp.retry_max_ms = Some(2_000);
     let mut gw = Gateway::start(resolve(raw)).await;
 
@@ -140,11 +140,11 @@ async fn retry_after_429_is_honoured() {
         if n == 0 { Reply::Status { code: 429, retry_after: Some("2".into()) } } else { Reply::Accept { rejected: 0 } }
     }))
     .await;
-    let mut raw = raw_config(&sim, &rx);
+    let mut raw = raw_config(&sim, &rx.base_url());
     // One request at a time, so the second request is the retry.
     raw.otlp.max_in_flight = Some(1);
     let mut gw = Gateway::start(resolve(raw)).await;
-    wait_until(WAIT, "retry accepted", || rx.accepted().len() >= 1).await;
+    wait_until(WAIT, "retry accepted", || !rx.accepted().is_empty()).await;
     let times = rx.request_times();
     let gap = times[1] - times[0];
     assert!(gap >= Duration::from_millis(1_950), "Retry-After: 2 but retried after {gap:?}");
@@ -169,7 +169,7 @@ async fn payload_too_large_splits_the_batch_until_it_fits() {
         }
     }))
     .await;
-    let mut raw = raw_config(&sim, &rx);
+    let mut raw = raw_config(&sim, &rx.base_url());
     raw.batch.delay_ms = Some(1_000);
     let mut gw = Gateway::start(resolve(raw)).await;
     wait_until(WAIT, "two buckets exported", || rx.bodies().len() >= 800 && settled(&sim, &gw)).await;
@@ -188,7 +188,7 @@ async fn permanent_400_goes_to_the_dead_letter_file_and_export_continues() {
     }))
     .await;
     let dead_letter = dir.path().join("dead-letter.jsonl");
-    let mut raw = raw_config(&sim, &rx);
+    let mut raw = raw_config(&sim, &rx.base_url());
     raw.otlp.max_in_flight = Some(1);
     raw.otlp.dead_letter_path = Some(dead_letter.clone());
     let mut gw = Gateway::start(resolve(raw)).await;
@@ -217,7 +217,7 @@ async fn permanent_400_goes_to_the_dead_letter_file_and_export_continues() {
 async fn partial_success_rejections_are_counted() {
     let (sim, _dir) = simulator(sim_config(50)).await;
     let rx = receiver(Arc::new(|n, _| Reply::Accept { rejected: if n == 0 { 3 } else { 0 } })).await;
-    let mut gw = Gateway::start(resolve(raw_config(&sim, &rx))).await;
+    let mut gw = Gateway::start(resolve(raw_config(&sim, &rx.base_url()))).await;
     wait_until(WAIT, "two requests", || rx.accepted().len() >= 2).await;
     gw.shutdown().await.unwrap();
     assert_eq!(gw.metrics.dropped_count(DropReason::PartialSuccess), 3);
@@ -236,7 +236,7 @@ async fn a_full_queue_stops_the_stream_instead_of_dropping() {
         }
     }))
     .await;
-    let mut raw = raw_config(&sim, &rx);
+    let mut raw = raw_config(&sim, &rx.base_url());
     raw.queue.max_records = Some(500);
     raw.batch.max_records = Some(50);
     let mut gw = Gateway::start(resolve(raw)).await;
@@ -256,4 +256,60 @@ async fn a_full_queue_stops_the_stream_instead_of_dropping() {
     assert_eq!(sim.stalled(), 0, "backpressure never lasted long enough for Goldmane to drop a bucket");
     let (buckets, _) = assert_exactly_once(&sim, &rx.bodies());
     assert!(buckets >= 8);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_serves_metrics_and_probes() {
+    let (sim, _dir) = simulator(sim_config(50)).await;
+    let rx = receiver(accept_all()).await;
+    let mut raw = raw_config(&sim, &rx.base_url());
+    // First point at a port where nothing listens: alive, not ready.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    raw.goldmane.host = Some(format!("localhost:{closed}"));
+    let mut gw = Gateway::start(resolve(raw)).await;
+    wait_until(WAIT, "a failed connection attempt", || gw.metrics.reconnects.get() >= 1).await;
+    assert_eq!(gw.admin_get("/healthz").await.0, 200);
+    let (status, body) = gw.admin_get("/readyz").await;
+    assert_eq!((status, body.as_str()), (503, "not ready: Goldmane stream not established\n"));
+    gw.shutdown().await.unwrap();
+
+    let mut gw = Gateway::start(resolve(raw_config(&sim, &rx.base_url()))).await;
+    wait_until(WAIT, "a bucket exported", || gw.metrics.flows_exported.get() >= 50).await;
+    assert_eq!(gw.admin_get("/readyz").await.0, 200);
+    let (status, text) = gw.admin_get("/metrics").await;
+    assert_eq!(status, 200);
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing from /metrics:\n{text}"))
+    };
+    assert!(value("flowgate_flows_received_total") >= 50.0);
+    assert!(value("flowgate_flows_exported_total") >= 50.0);
+    assert_eq!(value("flowgate_source_connected"), 1.0);
+    assert!(value("flowgate_source_last_message_age_seconds") < 30.0);
+    assert!(value("flowgate_export_duration_seconds_count") >= 1.0);
+    for name in [
+        "flowgate_flows_duplicate_total",
+        "flowgate_queue_records",
+        "flowgate_queue_bytes",
+        "flowgate_source_reconnects_total",
+        "flowgate_build_info",
+    ] {
+        value(name);
+    }
+    gw.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn check_describes_the_config_and_redacts_header_values() {
+    let (sim, _dir) = simulator(sim_config(10)).await;
+    let mut raw = raw_config(&sim, "http://127.0.0.1:4318");
+    raw.otlp.headers.insert("authorization".into(), "Bearer s3cr3t-token".into());
+    let report = flowgate::app::check(&resolve(raw)).unwrap();
+    assert!(report.starts_with("configuration OK"), "{report}");
+    assert!(report.contains("authorization: <redacted>"), "{report}");
+    assert!(!report.contains("s3cr3t"), "a secret leaked into check output:\n{report}");
+    assert!(report.contains(&sim.certs.ca_cert.display().to_string()));
 }

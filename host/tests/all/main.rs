@@ -3,6 +3,7 @@
 
 mod config;
 mod e2e;
+mod otelcol;
 mod render;
 mod support;
 mod tls;

@@ -180,7 +180,7 @@ impl Lcg {
             action: self.enumeration(3),
             policy_index: self.int(),
             rule_index: self.int(),
-            trigger: (depth < 2 && self.next() % 3 == 0).then(|| Box::new(self.hit(depth + 1))),
+            trigger: (depth < 2 && self.next().is_multiple_of(3)).then(|| Box::new(self.hit(depth + 1))),
         }
     }
 }
@@ -189,7 +189,7 @@ fn generated(seed: u64) -> Flow {
     let mut g = Lcg(seed);
     let hits = |g: &mut Lcg| (0..g.next() % 4).map(|_| g.hit(0)).collect::<Vec<_>>();
     Flow {
-        key: (g.next() % 10 != 0).then(|| FlowKey {
+        key: (!g.next().is_multiple_of(10)).then(|| FlowKey {
             source_name: g.string(),
             source_namespace: g.string(),
             source_type: g.enumeration(4),

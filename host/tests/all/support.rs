@@ -43,7 +43,8 @@ pub async fn receiver(responder: Responder) -> Receiver {
 }
 
 /// The gateway's configuration for `sim` and `receiver`, before test-specific changes.
-pub fn raw_config(sim: &Simulator, receiver: &Receiver) -> RawConfig {
+/// `endpoint` is the base URL (`/v1/logs` is appended): a [`Receiver`]'s `base_url()` or another server's.
+pub fn raw_config(sim: &Simulator, endpoint: &str) -> RawConfig {
     let mut raw = RawConfig::default();
     raw.goldmane.host = Some(sim.target());
     raw.goldmane.ca_cert_path = Some(sim.certs.ca_cert.clone());
@@ -51,7 +52,7 @@ pub fn raw_config(sim: &Simulator, receiver: &Receiver) -> RawConfig {
     raw.goldmane.client_key_path = Some(sim.certs.client_key.clone());
     raw.goldmane.reconnect_initial_ms = Some(100);
     raw.goldmane.reconnect_max_ms = Some(1_000);
-    raw.otlp.endpoint = Some(format!("{}/v1/logs", receiver.base_url()));
+    raw.otlp.endpoint = Some(format!("{endpoint}/v1/logs"));
     raw.otlp.retry_initial_ms = Some(50);
     raw.otlp.retry_max_ms = Some(500);
     raw.batch.delay_ms = Some(100);

@@ -17,7 +17,7 @@ fn openssl(args: &[&str]) {
 
 async fn goldmane_config(sim: &Simulator, tls: TlsFiles) -> GoldmaneConfig {
     let rx = receiver(accept_all()).await;
-    let mut raw = raw_config(sim, &rx);
+    let mut raw = raw_config(sim, &rx.base_url());
     raw.goldmane.ca_cert_path = tls.ca_cert;
     raw.goldmane.client_cert_path = tls.client_cert;
     raw.goldmane.client_key_path = tls.client_key;
@@ -133,7 +133,8 @@ async fn missing_or_unusable_files_fail_startup_naming_the_file() {
     let missing = dir.path().join("no-such.key");
     let not_pem = dir.path().join("garbage.crt");
     std::fs::write(&not_pem, "not a certificate\n").unwrap();
-    let cases: Vec<(Box<dyn Fn(&mut flowgate::config::RawConfig)>, String)> = vec![
+    type Edit<'a> = Box<dyn Fn(&mut flowgate::config::RawConfig) + 'a>;
+    let cases: Vec<(Edit<'_>, String)> = vec![
         (
             Box::new(|r| r.goldmane.client_key_path = Some(missing.clone())),
             format!("cannot read client key {}", missing.display()),
@@ -152,7 +153,7 @@ async fn missing_or_unusable_files_fail_startup_naming_the_file() {
         ),
     ];
     for (edit, expected) in cases {
-        let mut raw = raw_config(&sim, &rx);
+        let mut raw = raw_config(&sim, &rx.base_url());
         edit(&mut raw);
         let mut gw = Gateway::start(resolve(raw)).await;
         let err = gw.shutdown().await.unwrap_err();

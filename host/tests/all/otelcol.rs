@@ -1,0 +1,141 @@
+//! Against the real OpenTelemetry Collector (OTLP/HTTP receiver -> file exporter), built by
+//! `tools/otelcol/build.sh`: every flow arrives intact, with gzip and zstd.
+//!
+//! The binary is looked up at `$FLOWGATE_OTELCOL`, else `target/otelcol/otelcol-flowgate`. Without it the test
+//! fails under CI (`CI` set) and is skipped with a message elsewhere.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use flowgate::sim::SimConfig;
+use serde_json::Value;
+
+use crate::support::*;
+
+fn collector_binary() -> Option<PathBuf> {
+    let path = std::env::var_os("FLOWGATE_OTELCOL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/otelcol/otelcol-flowgate")));
+    if path.exists() {
+        return Some(path);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "the OpenTelemetry Collector is missing at {}: CI must build it (tools/otelcol/build.sh)",
+        path.display()
+    );
+    eprintln!("skipping: no collector at {} (run tools/otelcol/build.sh)", path.display());
+    None
+}
+
+struct Collector {
+    child: Child,
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+async fn start_collector(bin: &PathBuf, dir: &std::path::Path, out: &std::path::Path) -> (Collector, u16) {
+    let port = free_port();
+    let config = dir.join("otelcol.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "receivers:\n  otlp:\n    protocols:\n      http:\n        endpoint: 127.0.0.1:{port}\n\
+             exporters:\n  file:\n    path: {}\n    flush_interval: 100ms\n\
+             service:\n  telemetry:\n    metrics:\n      level: none\n  pipelines:\n    logs:\n      receivers: [otlp]\n      exporters: [file]\n",
+            out.display()
+        ),
+    )
+    .unwrap();
+    let child = Command::new(bin)
+        .arg("--config")
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("otelcol.log")).unwrap())
+        .spawn()
+        .expect("start the collector");
+    let collector = Collector { child };
+    wait_until(Duration::from_secs(30), "collector listening", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    })
+    .await;
+    (collector, port)
+}
+
+/// Every log record the file exporter wrote (OTLP JSON, one request a line): (resource attrs, scope, record).
+fn records(out: &std::path::Path) -> Vec<(Value, Value, Value)> {
+    let text = std::fs::read_to_string(out).unwrap_or_default();
+    let mut all = Vec::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let Ok(v) = serde_json::from_str::<Value>(line) else { continue };
+        for rl in v["resourceLogs"].as_array().into_iter().flatten() {
+            for sl in rl["scopeLogs"].as_array().into_iter().flatten() {
+                for r in sl["logRecords"].as_array().into_iter().flatten() {
+                    all.push((rl["resource"]["attributes"].clone(), sl["scope"].clone(), r.clone()));
+                }
+            }
+        }
+    }
+    all
+}
+
+async fn through_the_collector(compression: &str) {
+    let Some(bin) = collector_binary() else { return };
+    let (sim, dir) =
+        simulator(SimConfig { flows_per_bucket: 150, time_scale: 30.0, seed: 5, ..SimConfig::default() }).await;
+    let out = dir.path().join("logs.json");
+    let (_collector, port) = start_collector(&bin, dir.path(), &out).await;
+
+    let mut raw = raw_config(&sim, &format!("http://127.0.0.1:{port}"));
+    raw.otlp.compression = Some(compression.to_string());
+    let mut gw = Gateway::start(resolve(raw)).await;
+    wait_until(Duration::from_secs(60), "three buckets in the collector's file", || {
+        records(&out).len() >= 450 && gw.metrics.flows_exported.get() == gw.metrics.flows_received.get()
+    })
+    .await;
+    gw.shutdown().await.unwrap();
+    // The file exporter flushes every 100 ms.
+    wait_until(Duration::from_secs(10), "file flushed", || {
+        records(&out).len() as u64 == gw.metrics.flows_exported.get()
+    })
+    .await;
+
+    let recs = records(&out);
+    let bodies: Vec<String> =
+        recs.iter().map(|(_, _, r)| r["body"]["stringValue"].as_str().unwrap().to_string()).collect();
+    let (buckets, _) = assert_exactly_once(&sim, &bodies);
+    assert!(buckets >= 3);
+    for (attrs, scope, r) in &recs {
+        let service = attrs
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["key"] == "service.name")
+            .map(|a| a["value"]["stringValue"].clone());
+        assert_eq!(service, Some(Value::from("calico-flow-logs-otlphttp-exporter")));
+        assert_eq!(scope["name"], "calico-flow-logs-otlphttp-exporter");
+        assert_eq!(r["severityNumber"], 9);
+        assert_eq!(r["severityText"], "INFO");
+        assert_eq!(r["timeUnixNano"], r["observedTimeUnixNano"]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_flow_arrives_intact_in_the_real_collector_gzip() {
+    through_the_collector("gzip").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_flow_arrives_intact_in_the_real_collector_zstd() {
+    through_the_collector("zstd").await;
+}
