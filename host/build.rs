@@ -17,6 +17,11 @@ fn main() -> anyhow::Result<()> {
 
     // `flowgate --version` names the revision: FLOWGATE_GIT_REV (set by image builds), else git, else "unknown".
     println!("cargo:rerun-if-env-changed=FLOWGATE_GIT_REV");
+    for git_file in ["../.git/HEAD", "../.git/refs/heads"] {
+        if std::path::Path::new(git_file).exists() {
+            println!("cargo:rerun-if-changed={git_file}");
+        }
+    }
     let rev = std::env::var("FLOWGATE_GIT_REV").ok().filter(|r| !r.is_empty()).or_else(git_rev);
     println!("cargo:rustc-env=FLOWGATE_GIT_REV={}", rev.as_deref().unwrap_or("unknown"));
 

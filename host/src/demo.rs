@@ -24,8 +24,8 @@ pub struct DemoOptions {
     pub time_scale: f64,
     /// Stop after this long; `None` runs until Ctrl-C.
     pub duration: Option<Duration>,
-    /// Print every flow (else one line a bucket).
-    pub verbose: bool,
+    /// One line a batch instead of a line a flow.
+    pub quiet: bool,
 }
 
 /// Runs the demo until `duration` or `shutdown`; prints a summary. Errors if a flow was lost or duplicated.
@@ -98,13 +98,22 @@ pub async fn run(opts: DemoOptions, env: &Env, shutdown: CancellationToken) -> a
     };
     tokio::pin!(deadline);
     let mut seen: HashSet<(String, i64)> = HashSet::new();
+    let mut shown_body = false;
     let mut duplicates = 0usize;
     loop {
         tokio::select! {
             _ = &mut deadline => break,
             _ = shutdown.cancelled() => break,
             Some(request) = rx.recv() => {
-                let text = describe(&request, opts.verbose, &mut seen, &mut duplicates);
+                if !shown_body && let Some(body) = receiver::bodies(std::slice::from_ref(&request)).first() {
+                    shown_body = true;
+                    let pretty = serde_json::from_str::<serde_json::Value>(body)
+                        .and_then(|v| serde_json::to_string_pretty(&v))
+                        .unwrap_or_else(|_| body.clone());
+                    println!("the first record's body, as Loki and SIEM parsers see it (severity INFO):\n{pretty}\n");
+                    println!("bucket     action proto source -> destination:port (reporter) bytes in/out");
+                }
+                let text = describe(&request, !opts.quiet, &mut seen, &mut duplicates);
                 print!("{text}");
             }
         }
@@ -112,7 +121,7 @@ pub async fn run(opts: DemoOptions, env: &Env, shutdown: CancellationToken) -> a
     gateway_stop.cancel();
     gateway.await.context("gateway task")??;
     while let Ok(request) = rx.try_recv() {
-        print!("{}", describe(&request, opts.verbose, &mut seen, &mut duplicates));
+        print!("{}", describe(&request, !opts.quiet, &mut seen, &mut duplicates));
     }
     sim.stop();
 
@@ -158,7 +167,7 @@ fn describe(
         if verbose {
             let _ = writeln!(
                 text,
-                "{start} {action:<5} {proto:<3} {sns}/{sname} -> {dns}/{dname}:{port} ({rep}) bytes in/out {bin}/{bout}",
+                "{start} {action:<6} {proto:<5} {sns}/{sname} -> {dns}/{dname}:{port} ({rep}) {bin}/{bout}",
                 proto = key["proto"].as_str().unwrap_or("-"),
                 sns = key["sourceNamespace"].as_str().unwrap_or("-"),
                 sname = key["sourceName"].as_str().unwrap_or("-"),

@@ -43,9 +43,9 @@ enum Command {
         /// Seconds to run; 0 runs until Ctrl-C.
         #[arg(long, default_value_t = 10)]
         duration_secs: u64,
-        /// Print every flow instead of one line a batch.
+        /// One line a batch instead of a line a flow.
         #[arg(long)]
-        verbose: bool,
+        quiet: bool,
     },
 }
 
@@ -64,16 +64,17 @@ fn main() -> ExitCode {
         }
     };
     let env = Env::from_process();
+    let interactive = !matches!(cli.command, Command::Run { .. });
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Run { config } => run(config, &env).await,
             Command::Check { config } => check(config, &env),
-            Command::Demo { flows_per_bucket, time_scale, duration_secs, verbose } => {
+            Command::Demo { flows_per_bucket, time_scale, duration_secs, quiet } => {
                 let opts = flowgate::demo::DemoOptions {
                     flows_per_bucket,
                     time_scale,
                     duration: (duration_secs > 0).then(|| Duration::from_secs(duration_secs)),
-                    verbose,
+                    quiet,
                 };
                 flowgate::demo::run(opts, &env, shutdown_signal()).await
             }
@@ -82,7 +83,13 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "flowgate failed");
+            // A person reads `check` and `demo`; `run` is read by a log stack.
+            if interactive {
+                use std::io::Write as _;
+                let _ = writeln!(std::io::stderr(), "flowgate: {e:#}");
+            } else {
+                tracing::error!(error = format!("{e:#}"), "flowgate failed");
+            }
             ExitCode::FAILURE
         }
     }

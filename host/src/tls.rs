@@ -17,24 +17,24 @@ use crate::config::TlsFiles;
 /// A TLS setup problem, naming the file and what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("cannot read {what} {path}: {source}")]
-    Read { what: &'static str, path: PathBuf, source: io::Error },
+    #[error("cannot read {what} {path}: {error}")]
+    Read { what: &'static str, path: PathBuf, error: io::Error },
     #[error("{what} {path} holds no PEM certificate (expected -----BEGIN CERTIFICATE-----)")]
     NoCertificate { what: &'static str, path: PathBuf },
     #[error("{what} {path} is not valid PEM: {detail}")]
     BadPem { what: &'static str, path: PathBuf, detail: String },
     #[error("client key {path} holds no PKCS#1, PKCS#8 or SEC1 private key")]
     NoKey { path: PathBuf },
-    #[error("CA bundle {path}: certificate {index} was rejected: {source}")]
-    BadCa { path: PathBuf, index: usize, source: rustls::Error },
-    #[error("client certificate {cert} and key {key} cannot be used together: {source}")]
-    BadClientPair { cert: PathBuf, key: PathBuf, source: rustls::Error },
+    #[error("CA bundle {path}: certificate {index} was rejected: {error}")]
+    BadCa { path: PathBuf, index: usize, error: rustls::Error },
+    #[error("client certificate {cert} and key {key} cannot be used together: {error}")]
+    BadClientPair { cert: PathBuf, key: PathBuf, error: rustls::Error },
     #[error("a client certificate needs its key: set both files or neither")]
     HalfPair,
     #[error("cannot load the system's CA certificates: {0}")]
     NativeRoots(String),
     #[error("TLS setup failed: {0}")]
-    Rustls(#[from] rustls::Error),
+    Rustls(rustls::Error),
 }
 
 fn provider() -> Arc<CryptoProvider> {
@@ -42,7 +42,7 @@ fn provider() -> Arc<CryptoProvider> {
 }
 
 fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|source| TlsError::Read { what, path: path.to_path_buf(), source })
+    std::fs::read(path).map_err(|error| TlsError::Read { what, path: path.to_path_buf(), error })
 }
 
 /// Every certificate in a PEM file; an error when there is none.
@@ -72,7 +72,7 @@ pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
 pub fn load_roots(path: &Path) -> Result<RootCertStore, TlsError> {
     let mut roots = RootCertStore::empty();
     for (index, cert) in load_certs("CA bundle", path)?.into_iter().enumerate() {
-        roots.add(cert).map_err(|source| TlsError::BadCa { path: path.to_path_buf(), index, source })?;
+        roots.add(cert).map_err(|error| TlsError::BadCa { path: path.to_path_buf(), index, error })?;
     }
     Ok(roots)
 }
@@ -95,16 +95,17 @@ pub fn client_config(files: &TlsFiles, alpn: &[&[u8]]) -> Result<rustls::ClientC
         None => native_roots()?,
     };
     let builder = rustls::ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()?
+        .with_safe_default_protocol_versions()
+        .map_err(TlsError::Rustls)?
         .with_root_certificates(roots);
     let mut config = match (&files.client_cert, &files.client_key) {
         (Some(cert), Some(key)) => {
             let chain = load_certs("client certificate", cert)?;
             let pk = load_key(key)?;
-            builder.with_client_auth_cert(chain, pk).map_err(|source| TlsError::BadClientPair {
+            builder.with_client_auth_cert(chain, pk).map_err(|error| TlsError::BadClientPair {
                 cert: cert.clone(),
                 key: key.clone(),
-                source,
+                error,
             })?
         }
         (None, None) => builder.with_no_client_auth(),
@@ -124,9 +125,11 @@ pub fn mtls_server_config(
         .build()
         .map_err(|e| TlsError::Rustls(rustls::Error::General(e.to_string())))?;
     let mut config = rustls::ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()?
+        .with_safe_default_protocol_versions()
+        .map_err(TlsError::Rustls)?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(chain, key)?;
+        .with_single_cert(chain, key)
+        .map_err(TlsError::Rustls)?;
     config.alpn_protocols = vec![b"h2".to_vec()];
     Ok(config)
 }

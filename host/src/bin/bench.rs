@@ -94,3 +94,6 @@ fn report(what: &str, d: Duration, bytes: Option<(f64, f64)>) {
         bytes.map_or(String::new(), |(out, raw)| format!("  {out:>7.0} B/record sent ({raw:.0} B uncompressed)"));
     println!("{what:<42} {per_flow_ns:>8.0} ns/flow  {rate:>12.0} flows/s{bytes}");
 }
+
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -126,7 +126,7 @@ impl FlowGen {
             let kind =
                 *k.pick(&[PolicyKind::CalicoNetworkPolicy, PolicyKind::NetworkPolicy, PolicyKind::GlobalNetworkPolicy]);
             let ns = if kind == PolicyKind::GlobalNetworkPolicy { "" } else { policy_ns.as_str() };
-            vec![hit(kind, ns, &format!("allow-{src_app}-{port_name}"), tier, Action::Allow, 0, (k.below(3)) as i64)]
+            vec![hit(kind, ns, &format!("allow-{src_app}-{port}"), tier, Action::Allow, 0, (k.below(3)) as i64)]
         };
         let pending = if k.below(5) == 0 {
             vec![hit(PolicyKind::StagedNetworkPolicy, &policy_ns, "staged-lockdown", tier, Action::Deny, 0, 0)]

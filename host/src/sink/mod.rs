@@ -34,12 +34,12 @@ use otlp::{Encoded, RequestEncoder};
 /// Why the exporter could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
-    #[error("OTLP endpoint TLS: {0}")]
+    #[error(transparent)]
     Tls(#[from] tls::TlsError),
     #[error("OTLP header {name:?}: {detail}")]
     Header { name: String, detail: String },
     #[error("building the HTTP client: {0}")]
-    Client(#[from] reqwest::Error),
+    Client(reqwest::Error),
 }
 
 /// The outcome of one POST.
@@ -92,7 +92,7 @@ impl Exporter {
             builder = builder.use_preconfigured_tls(tls);
         }
         Ok(Exporter {
-            client: builder.build()?,
+            client: builder.build().map_err(SinkError::Client)?,
             endpoint: cfg.endpoint.clone(),
             headers,
             timeout: cfg.timeout,

@@ -35,7 +35,7 @@ const MAX_MESSAGE_BYTES: usize = 64 << 20;
 /// Why one stream attempt ended.
 #[derive(Debug, thiserror::Error)]
 pub enum StreamError {
-    #[error("TLS setup for Goldmane: {0}")]
+    #[error(transparent)]
     Tls(#[from] tls::TlsError),
     #[error("cannot connect to Goldmane at {target}: {detail}")]
     Connect { target: String, detail: String },
