@@ -50,7 +50,7 @@ pub async fn run(
     let (flow_tx, flow_rx) = mpsc::channel(STAGE_CHANNEL_CHUNKS);
     let (record_tx, record_rx) = mpsc::channel(STAGE_CHANNEL_CHUNKS);
     let source = tokio::spawn(source::run(cfg.goldmane.clone(), flow_tx, metrics.clone(), shutdown.clone()));
-    let pipeline = tokio::spawn(pipeline::run(flow_rx, record_tx));
+    let pipeline = tokio::spawn(pipeline::run(flow_rx, record_tx, metrics.clone()));
     let batcher = tokio::spawn(batch::run(cfg.batch, encoder, record_rx, queue.clone()));
     let workers: Vec<_> =
         (0..cfg.otlp.max_in_flight).map(|_| tokio::spawn(exporter.clone().worker(queue.clone()))).collect();

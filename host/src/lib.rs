@@ -29,6 +29,7 @@ pub mod sink;
 pub mod source;
 pub mod telemetry;
 pub mod tls;
+pub mod wire;
 
 /// Types generated from `proto/goldmane/api.proto`.
 #[allow(clippy::all, missing_docs)]

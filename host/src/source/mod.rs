@@ -8,6 +8,7 @@ mod resume;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use futures::StreamExt as _;
 use hyper_util::rt::TokioIo;
 use rustls_pki_types::ServerName;
@@ -20,10 +21,10 @@ pub use resume::{BUCKET_SECONDS, HISTORY_SECONDS, Resume};
 
 use crate::backoff::{Backoff, Jitter};
 use crate::config::{FilterConfig, GoldmaneConfig, MatchTypeConfig};
-use crate::proto::flows_client::FlowsClient;
-use crate::proto::{self, Flow, FlowStreamRequest};
-use crate::telemetry::Metrics;
+use crate::proto::{self, FlowStreamRequest};
+use crate::telemetry::{DropReason, Metrics};
 use crate::tls;
+use crate::wire::{RawFlow, flow_of_result};
 
 /// Flows read per poll of the stream, at most; a chunk is whatever is already buffered.
 const CHUNK: usize = 512;
@@ -50,7 +51,7 @@ pub enum StreamError {
 /// Runs the source until `shutdown` fires. Returns once the last chunk read has been handed on.
 pub async fn run(
     cfg: GoldmaneConfig,
-    out: mpsc::Sender<Vec<Flow>>,
+    out: mpsc::Sender<Vec<RawFlow>>,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) {
@@ -93,7 +94,7 @@ async fn stream_once(
     cfg: &GoldmaneConfig,
     start_time_gte: i64,
     resume: &mut Resume,
-    out: &mpsc::Sender<Vec<Flow>>,
+    out: &mpsc::Sender<Vec<RawFlow>>,
     metrics: &Metrics,
     shutdown: &CancellationToken,
 ) -> Result<(), StreamError> {
@@ -101,16 +102,15 @@ async fn stream_once(
         _ = shutdown.cancelled() => return Ok(()),
         c = connect(cfg) => c?,
     };
-    let mut client = FlowsClient::new(channel).max_decoding_message_size(MAX_MESSAGE_BYTES);
     let request =
         FlowStreamRequest { start_time_gte, filter: cfg.filter.as_ref().map(filter_proto), aggregation_interval: 0 };
     let response = tokio::select! {
         _ = shutdown.cancelled() => return Ok(()),
-        r = client.stream(request) => r.map_err(StreamError::Open)?,
+        r = open_stream(channel, request) => r.map_err(StreamError::Open)?,
     };
     tracing::info!(target = %cfg.uri, start_time_gte, "Goldmane stream open");
     metrics.stream_connected.set(1);
-    let mut chunks = response.into_inner().ready_chunks(CHUNK);
+    let mut chunks = response.ready_chunks(CHUNK);
     loop {
         let chunk = tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
@@ -124,15 +124,21 @@ async fn stream_once(
         let mut broken = None;
         for item in chunk {
             match item {
-                Ok(result) => {
-                    let Some(flow) = result.flow else { continue };
-                    metrics.flows_received.inc();
-                    if resume.admit(&flow) {
-                        flows.push(flow);
-                    } else {
-                        metrics.duplicates_skipped.inc();
+                Ok(result) => match admit(&result, resume) {
+                    Ok(None) => {}
+                    Ok(Some((raw, new))) => {
+                        metrics.flows_received.inc();
+                        if new {
+                            flows.push(raw);
+                        } else {
+                            metrics.duplicates_skipped.inc();
+                        }
                     }
-                }
+                    Err(e) => {
+                        metrics.dropped(DropReason::Malformed, 1);
+                        tracing::warn!(error = %e, "Goldmane sent a FlowResult that is not valid protobuf; skipped");
+                    }
+                },
                 Err(status) => broken = Some(status),
             }
         }
@@ -146,15 +152,71 @@ async fn stream_once(
     }
 }
 
+/// The flow in an encoded `FlowResult`, and whether it is new (false: a duplicate after a resume).
+fn admit(result: &Bytes, resume: &mut Resume) -> Result<Option<(RawFlow, bool)>, crate::wire::WireError> {
+    let Some(raw) = flow_of_result(result)? else { return Ok(None) };
+    let new = resume.admit(&raw.key, raw.start_time, raw.end_time);
+    Ok(Some((raw, new)))
+}
+
 /// Connects and opens a stream once (live only), then hangs up: what `flowgate check --connect` and tests use to
 /// prove the TLS material and the server work together.
 pub async fn probe(cfg: &GoldmaneConfig) -> Result<(), StreamError> {
     let channel = connect(cfg).await?;
-    let mut client = FlowsClient::new(channel);
     let request =
         FlowStreamRequest { start_time_gte: 0, filter: cfg.filter.as_ref().map(filter_proto), aggregation_interval: 0 };
-    client.stream(request).await.map_err(StreamError::Open)?;
+    open_stream(channel, request).await.map_err(StreamError::Open)?;
     Ok(())
+}
+
+/// `/goldmane.Flows/Stream`, yielding each `FlowResult` as its protobuf bytes: flows are rendered from the wire
+/// without being decoded into structs (see `render`).
+async fn open_stream(
+    channel: tonic::transport::Channel,
+    request: FlowStreamRequest,
+) -> Result<tonic::Streaming<Bytes>, tonic::Status> {
+    let mut grpc = tonic::client::Grpc::new(channel).max_decoding_message_size(MAX_MESSAGE_BYTES);
+    grpc.ready().await.map_err(|e| tonic::Status::unavailable(format!("channel not ready: {e}")))?;
+    let path = http::uri::PathAndQuery::from_static("/goldmane.Flows/Stream");
+    Ok(grpc.server_streaming(tonic::Request::new(request), path, RawCodec).await?.into_inner())
+}
+
+/// Encodes the request with prost; hands each response message on as bytes.
+#[derive(Debug, Clone, Copy, Default)]
+struct RawCodec;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = FlowStreamRequest;
+    type Decode = Bytes;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        RawCodec
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        RawCodec
+    }
+}
+
+impl tonic::codec::Encoder for RawCodec {
+    type Item = FlowStreamRequest;
+    type Error = tonic::Status;
+
+    fn encode(&mut self, item: Self::Item, dst: &mut tonic::codec::EncodeBuf<'_>) -> Result<(), Self::Error> {
+        prost::Message::encode(&item, dst).map_err(|e| tonic::Status::internal(format!("encoding the request: {e}")))
+    }
+}
+
+impl tonic::codec::Decoder for RawCodec {
+    type Item = Bytes;
+    type Error = tonic::Status;
+
+    fn decode(&mut self, src: &mut tonic::codec::DecodeBuf<'_>) -> Result<Option<Self::Item>, Self::Error> {
+        use bytes::Buf as _;
+        Ok(Some(src.copy_to_bytes(src.remaining())))
+    }
 }
 
 /// A gRPC channel over our own TLS connector: the PEM files are read at every attempt (rotation), and TLS

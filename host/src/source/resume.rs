@@ -8,10 +8,7 @@
 
 use std::collections::HashSet;
 
-use prost::Message as _;
 use xxhash_rust::xxh3::xxh3_128_with_seed;
-
-use crate::proto::Flow;
 
 /// Goldmane's bucket width in seconds.
 pub const BUCKET_SECONDS: i64 = 15;
@@ -27,13 +24,12 @@ pub struct Resume {
     last_end: Option<i64>,
     /// Hashes of (key, start_time) received for the newest bucket.
     seen: HashSet<u128>,
-    scratch: Vec<u8>,
 }
 
 impl Resume {
-    /// Records `flow`; false when its (key, bucket) was already received, so it must be skipped.
-    pub fn admit(&mut self, flow: &Flow) -> bool {
-        let start = flow.start_time;
+    /// Records a flow by its encoded key and times; false when its (key, bucket) was already received, so it
+    /// must be skipped.
+    pub fn admit(&mut self, key: &[u8], start: i64, end: i64) -> bool {
         match self.newest_start {
             Some(newest) if start < newest => {
                 // An older bucket than the newest one: only a server replaying its ring does this, and every flow
@@ -46,12 +42,8 @@ impl Resume {
                 self.seen.clear();
             }
         }
-        self.last_end = Some(self.last_end.map_or(flow.end_time, |e| e.max(flow.end_time)));
-        self.scratch.clear();
-        if let Some(key) = &flow.key {
-            key.encode(&mut self.scratch).expect("a Vec grows as needed");
-        }
-        self.seen.insert(xxh3_128_with_seed(&self.scratch, start as u64))
+        self.last_end = Some(self.last_end.map_or(end, |e| e.max(end)));
+        self.seen.insert(xxh3_128_with_seed(key, start as u64))
     }
 
     /// The `start_time_gte` for the next connection, `initial` when nothing was received yet.
@@ -74,8 +66,10 @@ impl Resume {
 
 #[cfg(test)]
 mod tests {
+    use prost::Message as _;
+
     use super::*;
-    use crate::proto::FlowKey;
+    use crate::proto::{Flow, FlowKey};
 
     fn flow(name: &str, start: i64) -> Flow {
         Flow {
@@ -83,6 +77,12 @@ mod tests {
             start_time: start,
             end_time: start + BUCKET_SECONDS,
             ..Flow::default()
+        }
+    }
+
+    impl Resume {
+        fn admit_flow(&mut self, f: &Flow) -> bool {
+            self.admit(&f.key.as_ref().map(|k| k.encode_to_vec()).unwrap_or_default(), f.start_time, f.end_time)
         }
     }
 
@@ -94,23 +94,23 @@ mod tests {
     #[test]
     fn resumes_at_the_newest_bucket_and_skips_what_it_already_has() {
         let mut r = Resume::default();
-        assert!(r.admit(&flow("a", 1500)));
-        assert!(r.admit(&flow("b", 1500)));
-        assert!(r.admit(&flow("a", 1515)));
+        assert!(r.admit_flow(&flow("a", 1500)));
+        assert!(r.admit_flow(&flow("b", 1500)));
+        assert!(r.admit_flow(&flow("a", 1515)));
         assert_eq!(r.start_time_gte(2000, 0), 1515);
         // The server re-sends bucket 1515 in full: "a" is a duplicate, "c" is new.
-        assert!(!r.admit(&flow("a", 1515)));
-        assert!(r.admit(&flow("c", 1515)));
+        assert!(!r.admit_flow(&flow("a", 1515)));
+        assert!(r.admit_flow(&flow("c", 1515)));
         // Same key, next bucket: new.
-        assert!(r.admit(&flow("a", 1530)));
+        assert!(r.admit_flow(&flow("a", 1530)));
         // A replay of an older bucket is skipped.
-        assert!(!r.admit(&flow("b", 1500)));
+        assert!(!r.admit_flow(&flow("b", 1500)));
     }
 
     #[test]
     fn clamps_to_goldmane_history() {
         let mut r = Resume::default();
-        r.admit(&flow("a", 1500));
+        r.admit_flow(&flow("a", 1500));
         assert_eq!(r.start_time_gte(1500 + 7200, 0), 1500 + 7200 - HISTORY_SECONDS);
     }
 
@@ -118,11 +118,11 @@ mod tests {
     fn key_fields_and_bucket_both_distinguish_flows() {
         let mut r = Resume::default();
         let mut f = flow("a", 1500);
-        assert!(r.admit(&f));
+        assert!(r.admit_flow(&f));
         f.key.as_mut().unwrap().action = 2;
-        assert!(r.admit(&f));
+        assert!(r.admit_flow(&f));
         // Counters are not part of the key.
         f.bytes_in = 99;
-        assert!(!r.admit(&f));
+        assert!(!r.admit_flow(&f));
     }
 }

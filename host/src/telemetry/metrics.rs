@@ -25,6 +25,8 @@ pub enum DropReason {
     TooLarge,
     /// Still queued when the shutdown grace period ran out.
     Shutdown,
+    /// Bytes from Goldmane that are not a valid `goldmane.Flow`.
+    Malformed,
 }
 
 impl DropReason {
@@ -34,6 +36,7 @@ impl DropReason {
             DropReason::PartialSuccess => "partial_success",
             DropReason::TooLarge => "too_large",
             DropReason::Shutdown => "shutdown",
+            DropReason::Malformed => "malformed",
         }
     }
 }

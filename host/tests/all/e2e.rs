@@ -313,3 +313,35 @@ async fn check_describes_the_config_and_redacts_header_values() {
     assert!(!report.contains("s3cr3t"), "a secret leaked into check output:\n{report}");
     assert!(report.contains(&sim.certs.ca_cert.display().to_string()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_queue_absorbs_a_100k_flow_burst_while_the_endpoint_is_down() {
+    // A bucket every 3 s; Goldmane would drop the rest of a bucket for a stream stalled 60 s: here, 10 s.
+    let sim_cfg =
+        SimConfig { flows_per_bucket: 100_000, time_scale: 5.0, seed: 8, stall_timeout: Duration::from_secs(10) };
+    let (sim, _dir) = simulator(sim_cfg).await;
+    let down = Arc::new(AtomicBool::new(true));
+    let d = down.clone();
+    let rx = receiver(Arc::new(move |_, _| {
+        if d.load(Ordering::SeqCst) {
+            Reply::Status { code: 503, retry_after: None }
+        } else {
+            Reply::Accept { rejected: 0 }
+        }
+    }))
+    .await;
+    let mut raw = raw_config(&sim, &rx.base_url());
+    raw.otlp.compression = Some("zstd".into());
+    let mut gw = Gateway::start(resolve(raw)).await; // default queue and batch sizes
+    wait_until(Duration::from_secs(120), "the whole burst read", || gw.metrics.flows_received.get() >= 100_000).await;
+    let queued = gw.metrics.queue_records.get() as u64;
+    assert!(queued + 5_000 >= 100_000, "the burst sits in the queue, not in the stream: {queued} queued");
+    assert_eq!(gw.metrics.flows_exported.get(), 0);
+    assert_eq!(sim.stalled(), 0, "Goldmane never had to drop part of the burst");
+    down.store(false, Ordering::SeqCst);
+    wait_until(Duration::from_secs(120), "the burst exported", || gw.metrics.flows_exported.get() >= 100_000).await;
+    gw.shutdown().await.unwrap();
+    assert_eq!(sim.stalled(), 0);
+    let (buckets, flows) = assert_exactly_once(&sim, &rx.bodies());
+    assert!(flows >= 100_000, "{buckets} buckets, {flows} flows");
+}

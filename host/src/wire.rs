@@ -1,0 +1,148 @@
+//! Minimal protobuf wire reading for the hot path: the source takes each `FlowResult` as bytes, and the flow's
+//! start, end and key are read from them without decoding (or allocating) the rest.
+
+use bytes::Bytes;
+
+pub const WIRE_VARINT: u8 = 0;
+pub const WIRE_I64: u8 = 1;
+pub const WIRE_LEN: u8 = 2;
+pub const WIRE_I32: u8 = 5;
+
+/// Bytes that are not valid protobuf.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct WireError(pub &'static str);
+
+/// A cursor over encoded fields.
+pub struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    #[inline]
+    pub fn new(buf: &'a [u8]) -> Self {
+        Reader { buf, pos: 0 }
+    }
+
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.pos >= self.buf.len()
+    }
+
+    #[inline]
+    pub fn varint(&mut self) -> Result<u64, WireError> {
+        let mut value = 0u64;
+        for shift in (0..70).step_by(7) {
+            let &b = self.buf.get(self.pos).ok_or(WireError("truncated varint"))?;
+            self.pos += 1;
+            value |= u64::from(b & 0x7f) << shift;
+            if b < 0x80 {
+                return Ok(value);
+            }
+        }
+        Err(WireError("varint longer than 10 bytes"))
+    }
+
+    /// (field number, wire type).
+    #[inline]
+    pub fn tag(&mut self) -> Result<(u32, u8), WireError> {
+        let tag = self.varint()?;
+        let number = u32::try_from(tag >> 3).map_err(|_| WireError("field number overflow"))?;
+        if number == 0 {
+            return Err(WireError("field number 0"));
+        }
+        Ok((number, (tag & 7) as u8))
+    }
+
+    #[inline]
+    pub fn len_delimited(&mut self) -> Result<&'a [u8], WireError> {
+        let len = usize::try_from(self.varint()?).map_err(|_| WireError("length overflow"))?;
+        let end = self.pos.checked_add(len).filter(|&e| e <= self.buf.len()).ok_or(WireError("truncated field"))?;
+        let bytes = &self.buf[self.pos..end];
+        self.pos = end;
+        Ok(bytes)
+    }
+
+    #[inline]
+    pub fn skip(&mut self, wire_type: u8) -> Result<(), WireError> {
+        let n = match wire_type {
+            WIRE_VARINT => return self.varint().map(drop),
+            WIRE_LEN => return self.len_delimited().map(drop),
+            WIRE_I64 => 8,
+            WIRE_I32 => 4,
+            _ => return Err(WireError("unsupported wire type")),
+        };
+        self.pos = self.pos.checked_add(n).filter(|&e| e <= self.buf.len()).ok_or(WireError("truncated field"))?;
+        Ok(())
+    }
+}
+
+/// A flow as received: its encoded `goldmane.Flow`, plus what routing and dedupe need.
+#[derive(Debug, Clone)]
+pub struct RawFlow {
+    /// The encoded `goldmane.Flow` (a zero-copy slice of the gRPC message).
+    pub wire: Bytes,
+    pub start_time: i64,
+    pub end_time: i64,
+    /// The encoded `FlowKey` (a slice of `wire`; empty when absent): the identity dedupe hashes. Goldmane
+    /// encodes a key the same way every time it sends it, so equal keys have equal bytes.
+    pub key: Bytes,
+}
+
+/// Splits an encoded `FlowResult` into its flow (field 2), without copying. `None` when it carries no flow.
+pub fn flow_of_result(result: &Bytes) -> Result<Option<RawFlow>, WireError> {
+    let mut r = Reader::new(result);
+    let mut flow = None;
+    while !r.is_empty() {
+        let (number, wire_type) = r.tag()?;
+        if number == 2 && wire_type == WIRE_LEN {
+            let bytes = r.len_delimited()?;
+            // Several occurrences of a message field merge; in practice there is one. Keep the last.
+            flow = Some(result.slice_ref(bytes));
+        } else {
+            r.skip(wire_type)?;
+        }
+    }
+    let Some(wire) = flow else { return Ok(None) };
+    let (mut start_time, mut end_time) = (0, 0);
+    let mut key: &[u8] = &[];
+    let mut r = Reader::new(&wire);
+    while !r.is_empty() {
+        match r.tag()? {
+            (1, WIRE_LEN) => key = r.len_delimited()?,
+            (2, WIRE_VARINT) => start_time = r.varint()? as i64,
+            (3, WIRE_VARINT) => end_time = r.varint()? as i64,
+            (_, wire_type) => r.skip(wire_type)?,
+        }
+    }
+    let key = wire.slice_ref(key);
+    Ok(Some(RawFlow { wire, start_time, end_time, key }))
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message as _;
+
+    use super::*;
+    use crate::proto::{Flow, FlowKey, FlowResult};
+
+    #[test]
+    fn splits_a_flow_result_without_decoding_it() {
+        let flow = Flow {
+            key: Some(FlowKey { source_name: "a-*".into(), ..FlowKey::default() }),
+            start_time: 1_764_970_845,
+            end_time: 1_764_970_860,
+            source_labels: vec!["x=y".into()],
+            ..Flow::default()
+        };
+        let result = Bytes::from(FlowResult { id: 7, flow: Some(flow.clone()) }.encode_to_vec());
+        let raw = flow_of_result(&result).unwrap().unwrap();
+        assert_eq!(raw.start_time, 1_764_970_845);
+        assert_eq!(raw.end_time, 1_764_970_860);
+        assert_eq!(Flow::decode(raw.wire.clone()).unwrap(), flow);
+        assert_eq!(raw.key, flow.key.unwrap().encode_to_vec());
+        assert!(flow_of_result(&Bytes::from(FlowResult { id: 1, flow: None }.encode_to_vec())).unwrap().is_none());
+        assert!(flow_of_result(&Bytes::from_static(&[0x12, 0x05, 0x01])).is_err());
+    }
+}
