@@ -67,9 +67,11 @@ pub async fn run(
     match tokio::time::timeout(cfg.shutdown_grace, drain).await {
         Ok(()) => tracing::info!("drained; every received flow was handed to the endpoint"),
         Err(_) => {
-            let lost = queue.abandon();
-            metrics.dropped(DropReason::Shutdown, lost as u64);
-            tracing::error!(records = lost, "grace period over with records still queued; they are lost");
+            queue.abandon();
+            // Queued, in flight, or still in a stage before the queue.
+            let lost = metrics.in_gateway();
+            metrics.dropped(DropReason::Shutdown, lost);
+            tracing::error!(records = lost, "grace period over with records still in the gateway; they are lost");
         }
     }
     admin_shutdown.cancel();

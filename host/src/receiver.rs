@@ -32,6 +32,8 @@ pub enum Reply {
     Accept { rejected: i64 },
     /// Any other status, with an optional `Retry-After` value.
     Status { code: u16, retry_after: Option<String> },
+    /// Accept, after holding the request this long (a slow endpoint).
+    AcceptAfter(std::time::Duration),
 }
 
 /// Decides the reply to each request (`n` counts requests from 0; `records` is how many it carries).
@@ -48,6 +50,8 @@ struct Shared {
     accepted: Mutex<Vec<ExportLogsServiceRequest>>,
     headers: Mutex<Vec<HeaderMap>>,
     times: Mutex<Vec<Instant>>,
+    in_flight: AtomicU64,
+    max_in_flight: AtomicU64,
     notify: Option<mpsc::UnboundedSender<ExportLogsServiceRequest>>,
 }
 
@@ -60,11 +64,25 @@ pub struct Receiver {
 }
 
 impl Receiver {
-    /// Serves on `listener`; accepted requests are also sent to `notify` when given.
+    /// Serves plain HTTP on `listener`; accepted requests are also sent to `notify` when given.
     pub fn start(
         listener: TcpListener,
         responder: Responder,
         notify: Option<mpsc::UnboundedSender<ExportLogsServiceRequest>>,
+    ) -> std::io::Result<Self> {
+        Self::serve(listener, responder, notify, None)
+    }
+
+    /// Serves HTTPS (HTTP/1.1 and h2 by ALPN) with `tls`, e.g. requiring client certificates.
+    pub fn start_tls(listener: TcpListener, responder: Responder, tls: rustls::ServerConfig) -> std::io::Result<Self> {
+        Self::serve(listener, responder, None, Some(tls))
+    }
+
+    fn serve(
+        listener: TcpListener,
+        responder: Responder,
+        notify: Option<mpsc::UnboundedSender<ExportLogsServiceRequest>>,
+        tls: Option<rustls::ServerConfig>,
     ) -> std::io::Result<Self> {
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
@@ -73,14 +91,42 @@ impl Receiver {
             accepted: Mutex::new(Vec::new()),
             headers: Mutex::new(Vec::new()),
             times: Mutex::new(Vec::new()),
+            in_flight: AtomicU64::new(0),
+            max_in_flight: AtomicU64::new(0),
             notify,
         });
         let stop = CancellationToken::new();
         let app = Router::new().route("/v1/logs", post(logs)).with_state(shared.clone());
         let token = stop.clone();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).with_graceful_shutdown(async move { token.cancelled().await }).await;
-        });
+        match tls {
+            None => {
+                tokio::spawn(async move {
+                    let _ =
+                        axum::serve(listener, app).with_graceful_shutdown(async move { token.cancelled().await }).await;
+                });
+            }
+            Some(mut tls) => {
+                tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+                let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+                tokio::spawn(async move {
+                    loop {
+                        let (tcp, _) = tokio::select! {
+                            _ = token.cancelled() => return,
+                            accepted = listener.accept() => match accepted { Ok(a) => a, Err(_) => continue },
+                        };
+                        let (acceptor, app) = (acceptor.clone(), app.clone());
+                        tokio::spawn(async move {
+                            // A client that fails the handshake (wrong CA, no certificate) just gets no connection.
+                            let Ok(stream) = acceptor.accept(tcp).await else { return };
+                            let service = hyper_util::service::TowerToHyperService::new(app);
+                            let _ = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+                                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                                .await;
+                        });
+                    }
+                });
+            }
+        }
         Ok(Receiver { addr, shared, stop })
     }
 
@@ -102,6 +148,11 @@ impl Receiver {
     /// Headers of every request received.
     pub fn headers(&self) -> Vec<HeaderMap> {
         self.shared.headers.lock().expect("receiver lock").clone()
+    }
+
+    /// The most requests ever being handled at once.
+    pub fn max_concurrent(&self) -> u64 {
+        self.shared.max_in_flight.load(Ordering::SeqCst)
     }
 
     /// When each request arrived.
@@ -159,7 +210,16 @@ async fn logs(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes
             return (StatusCode::BAD_REQUEST, format!("undecodable request: {e}")).into_response();
         }
     };
-    match (shared.responder)(n, record_count(&request)) {
+    let mut reply = (shared.responder)(n, record_count(&request));
+    if let Reply::AcceptAfter(delay) = reply {
+        let now = shared.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        shared.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        tokio::time::sleep(delay).await;
+        shared.in_flight.fetch_sub(1, Ordering::SeqCst);
+        reply = Reply::Accept { rejected: 0 };
+    }
+    match reply {
+        Reply::AcceptAfter(_) => unreachable!("replaced above"),
         Reply::Accept { rejected } => {
             if let Some(tx) = &shared.notify {
                 let _ = tx.send(request.clone());

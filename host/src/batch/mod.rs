@@ -84,3 +84,76 @@ async fn flush(
         tracing::error!(records = lost.records, "export queue closed before a batch could be queued");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::Compression;
+    use crate::pipeline::SEVERITY_INFO;
+    use crate::sink::otlp::{resource, string_value};
+    use crate::telemetry::Metrics;
+
+    fn record(body_len: usize) -> LogRecord {
+        LogRecord {
+            severity_number: SEVERITY_INFO,
+            body: Some(string_value("x".repeat(body_len))),
+            ..LogRecord::default()
+        }
+    }
+
+    async fn batches(cfg: BatchConfig, input: Vec<Vec<LogRecord>>, hold_open: Duration) -> Vec<Encoded> {
+        let queue = Queue::new(usize::MAX, usize::MAX, Metrics::new());
+        let encoder = Arc::new(RequestEncoder::new(resource(&[]), Compression::None));
+        let (tx, rx) = mpsc::channel(8);
+        let task = tokio::spawn(run(cfg, encoder, rx, queue.clone()));
+        for chunk in input {
+            tx.send(chunk).await.unwrap();
+        }
+        tokio::time::sleep(hold_open).await;
+        let before_close = queue.records();
+        drop(tx);
+        task.await.unwrap();
+        queue.close();
+        let mut out = Vec::new();
+        while let Some(e) = queue.pop().await {
+            out.push(e);
+        }
+        assert!(before_close <= out.iter().map(|e| e.records).sum());
+        out
+    }
+
+    #[tokio::test]
+    async fn flushes_on_count() {
+        let cfg = BatchConfig { max_records: 10, max_bytes: 1 << 20, delay: Duration::from_secs(3600) };
+        let out = batches(cfg, vec![(0..25).map(|_| record(10)).collect()], Duration::ZERO).await;
+        assert_eq!(out.iter().map(|e| e.records).collect::<Vec<_>>(), vec![10, 10, 5]);
+    }
+
+    #[tokio::test]
+    async fn flushes_on_bytes_before_the_limit_is_crossed() {
+        let cfg = BatchConfig { max_records: 1_000, max_bytes: 10_000, delay: Duration::from_secs(3600) };
+        let out = batches(cfg, vec![(0..10).map(|_| record(3_000)).collect()], Duration::ZERO).await;
+        assert_eq!(out.iter().map(|e| e.records).sum::<usize>(), 10);
+        for e in &out {
+            assert!(e.raw_bytes <= 10_000 + 200, "a request of {} bytes", e.raw_bytes);
+        }
+        assert_eq!(out.iter().map(|e| e.records).collect::<Vec<_>>(), vec![3, 3, 3, 1]);
+    }
+
+    #[tokio::test]
+    async fn flushes_a_partial_batch_after_the_delay() {
+        let cfg = BatchConfig { max_records: 1_000, max_bytes: 1 << 20, delay: Duration::from_millis(50) };
+        let queue = Queue::new(usize::MAX, usize::MAX, Metrics::new());
+        let encoder = Arc::new(RequestEncoder::new(resource(&[]), Compression::None));
+        let (tx, rx) = mpsc::channel(8);
+        let task = tokio::spawn(run(cfg, encoder, rx, queue.clone()));
+        tx.send(vec![record(10), record(10)]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Still open: only the delay can have flushed it.
+        assert_eq!(queue.records(), 2);
+        drop(tx);
+        task.await.unwrap();
+    }
+}

@@ -117,11 +117,14 @@ impl<T: Weighted> Queue<T> {
         self.state.lock().expect("queue lock").records
     }
 
-    /// Empties the queue (after a failed drain), returning the records it held, in flight included.
-    pub fn abandon(&self) -> usize {
+    /// Closes and empties the queue (after a failed drain); the caller accounts for what it held.
+    pub fn abandon(&self) {
         let mut s = self.state.lock().expect("queue lock");
+        s.closed = true;
         s.items.clear();
-        std::mem::replace(&mut s.records, 0)
+        s.bytes = 0;
+        s.records = 0;
+        self.publish(&s);
     }
 
     fn publish(&self, s: &State<T>) {

@@ -78,7 +78,7 @@ struct State {
     cut_after: AtomicI64,
     sent: AtomicU64,
     stalled: AtomicU64,
-    requests: Mutex<Vec<i64>>,
+    requests: Mutex<Vec<FlowStreamRequest>>,
 }
 
 impl State {
@@ -187,6 +187,11 @@ impl Simulator {
 
     /// `start_time_gte` of every stream request received, in order.
     pub fn requests(&self) -> Vec<i64> {
+        self.state.requests.lock().expect("sim lock").iter().map(|r| r.start_time_gte).collect()
+    }
+
+    /// Every stream request received, in order.
+    pub fn stream_requests(&self) -> Vec<FlowStreamRequest> {
         self.state.requests.lock().expect("sim lock").clone()
     }
 
@@ -228,7 +233,7 @@ impl Flows for Service {
 
     async fn stream(&self, request: Request<FlowStreamRequest>) -> Result<Response<FlowStream>, Status> {
         let req = request.into_inner();
-        self.state.requests.lock().expect("sim lock").push(req.start_time_gte);
+        self.state.requests.lock().expect("sim lock").push(req.clone());
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let first = self.state.first_bucket(req.start_time_gte);
         tokio::spawn(feed(self.state.clone(), first, tx, self.stop.clone()));
@@ -282,4 +287,38 @@ async fn send_bucket(state: &State, start: i64, tx: &mpsc::Sender<Result<FlowRes
         }
     }
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state_at(now: i64) -> State {
+        let clock = Clock { origin_unix: now as f64, started: Instant::now(), scale: 0.001 };
+        let last_rollover = now.div_euclid(BUCKET_SECONDS) * BUCKET_SECONDS;
+        State {
+            cfg: SimConfig::default(),
+            flow_gen: FlowGen { seed: 1, keys: 1 },
+            clock,
+            newest: watch::channel(last_rollover - 2 * BUCKET_SECONDS).0,
+            cut_after: AtomicI64::new(-1),
+            sent: AtomicU64::new(0),
+            stalled: AtomicU64::new(0),
+            requests: Mutex::new(Vec::new()),
+        }
+    }
+
+    #[test]
+    fn start_time_gte_follows_goldmane() {
+        let now = 1_800_000_007; // 7 s after a rollover at ...000
+        let s = state_at(now);
+        let newest = 1_800_000_000 - 30;
+        assert_eq!(s.first_bucket(0), newest + 15, "0: live only");
+        assert_eq!(s.first_bucket(-44), 1_799_999_970, "relative, aligned up to a bucket start");
+        assert_eq!(s.first_bucket(newest), newest, "a bucket start: that bucket again");
+        assert_eq!(s.first_bucket(newest + 15), newest + 15, "the last end time: nothing replayed");
+        assert_eq!(s.first_bucket(now - 3601), newest + 15, "older than the history: no backfill at all");
+        let oldest = newest - (RING_BUCKETS - 1) * BUCKET_SECONDS;
+        assert_eq!(s.first_bucket(newest + 16), oldest, "later than the last end: the whole ring again");
+    }
 }

@@ -135,6 +135,7 @@ async fn stream_once(
                         }
                     }
                     Err(e) => {
+                        metrics.flows_received.inc();
                         metrics.dropped(DropReason::Malformed, 1);
                         tracing::warn!(error = %e, "Goldmane sent a FlowResult that is not valid protobuf; skipped");
                     }

@@ -141,6 +141,18 @@ impl Metrics {
         self.flows_dropped.get_or_create(&ReasonLabel { reason: reason.as_str() }).get()
     }
 
+    /// Flows received and not yet accounted for (exported, skipped as duplicates or dropped): those still in the
+    /// gateway. Shutdown counts them as lost if the grace period runs out.
+    pub fn in_gateway(&self) -> u64 {
+        let dropped: u64 =
+            [DropReason::Rejected, DropReason::PartialSuccess, DropReason::TooLarge, DropReason::Malformed]
+                .into_iter()
+                .map(|r| self.dropped_count(r))
+                .sum();
+        let done = self.flows_exported.get() + self.duplicates_skipped.get() + dropped;
+        self.flows_received.get().saturating_sub(done)
+    }
+
     pub fn retry(&self, status: &str) {
         self.export_retries.get_or_create(&StatusLabel { status: status.to_string() }).inc();
     }

@@ -345,3 +345,55 @@ async fn the_default_queue_absorbs_a_100k_flow_burst_while_the_endpoint_is_down(
     let (buckets, flows) = assert_exactly_once(&sim, &rx.bodies());
     assert!(flows >= 100_000, "{buckets} buckets, {flows} flows");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_configured_filter_reaches_goldmane() {
+    use flowgate::config::{FilterConfig, MatchTypeConfig, StringMatchConfig};
+    let (sim, _dir) = simulator(sim_config(10)).await;
+    let rx = receiver(accept_all()).await;
+    let mut raw = raw_config(&sim, &rx.base_url());
+    raw.goldmane.filter = Some(FilterConfig {
+        dest_namespaces: vec![StringMatchConfig { value: "pay".into(), r#type: MatchTypeConfig::Fuzzy }],
+        dest_ports: vec![443, 8443],
+        actions: vec!["Deny".into()],
+        reporter: Some("Dst".into()),
+        ..FilterConfig::default()
+    });
+    let mut gw = Gateway::start(resolve(raw)).await;
+    wait_until(WAIT, "stream opened", || !sim.stream_requests().is_empty()).await;
+    gw.shutdown().await.unwrap();
+    let filter = sim.stream_requests()[0].filter.clone().expect("a filter was sent");
+    assert_eq!(filter.dest_namespaces.len(), 1);
+    assert_eq!(filter.dest_namespaces[0].value, "pay");
+    assert_eq!(filter.dest_namespaces[0].r#type, flowgate::proto::MatchType::Fuzzy as i32);
+    assert_eq!(filter.dest_ports.iter().map(|p| p.port).collect::<Vec<_>>(), vec![443, 8443]);
+    assert_eq!(filter.actions, vec![flowgate::proto::Action::Deny as i32]);
+    assert_eq!(filter.reporter, flowgate::proto::Reporter::Dst as i32);
+    // With no filter configured, none is sent (the old exporter's all-zero request).
+    let (sim2, _dir2) = simulator(sim_config(10)).await;
+    let mut gw = Gateway::start(resolve(raw_config(&sim2, &rx.base_url()))).await;
+    wait_until(WAIT, "stream opened", || !sim2.stream_requests().is_empty()).await;
+    gw.shutdown().await.unwrap();
+    assert_eq!(sim2.stream_requests()[0], flowgate::proto::FlowStreamRequest::default());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_negative_start_backfills_history_then_continues_live() {
+    let (sim, _dir) = simulator(sim_config(40)).await;
+    let rx = receiver(accept_all()).await;
+    let mut raw = raw_config(&sim, &rx.base_url());
+    // The last two minutes: Goldmane's newest bucket ends 15-30 s ago, so six or seven buckets of history.
+    raw.goldmane.start_time_gte = Some(-120);
+    let live_from = sim.newest_bucket() + 15;
+    let mut gw = Gateway::start(resolve(raw)).await;
+    wait_until(WAIT, "history and two live buckets", || {
+        let bodies = rx.bodies();
+        bodies.iter().filter(|b| identity(b).1 >= live_from + 15).count() >= 40 && settled(&sim, &gw)
+    })
+    .await;
+    gw.shutdown().await.unwrap();
+    let bodies = rx.bodies();
+    let history = bodies.iter().filter(|b| identity(b).1 < live_from).count();
+    assert!(history >= 6 * 40, "backfilled {history} flows from before the connection");
+    assert_exactly_once(&sim, &bodies);
+}

@@ -3,6 +3,7 @@
 
 mod config;
 mod e2e;
+mod export;
 mod otelcol;
 mod render;
 mod support;
