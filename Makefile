@@ -2,10 +2,10 @@
 SHELL := /usr/bin/env bash
 .SHELLFLAGS := -euo pipefail -c
 
-.PHONY: test demo bench lint otelcol toolchain
+.PHONY: test demo bench lint otelcol toolchain transforms
 
 ## Everything CI checks, installing what it needs first.
-test: toolchain otelcol lint
+test: toolchain otelcol transforms lint
 	cargo test --workspace --locked
 
 ## The demo: simulated Goldmane -> Flowgate -> embedded OTLP receiver, on loopback.
@@ -27,3 +27,12 @@ otelcol:
 ## Rust components the build needs.
 toolchain:
 	rustup component add rustfmt clippy
+	rustup target add wasm32-wasip2
+
+## Example transforms and the test guests, as components (target/wasm32-wasip2/transform/*.wasm).
+TRANSFORM_CRATES := $(foreach d,$(wildcard transforms/*/Cargo.toml host/tests/guests/*/Cargo.toml),-p $(shell sed -n 's/^name = "\(.*\)"/\1/p' $(d) | head -1))
+transforms:
+	cargo build --locked --target wasm32-wasip2 --profile transform $(TRANSFORM_CRATES)
+	@for f in target/wasm32-wasip2/transform/*.wasm; do \
+	  printf '%-60s %8d bytes, %8d gzipped\n' "$$f" "$$(wc -c < $$f)" "$$(gzip -9c $$f | wc -c)"; \
+	done

@@ -16,7 +16,7 @@ use crate::config::Config;
 use crate::sink::Exporter;
 use crate::sink::otlp::{RequestEncoder, resource};
 use crate::telemetry::{DropReason, Metrics};
-use crate::{admin, pipeline, source, tls};
+use crate::{admin, pipeline, reload, source, tls};
 
 /// Chunks buffered between stages. Small on purpose: the byte-bounded export queue is where bursts wait.
 const STAGE_CHANNEL_CHUNKS: usize = 4;
@@ -49,8 +49,9 @@ pub async fn run(
 
     let (flow_tx, flow_rx) = mpsc::channel(STAGE_CHANNEL_CHUNKS);
     let (record_tx, record_rx) = mpsc::channel(STAGE_CHANNEL_CHUNKS);
+    let pipeline_opts = transforms(&cfg, &metrics, &shutdown).await?;
     let source = tokio::spawn(source::run(cfg.goldmane.clone(), flow_tx, metrics.clone(), shutdown.clone()));
-    let pipeline = tokio::spawn(pipeline::run(flow_rx, record_tx, metrics.clone()));
+    let pipeline = tokio::spawn(pipeline::run(flow_rx, record_tx, metrics.clone(), pipeline_opts));
     let batcher = tokio::spawn(batch::run(cfg.batch, encoder, record_rx, queue.clone()));
     let workers: Vec<_> =
         (0..cfg.otlp.max_in_flight).map(|_| tokio::spawn(exporter.clone().worker(queue.clone()))).collect();
@@ -77,6 +78,30 @@ pub async fn run(
     admin_shutdown.cancel();
     let _ = admin.await;
     Ok(())
+}
+
+/// Builds the first transform chain (refusing to start if it is broken) and starts the reloader.
+async fn transforms(
+    cfg: &Config,
+    metrics: &Arc<Metrics>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<pipeline::PipelineOptions> {
+    let t = &cfg.transforms;
+    let mut opts = pipeline::PipelineOptions {
+        chain: Arc::default(),
+        workers: t.workers,
+        provenance: t.provenance,
+        dead_letter: t.dead_letter_path.clone().map(|p| Arc::new(pipeline::DeadLetter::new(p))),
+    };
+    if t.dir.is_none() && t.chain.is_none() && t.config_file.is_none() {
+        opts.workers = 1;
+        return Ok(opts);
+    }
+    let runtime = crate::wasm::Runtime::new().context("starting the WebAssembly runtime")?;
+    let mut reloader = reload::Reloader::new(runtime, t.clone(), opts.chain.clone(), metrics.clone());
+    let reloader = tokio::task::spawn_blocking(move || reload::initial(&mut reloader).map(|()| reloader)).await??;
+    tokio::spawn(reload::run(reloader, shutdown.clone()));
+    Ok(opts)
 }
 
 /// `flowgate check`: loads the TLS material and builds the exporter as `run` would, without connecting, and

@@ -23,12 +23,14 @@ pub mod config;
 pub mod demo;
 pub mod pipeline;
 pub mod receiver;
+pub mod reload;
 pub mod render;
 pub mod sim;
 pub mod sink;
 pub mod source;
 pub mod telemetry;
 pub mod tls;
+pub mod wasm;
 pub mod wire;
 
 /// Types generated from `proto/goldmane/api.proto`.

@@ -74,6 +74,10 @@ pub(crate) fn apply_env(raw: &mut RawConfig, env: &Env, p: &mut Problems, warnin
         }
     }
 
+    if let Some(v) = env.get("FLOWGATE_TRANSFORMS_DIR") {
+        raw.transforms.dir = Some(PathBuf::from(v.trim()));
+    }
+
     let o = &mut raw.otlp;
     if let Some(v) = env.get("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT") {
         o.endpoint = Some(v.trim().to_string());

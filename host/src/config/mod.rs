@@ -64,7 +64,45 @@ pub struct RawConfig {
     pub batch: RawBatch,
     pub queue: RawQueue,
     pub admin: RawAdmin,
+    pub transforms: RawTransforms,
     pub shutdown_grace_ms: Option<u64>,
+}
+
+/// The transform chain. Without `chain`, every `*.wasm` / `*.wasm.gz` in `dir` (lexical order) with an optional
+/// `<name>.yaml` beside it (the same fields as a chain entry, without `name` and `path`).
+#[derive(Debug, Default, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawTransforms {
+    /// Watched for changes (a mounted ConfigMap works: updates are picked up without a restart).
+    pub dir: Option<PathBuf>,
+    /// An explicit chain; the files it names are watched too.
+    pub chain: Option<Vec<RawEntry>>,
+    /// Threads running transforms; default: the number of cores.
+    pub workers: Option<usize>,
+    /// Add `flowgate.transforms` (the chain, `name@sha256:digest` each) to every record a chain shaped.
+    pub provenance: Option<bool>,
+    /// Where flows go under the `dead-letter` failure policy (JSON lines).
+    pub dead_letter_path: Option<PathBuf>,
+    /// Full rescan period, in case a change notification was missed.
+    pub resync_interval_ms: Option<u64>,
+    /// Quiet time after a change before reloading (a ConfigMap update touches several files).
+    pub debounce_ms: Option<u64>,
+}
+
+/// One transform of an explicit chain (or the contents of a `<name>.yaml` beside a component).
+#[derive(Debug, Default, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawEntry {
+    pub name: Option<String>,
+    pub path: Option<PathBuf>,
+    /// Handed to the component's `init`.
+    pub config: BTreeMap<String, serde_norway::Value>,
+    /// `fail-closed` (default), `fail-open` or `dead-letter`.
+    pub failure_policy: Option<crate::pipeline::FailurePolicy>,
+    /// Time one batch may take in this transform.
+    pub deadline_ms: Option<u64>,
+    /// Linear-memory cap of one instance.
+    pub memory_mb: Option<u64>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize, Serialize, PartialEq)]
@@ -172,6 +210,7 @@ pub struct Config {
     pub batch: BatchConfig,
     pub queue: QueueConfig,
     pub admin_listen: SocketAddr,
+    pub transforms: TransformsConfig,
     pub shutdown_grace: Duration,
     /// Problems that do not stop the gateway but deserve a line at startup and in `flowgate check`.
     pub warnings: Vec<String>,
@@ -239,6 +278,24 @@ pub struct BatchConfig {
     pub delay: Duration,
 }
 
+/// Default rescan period of the transforms directory.
+pub const DEFAULT_RESYNC_INTERVAL_MS: u64 = 30_000;
+/// Default quiet time after a change before reloading.
+pub const DEFAULT_DEBOUNCE_MS: u64 = 500;
+
+#[derive(Debug, Clone)]
+pub struct TransformsConfig {
+    pub dir: Option<PathBuf>,
+    pub chain: Option<Vec<RawEntry>>,
+    pub workers: usize,
+    pub provenance: bool,
+    pub dead_letter_path: Option<PathBuf>,
+    pub resync_interval: Duration,
+    pub debounce: Duration,
+    /// The config file, re-read when it changes (its `transforms` section applies live).
+    pub config_file: Option<PathBuf>,
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct QueueConfig {
     pub max_bytes: usize,
@@ -301,7 +358,9 @@ pub fn load(path: Option<&Path>, env: &Env) -> Result<Config, ConfigError> {
         }
         None => RawConfig::default(),
     };
-    resolve_with_env(raw, env)
+    let mut cfg = resolve_with_env(raw, env)?;
+    cfg.transforms.config_file = path.map(Path::to_path_buf);
+    Ok(cfg)
 }
 
 /// Overlays `env` onto `raw` and resolves.
@@ -478,6 +537,43 @@ impl RawConfig {
             SocketAddr::from(([127, 0, 0, 1], 0))
         });
 
+        let t = self.transforms;
+        if let Some(chain) = &t.chain {
+            let mut names = std::collections::HashSet::new();
+            for (i, e) in chain.iter().enumerate() {
+                match &e.name {
+                    Some(n) if !names.insert(n.clone()) => {
+                        p.push(format!("transforms.chain[{i}].name"), format!("{n:?} is used twice"))
+                    }
+                    Some(n) if n.is_empty() || n.contains(|c: char| c.is_whitespace() || c == ',') => {
+                        p.push(format!("transforms.chain[{i}].name"), format!("{n:?}: use letters, digits, - and _"))
+                    }
+                    Some(_) => {}
+                    None => p.push(format!("transforms.chain[{i}].name"), "required"),
+                }
+                if e.path.is_none() {
+                    p.push(format!("transforms.chain[{i}].path"), "required");
+                }
+                if e.failure_policy == Some(crate::pipeline::FailurePolicy::DeadLetter) && t.dead_letter_path.is_none()
+                {
+                    p.push(
+                        format!("transforms.chain[{i}].failure_policy"),
+                        "dead-letter needs transforms.dead_letter_path",
+                    );
+                }
+            }
+        }
+        let transforms = TransformsConfig {
+            dir: t.dir,
+            chain: t.chain,
+            workers: t.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())).max(1),
+            provenance: t.provenance.unwrap_or(true),
+            dead_letter_path: t.dead_letter_path,
+            resync_interval: Duration::from_millis(t.resync_interval_ms.unwrap_or(DEFAULT_RESYNC_INTERVAL_MS).max(100)),
+            debounce: Duration::from_millis(t.debounce_ms.unwrap_or(DEFAULT_DEBOUNCE_MS)),
+            config_file: None,
+        };
+
         if !p.0.is_empty() {
             return Err(ConfigError { problems: p.0 });
         }
@@ -487,6 +583,7 @@ impl RawConfig {
             batch,
             queue,
             admin_listen,
+            transforms,
             shutdown_grace: Duration::from_millis(self.shutdown_grace_ms.unwrap_or(DEFAULT_SHUTDOWN_GRACE_MS)),
             warnings,
         })

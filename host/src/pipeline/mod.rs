@@ -1,14 +1,24 @@
 //! The pipeline between source and batcher: flows in, OTLP log records out.
 //!
 //! With no transform chain (the default, and the old exporter's behaviour) each flow becomes one record whose
-//! body is the old exporter's JSON, severity INFO and both timestamps the processing time.
+//! body is the old exporter's JSON, rendered straight from the wire, severity INFO and both timestamps the
+//! processing time. With a chain, `workers` threads each run the chain over whole chunks with their own
+//! instances; the chain is read at every chunk, so a new one is swapped in at a batch boundary.
 
-use std::sync::Arc;
+pub mod chain;
+pub mod worker;
+
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
+use prost::Message as _;
 use tokio::sync::mpsc;
 
+pub use chain::{Chain, EntrySpec, FailurePolicy};
+pub use worker::{DeadLetter, Item, PROVENANCE_ATTRIBUTE, Worker};
+
+use crate::proto::Flow;
 use crate::render;
 use crate::sink::otlp::string_value;
 use crate::telemetry::{DropReason, Metrics};
@@ -17,24 +27,136 @@ use crate::wire::RawFlow;
 /// OTLP `SEVERITY_NUMBER_INFO`.
 pub const SEVERITY_INFO: i32 = 9;
 
-/// Runs until `input` closes; every chunk in gives one chunk out, so nothing is held back.
-pub async fn run(mut input: mpsc::Receiver<Vec<RawFlow>>, output: mpsc::Sender<Vec<LogRecord>>, metrics: Arc<Metrics>) {
+/// The chain serving now; replaced whole by the reloader.
+#[derive(Default)]
+pub struct ChainCell(RwLock<Chain>);
+
+impl ChainCell {
+    pub fn get(&self) -> Chain {
+        self.0.read().expect("chain lock").clone()
+    }
+
+    pub fn set(&self, chain: Chain) {
+        *self.0.write().expect("chain lock") = chain;
+    }
+}
+
+/// How the pipeline runs transforms.
+#[derive(Clone)]
+pub struct PipelineOptions {
+    pub chain: Arc<ChainCell>,
+    pub workers: usize,
+    /// Add the provenance attribute to records a chain shaped.
+    pub provenance: bool,
+    pub dead_letter: Option<Arc<DeadLetter>>,
+}
+
+impl PipelineOptions {
+    /// No transforms: the old exporter's behaviour.
+    pub fn passthrough() -> Self {
+        PipelineOptions { chain: Arc::default(), workers: 1, provenance: true, dead_letter: None }
+    }
+}
+
+/// Runs until `input` closes and every worker has handed on its last chunk.
+pub async fn run(
+    mut input: mpsc::Receiver<Vec<RawFlow>>,
+    output: mpsc::Sender<Vec<LogRecord>>,
+    metrics: Arc<Metrics>,
+    opts: PipelineOptions,
+) {
+    let (jobs_tx, jobs_rx) = mpsc::channel::<Vec<RawFlow>>(opts.workers.max(1) * 2);
+    let jobs_rx = Arc::new(Mutex::new(jobs_rx));
+    let threads: Vec<_> = (0..opts.workers.max(1))
+        .map(|n| {
+            let (jobs, output, metrics, opts) = (jobs_rx.clone(), output.clone(), metrics.clone(), opts.clone());
+            std::thread::Builder::new()
+                .name(format!("flowgate-worker-{n}"))
+                .spawn(move || worker_loop(&jobs, &output, &metrics, &opts))
+                .expect("spawning a pipeline worker")
+        })
+        .collect();
+    drop(output);
     while let Some(flows) = input.recv().await {
-        let now = unix_nanos();
-        let mut records = Vec::with_capacity(flows.len());
-        for flow in &flows {
-            match flow_record(&flow.wire, now) {
-                Ok(record) => records.push(record),
-                Err(e) => {
-                    metrics.dropped(DropReason::Malformed, 1);
-                    tracing::warn!(error = %e, "a flow from Goldmane could not be rendered; skipped");
-                }
-            }
+        if jobs_tx.send(flows).await.is_err() {
+            break;
         }
-        if output.send(records).await.is_err() {
+    }
+    drop(jobs_tx);
+    let _ = tokio::task::spawn_blocking(move || {
+        for t in threads {
+            let _ = t.join();
+        }
+    })
+    .await;
+}
+
+fn worker_loop(
+    jobs: &Mutex<mpsc::Receiver<Vec<RawFlow>>>,
+    output: &mpsc::Sender<Vec<LogRecord>>,
+    metrics: &Arc<Metrics>,
+    opts: &PipelineOptions,
+) {
+    let mut worker = Worker::new(metrics.clone(), opts.dead_letter.clone());
+    loop {
+        // One worker waits on the queue at a time; the others wait for the lock.
+        let Some(flows) = jobs.lock().expect("jobs lock").blocking_recv() else { return };
+        let chain = opts.chain.get();
+        let records = if chain.is_empty() {
+            passthrough(&flows, metrics)
+        } else {
+            transformed(&mut worker, &chain, flows, metrics, opts)
+        };
+        if !records.is_empty() && output.blocking_send(records).is_err() {
             return;
         }
     }
+}
+
+fn passthrough(flows: &[RawFlow], metrics: &Metrics) -> Vec<LogRecord> {
+    let now = unix_nanos();
+    let mut records = Vec::with_capacity(flows.len());
+    for flow in flows {
+        match flow_record(&flow.wire, now) {
+            Ok(record) => records.push(record),
+            Err(e) => {
+                metrics.dropped(DropReason::Malformed, 1);
+                tracing::warn!(error = %e, "a flow from Goldmane could not be rendered; skipped");
+            }
+        }
+    }
+    records
+}
+
+fn transformed(
+    worker: &mut Worker,
+    chain: &Chain,
+    raw: Vec<RawFlow>,
+    metrics: &Metrics,
+    opts: &PipelineOptions,
+) -> Vec<LogRecord> {
+    let mut flows = Vec::with_capacity(raw.len());
+    for r in &raw {
+        match Flow::decode(r.wire.as_ref()) {
+            Ok(f) => flows.push(f),
+            Err(e) => {
+                metrics.dropped(DropReason::Malformed, 1);
+                tracing::warn!(error = %e, "a flow from Goldmane could not be decoded; skipped");
+            }
+        }
+    }
+    let received = flows.len() as u64;
+    let items = worker.run(chain, flows);
+    // Flows the chain removed are accounted for (they are not lost: a transform decided).
+    let out = items.len() as u64;
+    if out < received {
+        metrics.dropped(DropReason::Transform, received - out);
+    } else if out > received {
+        metrics.expanded(out - received);
+    }
+    let now = unix_nanos();
+    let provenance = opts.provenance.then_some(&*chain.provenance);
+    items.into_iter().map(|item| worker::record(item, now, provenance)).collect()
 }
 
 /// The old exporter's record for one encoded `goldmane.Flow`.

@@ -27,6 +27,8 @@ pub enum DropReason {
     Shutdown,
     /// Bytes from Goldmane that are not a valid `goldmane.Flow`.
     Malformed,
+    /// A transform dropped it (a `drop` outcome, or its failure policy).
+    Transform,
 }
 
 impl DropReason {
@@ -37,6 +39,7 @@ impl DropReason {
             DropReason::TooLarge => "too_large",
             DropReason::Shutdown => "shutdown",
             DropReason::Malformed => "malformed",
+            DropReason::Transform => "transform",
         }
     }
 }
@@ -53,6 +56,39 @@ struct StatusLabel {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CounterLabels {
+    /// From config or file names, never from flow data.
+    transform: String,
+    /// Guest-chosen, at most 32 per transform.
+    name: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TransformLabels {
+    transform: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TransformKindLabels {
+    transform: String,
+    /// flows: in/out/dropped/expanded; errors: guest_error/trap/deadline/memory/init/quarantined/…;
+    /// failures: the policy applied.
+    kind: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DigestLabels {
+    transform: String,
+    digest: String,
+    position: u64,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct InfoLabels {
     version: &'static str,
 }
@@ -62,6 +98,8 @@ pub struct Metrics {
     registry: Registry,
     pub flows_received: Counter,
     pub flows_exported: Counter,
+    /// Records beyond one per flow, from transforms that expand.
+    pub records_expanded: Counter,
     pub duplicates_skipped: Counter,
     flows_dropped: Family<ReasonLabel, Counter>,
     export_retries: Family<StatusLabel, Counter>,
@@ -73,6 +111,14 @@ pub struct Metrics {
     pub queue_bytes: Gauge,
     pub export_duration: Histogram,
     last_message_age: Gauge<f64, std::sync::atomic::AtomicU64>,
+    transform_counters: Family<CounterLabels, Counter>,
+    transform_flows: Family<TransformKindLabels, Counter>,
+    transform_errors: Family<TransformKindLabels, Counter>,
+    transform_failures: Family<TransformKindLabels, Counter>,
+    transform_calls: Family<TransformLabels, Counter>,
+    transform_duration: Family<TransformLabels, Histogram>,
+    transform_reloads: Family<OutcomeLabels, Counter>,
+    transform_active: Family<DigestLabels, Gauge>,
     last_message_unix_ms: AtomicI64,
     exporter_failing: AtomicBool,
 }
@@ -83,6 +129,7 @@ impl Metrics {
         let m = Metrics {
             flows_received: Counter::default(),
             flows_exported: Counter::default(),
+            records_expanded: Counter::default(),
             duplicates_skipped: Counter::default(),
             flows_dropped: Family::default(),
             export_retries: Family::default(),
@@ -94,12 +141,29 @@ impl Metrics {
             queue_bytes: Gauge::default(),
             export_duration: Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
             last_message_age: Gauge::default(),
+            transform_counters: Family::default(),
+            transform_flows: Family::default(),
+            transform_errors: Family::default(),
+            transform_failures: Family::default(),
+            transform_calls: Family::default(),
+            transform_duration: Family::new_with_constructor(|| {
+                Histogram::new([
+                    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                ])
+            }),
+            transform_reloads: Family::default(),
+            transform_active: Family::default(),
             last_message_unix_ms: AtomicI64::new(0),
             exporter_failing: AtomicBool::new(false),
             registry: Registry::default(),
         };
         registry.register("flows_received", "Flows read from the Goldmane stream", m.flows_received.clone());
         registry.register("flows_exported", "Flows accepted by the OTLP endpoint", m.flows_exported.clone());
+        registry.register(
+            "records_expanded",
+            "Records added by transforms that expand one flow into several",
+            m.records_expanded.clone(),
+        );
         registry.register(
             "flows_duplicate",
             "Flows skipped because their (key, bucket) was already received (after a resume)",
@@ -127,6 +191,42 @@ impl Metrics {
             "Seconds since the last message on the Goldmane stream (a quiet cluster is normal)",
             m.last_message_age.clone(),
         );
+        registry.register(
+            "transform_counter",
+            "Counters transforms add to through the host's counter-add",
+            m.transform_counters.clone(),
+        );
+        registry.register(
+            "transform_flows",
+            "Flows into and out of each transform (in, out, dropped, expanded)",
+            m.transform_flows.clone(),
+        );
+        registry.register(
+            "transform_errors",
+            "Transform failures by kind (guest_error, trap, deadline, memory, init, quarantined)",
+            m.transform_errors.clone(),
+        );
+        registry.register(
+            "transform_failure_policy",
+            "Flows that took a transform's failure policy, by policy",
+            m.transform_failures.clone(),
+        );
+        registry.register("transform_calls", "process calls per transform", m.transform_calls.clone());
+        registry.register(
+            "transform_duration_seconds",
+            "Time per transform per batch (bisection re-runs included)",
+            m.transform_duration.clone(),
+        );
+        registry.register(
+            "transform_reloads",
+            "Chain reloads by outcome (swapped, unchanged, or why it was refused)",
+            m.transform_reloads.clone(),
+        );
+        registry.register(
+            "transform_active",
+            "1 for each component of the chain serving now, with its digest",
+            m.transform_active.clone(),
+        );
         let info: Family<InfoLabels, Gauge> = Family::default();
         info.get_or_create(&InfoLabels { version: env!("CARGO_PKG_VERSION") }).set(1);
         registry.register("build_info", "Flowgate build", info);
@@ -151,6 +251,76 @@ impl Metrics {
                 .sum();
         let done = self.flows_exported.get() + self.duplicates_skipped.get() + dropped;
         self.flows_received.get().saturating_sub(done)
+    }
+
+    pub fn expanded(&self, n: u64) {
+        self.records_expanded.inc_by(n);
+    }
+
+    pub fn transform_flows(&self, transform: &str, kind: &'static str, n: u64) {
+        self.transform_flows.get_or_create(&TransformKindLabels { transform: transform.into(), kind }).inc_by(n);
+    }
+
+    pub fn transform_flows_count(&self, transform: &str, kind: &'static str) -> u64 {
+        self.transform_flows.get_or_create(&TransformKindLabels { transform: transform.into(), kind }).get()
+    }
+
+    pub fn transform_error(&self, transform: &str, kind: &'static str) {
+        self.transform_errors.get_or_create(&TransformKindLabels { transform: transform.into(), kind }).inc();
+    }
+
+    pub fn transform_errors_count(&self, transform: &str, kind: &'static str) -> u64 {
+        self.transform_errors.get_or_create(&TransformKindLabels { transform: transform.into(), kind }).get()
+    }
+
+    pub fn transform_failure(&self, transform: &str, policy: &'static str) {
+        self.transform_failures.get_or_create(&TransformKindLabels { transform: transform.into(), kind: policy }).inc();
+    }
+
+    pub fn transform_failures_count(&self, transform: &str, policy: &'static str) -> u64 {
+        self.transform_failures.get_or_create(&TransformKindLabels { transform: transform.into(), kind: policy }).get()
+    }
+
+    pub fn transform_calls(&self, transform: &str) {
+        self.transform_calls.get_or_create(&TransformLabels { transform: transform.into() }).inc();
+    }
+
+    pub fn transform_duration(&self, transform: &str, d: std::time::Duration) {
+        self.transform_duration
+            .get_or_create(&TransformLabels { transform: transform.into() })
+            .observe(d.as_secs_f64());
+    }
+
+    pub fn transform_reload(&self, outcome: &'static str) {
+        self.transform_reloads.get_or_create(&OutcomeLabels { outcome }).inc();
+    }
+
+    pub fn transform_reloads_count(&self, outcome: &'static str) -> u64 {
+        self.transform_reloads.get_or_create(&OutcomeLabels { outcome }).get()
+    }
+
+    /// Replaces the active-chain info series with `entries` (name, digest) in order.
+    pub fn set_active_chain(&self, entries: &[(String, String)]) {
+        self.transform_active.clear();
+        for (position, (transform, digest)) in entries.iter().enumerate() {
+            self.transform_active
+                .get_or_create(&DigestLabels {
+                    transform: transform.clone(),
+                    digest: digest.clone(),
+                    position: position as u64,
+                })
+                .set(1);
+        }
+    }
+
+    pub fn transform_counter_value(&self, transform: &str, name: &str) -> u64 {
+        self.transform_counters.get_or_create(&CounterLabels { transform: transform.into(), name: name.into() }).get()
+    }
+
+    pub fn transform_counter(&self, transform: &str, name: &str, delta: u64) {
+        self.transform_counters
+            .get_or_create(&CounterLabels { transform: transform.into(), name: name.into() })
+            .inc_by(delta);
     }
 
     pub fn retry(&self, status: &str) {

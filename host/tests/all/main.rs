@@ -8,3 +8,4 @@ mod otelcol;
 mod render;
 mod support;
 mod tls;
+mod wasm;

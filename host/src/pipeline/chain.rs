@@ -1,0 +1,129 @@
+//! A transform chain: components in order, each with its configuration, failure policy and limits, built and
+//! validated to the side before it may serve.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::sim::FlowGen;
+use crate::wasm::{Limits, LoadedComponent, Outcome, Runtime, WasmError};
+
+/// What happens to a flow a transform could not process (a guest `error` outcome, or a trap that bisection
+/// pinned on this flow).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FailurePolicy {
+    /// Drop it and count it: a failing redaction never lets an unredacted flow out. The default.
+    #[default]
+    FailClosed,
+    /// Pass it on unchanged by this transform, and count it.
+    FailOpen,
+    /// Set the original flow aside (dead-letter file) with the error and the component digest; drop it.
+    DeadLetter,
+}
+
+impl FailurePolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailurePolicy::FailClosed => "fail-closed",
+            FailurePolicy::FailOpen => "fail-open",
+            FailurePolicy::DeadLetter => "dead-letter",
+        }
+    }
+}
+
+/// One chain entry as configured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EntrySpec {
+    /// From config or the file name; used in metrics and logs (never from flow data).
+    pub name: String,
+    pub path: PathBuf,
+    pub config: Vec<(String, String)>,
+    pub policy: FailurePolicy,
+    pub limits: Limits,
+}
+
+/// A loaded, validated entry.
+#[derive(Clone)]
+pub struct Entry {
+    pub spec: EntrySpec,
+    pub component: LoadedComponent,
+}
+
+impl Entry {
+    /// `name@sha256:<12 hex digits>`.
+    pub fn provenance(&self) -> String {
+        format!("{}@sha256:{}", self.spec.name, &self.component.digest[..12])
+    }
+}
+
+/// A chain ready to serve. Cheap to clone (shared).
+#[derive(Clone, Default)]
+pub struct Chain {
+    pub entries: Arc<Vec<Entry>>,
+    /// Changes whenever the chain does: workers re-instantiate when they see a new one.
+    pub generation: u64,
+    /// The provenance attribute value: every entry's `name@sha256:…`, comma-separated.
+    pub provenance: Arc<str>,
+}
+
+impl Chain {
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+/// Why a new chain was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ChainError {
+    #[error("{name}: cannot read {path}: {detail}")]
+    Read { name: String, path: PathBuf, detail: String },
+    #[error(transparent)]
+    Wasm(#[from] WasmError),
+    #[error("{name}: self-test failed: {detail}")]
+    SelfTest { name: String, detail: String },
+}
+
+impl ChainError {
+    /// A bounded label for the reload metric.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ChainError::Read { .. } => "read",
+            ChainError::Wasm(WasmError::NotAComponent { .. }) => "not_a_component",
+            ChainError::Wasm(WasmError::WrongWorld { .. }) => "wrong_world",
+            ChainError::Wasm(WasmError::InitRefused { .. }) => "init",
+            ChainError::Wasm(WasmError::Trap { .. }) => "trap",
+            ChainError::SelfTest { .. } => "self_test",
+        }
+    }
+}
+
+/// Flows every component must process without trapping before its chain serves.
+const SELF_TEST_FLOWS: usize = 32;
+
+/// Compiles every entry, instantiates it, runs `init` and a self-test batch of sample flows. Any failure refuses
+/// the whole chain (the running one stays).
+pub fn build(runtime: &Runtime, specs: Vec<EntrySpec>, generation: u64) -> Result<Chain, ChainError> {
+    let samples: Vec<_> = FlowGen { seed: 0x5e1f, keys: SELF_TEST_FLOWS }.bucket(1_764_970_845);
+    let mut entries = Vec::with_capacity(specs.len());
+    for spec in specs {
+        let bytes = crate::wasm::read_component(&spec.path).map_err(|e| ChainError::Read {
+            name: spec.name.clone(),
+            path: spec.path.clone(),
+            detail: format!("{e:#}"),
+        })?;
+        let component = runtime.load(&spec.name, &bytes)?;
+        let mut instance = component.instantiate(&spec.config, spec.limits, None)?;
+        let outcomes = instance.process_flows(&samples)?;
+        if let Some(bad) = outcomes.iter().find_map(|o| match o {
+            Outcome::Expand(outs) if outs.len() > 1024 => Some("expands one flow into more than 1024"),
+            _ => None,
+        }) {
+            return Err(ChainError::SelfTest { name: spec.name.clone(), detail: bad.to_string() });
+        }
+        entries.push(Entry { spec, component });
+    }
+    let provenance = entries.iter().map(Entry::provenance).collect::<Vec<_>>().join(",");
+    Ok(Chain { entries: Arc::new(entries), generation, provenance: provenance.into() })
+}

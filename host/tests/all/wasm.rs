@@ -1,0 +1,229 @@
+//! The WebAssembly host with real components built from `transforms/` and the deliberately broken
+//! `host/tests/guests/chaos` (built by `make transforms`).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use flowgate::pipeline::chain::{self, EntrySpec, FailurePolicy};
+use flowgate::pipeline::{DeadLetter, Worker};
+use flowgate::proto::Flow;
+use flowgate::sim::FlowGen;
+use flowgate::telemetry::Metrics;
+use flowgate::wasm::{Limits, Outcome, Runtime, TrapKind, WasmError};
+
+/// A component built by `make transforms`.
+pub fn component(file: &str) -> PathBuf {
+    let path = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/wasm32-wasip2/transform")).join(file);
+    assert!(path.exists(), "{} is missing: run `make transforms` first", path.display());
+    path
+}
+
+fn spec(name: &str, file: &str, config: &[(&str, &str)], policy: FailurePolicy) -> EntrySpec {
+    EntrySpec {
+        name: name.into(),
+        path: component(file),
+        config: config.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        policy,
+        limits: Limits { deadline: Duration::from_millis(100), memory_bytes: 32 << 20 },
+    }
+}
+
+fn flows(n: usize) -> Vec<Flow> {
+    FlowGen { seed: 21, keys: n }.bucket(1_764_970_845)
+}
+
+fn with_port(mut f: Flow, port: i64) -> Flow {
+    f.key.as_mut().unwrap().dest_port = port;
+    f
+}
+
+#[test]
+fn bad_bytes_and_wrong_worlds_are_refused_with_clear_errors() {
+    let rt = Runtime::new().unwrap();
+    let err = rt.load("junk", b"this is not wasm").err().unwrap();
+    assert!(matches!(err, WasmError::NotAComponent { .. }), "{err}");
+    assert!(err.to_string().starts_with("junk: not a WebAssembly component"), "{err}");
+    // A core module is WebAssembly but not a component.
+    let core = wat::parse_str("(module (func (export \"process\")))").unwrap();
+    assert!(matches!(rt.load("core", &core).err().unwrap(), WasmError::NotAComponent { .. }));
+    // A WASI command is a component of another world.
+    let bytes = std::fs::read(component("wrong-world.wasm")).unwrap();
+    let err = rt.load("cli", &bytes).err().unwrap();
+    assert!(matches!(err, WasmError::WrongWorld { .. }), "{err}");
+    assert!(err.to_string().contains("flowgate:transform/transformer"), "{err}");
+}
+
+#[test]
+fn init_failures_refuse_the_component() {
+    let rt = Runtime::new().unwrap();
+    let chaos = rt.load_file("chaos", &component("flowgate_test_guest_chaos.wasm")).unwrap();
+    let limits = Limits { deadline: Duration::from_millis(100), memory_bytes: 32 << 20 };
+    let cfg = |v: &str| vec![("init".to_string(), v.to_string())];
+    match chaos.instantiate(&cfg("fail"), limits, None) {
+        Err(WasmError::InitRefused { message, .. }) => assert_eq!(message, "chaos refuses this configuration"),
+        other => panic!("{:?}", other.err()),
+    }
+    match chaos.instantiate(&cfg("trap"), limits, None) {
+        Err(WasmError::Trap { kind: TrapKind::Trap, .. }) => {}
+        other => panic!("{:?}", other.err()),
+    }
+    let started = Instant::now();
+    match chaos.instantiate(&cfg("loop"), limits, None) {
+        Err(WasmError::Trap { kind: TrapKind::Deadline, .. }) => {}
+        other => panic!("{:?}", other.err()),
+    }
+    assert!(started.elapsed() < Duration::from_secs(2), "the deadline stopped an endless init");
+}
+
+#[test]
+fn guests_cannot_read_host_files_open_sockets_or_see_the_environment() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let secret = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(secret.path(), "top secret").unwrap();
+    let rt = Runtime::new().unwrap();
+    let chaos = rt.load_file("chaos", &component("flowgate_test_guest_chaos.wasm")).unwrap();
+    let metrics = Metrics::new();
+    let config = vec![("read_file".to_string(), secret.path().display().to_string()), ("connect".to_string(), addr)];
+    chaos.instantiate(&config, Limits::default(), Some(metrics.clone())).unwrap();
+    assert_eq!(metrics.transform_counter_value("chaos", "sandbox_breach"), 0);
+    assert_eq!(metrics.transform_counter_value("chaos", "sandbox_refused"), 2, "both attempts ran and failed");
+    listener.set_nonblocking(true).unwrap();
+    assert!(listener.accept().is_err(), "nothing connected to the host socket");
+}
+
+#[test]
+fn one_trapping_flow_costs_only_itself() {
+    let rt = Runtime::new().unwrap();
+    for policy in [FailurePolicy::FailClosed, FailurePolicy::FailOpen] {
+        let chain = chain::build(
+            &rt,
+            vec![spec("chaos", "flowgate_test_guest_chaos.wasm", &[("trap_on_port", "666")], policy)],
+            1,
+        )
+        .unwrap();
+        let metrics = Metrics::new();
+        let mut worker = Worker::new(metrics.clone(), None);
+        let mut batch = flows(256);
+        batch[100] = with_port(batch[100].clone(), 666);
+        let out = worker.run(&chain, batch.clone());
+        match policy {
+            FailurePolicy::FailClosed => {
+                assert_eq!(out.len(), 255, "only the poisonous flow is dropped");
+                assert!(out.iter().all(|i| i.flow.key.as_ref().unwrap().dest_port != 666));
+                assert!(
+                    out.iter().all(|i| i.attributes.iter().any(|(k, _)| k == "chaos")),
+                    "the others were processed"
+                );
+            }
+            _ => {
+                assert_eq!(out.len(), 256, "fail-open passes the poisonous flow on");
+                let passed = out.iter().find(|i| i.flow.key.as_ref().unwrap().dest_port == 666).unwrap();
+                assert!(passed.attributes.is_empty(), "unchanged by the transform that failed on it");
+            }
+        }
+        assert_eq!(metrics.transform_failures_count("chaos", policy.as_str()), 1);
+        assert!(metrics.transform_errors_count("chaos", "trap") >= 8, "bisection re-ran halves: log2(256) traps");
+        // The worker recovers: the next batch runs normally.
+        assert_eq!(worker.run(&chain, flows(10)).len(), 10);
+    }
+}
+
+#[test]
+fn endless_loops_and_huge_allocations_are_bounded() {
+    let rt = Runtime::new().unwrap();
+    let chain = chain::build(
+        &rt,
+        vec![spec(
+            "chaos",
+            "flowgate_test_guest_chaos.wasm",
+            &[("loop_on_port", "7"), ("alloc_on_port", "8")],
+            FailurePolicy::FailClosed,
+        )],
+        1,
+    )
+    .unwrap();
+    let metrics = Metrics::new();
+    let mut worker = Worker::new(metrics.clone(), None);
+    let mut batch = flows(20);
+    batch[3] = with_port(batch[3].clone(), 7);
+    batch[15] = with_port(batch[15].clone(), 8);
+    let started = Instant::now();
+    let out = worker.run(&chain, batch);
+    assert_eq!(out.len(), 18);
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    assert!(metrics.transform_errors_count("chaos", "deadline") >= 1);
+    assert!(metrics.transform_errors_count("chaos", "memory") + metrics.transform_errors_count("chaos", "trap") >= 1);
+}
+
+#[test]
+fn guest_errors_follow_the_policy_and_dead_letters_keep_the_original() {
+    let rt = Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("transform-dead-letter.jsonl");
+    let chain = chain::build(
+        &rt,
+        vec![spec("chaos", "flowgate_test_guest_chaos.wasm", &[("error_on_port", "9")], FailurePolicy::DeadLetter)],
+        1,
+    )
+    .unwrap();
+    let metrics = Metrics::new();
+    let mut worker = Worker::new(metrics.clone(), Some(Arc::new(DeadLetter::new(path.clone()))));
+    let mut batch = flows(5);
+    batch[2] = with_port(batch[2].clone(), 9);
+    let out = worker.run(&chain, batch.clone());
+    assert_eq!(out.len(), 4);
+    let lines: Vec<serde_json::Value> =
+        std::fs::read_to_string(&path).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["transform"], "chaos");
+    assert_eq!(lines[0]["error"], "chaos cannot handle port 9");
+    assert!(lines[0]["digest"].as_str().unwrap().starts_with("sha256:"));
+    assert_eq!(lines[0]["flow"]["Key"]["destPort"], "9");
+    assert_eq!(metrics.transform_errors_count("chaos", "guest_error"), 1);
+}
+
+#[test]
+fn a_transform_that_keeps_trapping_is_quarantined_and_its_policy_applies() {
+    let rt = Runtime::new().unwrap();
+    let chain = chain::build(
+        &rt,
+        vec![spec("chaos", "flowgate_test_guest_chaos.wasm", &[("trap_on_port", "1")], FailurePolicy::FailClosed)],
+        1,
+    )
+    .unwrap();
+    let metrics = Metrics::new();
+    let mut worker = Worker::new(metrics.clone(), None);
+    let poison = vec![with_port(flows(1).remove(0), 1)];
+    for _ in 0..flowgate::pipeline::worker::QUARANTINE_TRAPS {
+        assert!(worker.run(&chain, poison.clone()).is_empty());
+    }
+    assert_eq!(metrics.transform_errors_count("chaos", "quarantine_entered"), 1);
+    let calls_before = metrics.transform_errors_count("chaos", "trap");
+    // While quarantined, good flows take the failure policy too (fail-closed: dropped), without a call.
+    assert!(worker.run(&chain, flows(3)).is_empty());
+    assert_eq!(metrics.transform_errors_count("chaos", "trap"), calls_before);
+    assert!(metrics.transform_errors_count("chaos", "quarantined") >= 1);
+    std::thread::sleep(Duration::from_millis(1_100));
+    assert_eq!(worker.run(&chain, flows(3)).len(), 3, "after the backoff it serves again");
+}
+
+#[test]
+fn unknown_enum_numbers_survive_the_chain() {
+    let rt = Runtime::new().unwrap();
+    let chain =
+        chain::build(&rt, vec![spec("chaos", "flowgate_test_guest_chaos.wasm", &[], FailurePolicy::FailClosed)], 1)
+            .unwrap();
+    let mut worker = Worker::new(Metrics::new(), None);
+    let mut f = flows(1).remove(0);
+    f.key.as_mut().unwrap().action = 77;
+    let out = worker.run(&chain, vec![f.clone()]);
+    assert_eq!(out[0].flow, f);
+    let body = flowgate::render::flow_json_string(&out[0].flow);
+    assert!(body.contains("\"action\":77"), "{body}");
+    // And the outcome itself is an annotation: the flow did not cross back.
+    let loaded = rt.load_file("chaos", &component("flowgate_test_guest_chaos.wasm")).unwrap();
+    let mut inst = loaded.instantiate(&[], Limits::default(), None).unwrap();
+    assert!(matches!(inst.process_flows(&[f]).unwrap()[0], Outcome::Annotate(_)));
+}

@@ -1,0 +1,2 @@
+//! A WASI command component: valid WebAssembly, the wrong world for Flowgate.
+fn main() {}
