@@ -5,6 +5,7 @@ mod config;
 mod e2e;
 mod export;
 mod otelcol;
+mod reload;
 mod render;
 mod support;
 mod tls;

@@ -1,0 +1,157 @@
+//! Hot reload through a directory updated exactly as the kubelet updates a ConfigMap volume.
+
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use flowgate::pipeline::PROVENANCE_ATTRIBUTE;
+use flowgate::receiver::accept_all;
+use flowgate::sim::SimConfig;
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+
+use crate::support::*;
+use crate::wasm::component;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// A ConfigMap volume: `..<timestamp>/` holds the files, `..data` points at it, visible names point through
+/// `..data`. `update` replays the kubelet's atomic writer.
+struct ConfigMapDir {
+    root: PathBuf,
+    generation: u32,
+    visible: Vec<String>,
+}
+
+impl ConfigMapDir {
+    fn new(root: &Path) -> Self {
+        std::fs::create_dir_all(root).unwrap();
+        ConfigMapDir { root: root.to_path_buf(), generation: 0, visible: Vec::new() }
+    }
+
+    fn update(&mut self, files: &[(&str, Vec<u8>)]) {
+        self.generation += 1;
+        let old = std::fs::read_link(self.root.join("..data")).ok();
+        // 1. A new timestamped directory with every file.
+        let ts = format!("..2026_11_23_20_00_{:02}.{}", self.generation, 1000 + self.generation);
+        std::fs::create_dir(self.root.join(&ts)).unwrap();
+        for (name, bytes) in files {
+            std::fs::write(self.root.join(&ts).join(name), bytes).unwrap();
+        }
+        // 2. `..data_tmp` -> it, renamed over `..data` (atomic).
+        symlink(&ts, self.root.join("..data_tmp")).unwrap();
+        std::fs::rename(self.root.join("..data_tmp"), self.root.join("..data")).unwrap();
+        // 3. Visible names: links for new keys, removal of keys gone.
+        let names: Vec<String> = files.iter().map(|(n, _)| n.to_string()).collect();
+        for n in &names {
+            if !self.visible.contains(n) {
+                symlink(Path::new("..data").join(n), self.root.join(n)).unwrap();
+            }
+        }
+        for n in &self.visible {
+            if !names.contains(n) {
+                std::fs::remove_file(self.root.join(n)).unwrap();
+            }
+        }
+        self.visible = names;
+        // 4. The old directory goes.
+        if let Some(old) = old {
+            std::fs::remove_dir_all(self.root.join(old)).unwrap();
+        }
+    }
+}
+
+fn wasm(file: &str) -> Vec<u8> {
+    std::fs::read(component(file)).unwrap()
+}
+
+fn provenance(r: &opentelemetry_proto::tonic::logs::v1::LogRecord) -> Option<String> {
+    r.attributes.iter().find(|kv| kv.key == PROVENANCE_ATTRIBUTE).and_then(|kv| {
+        match kv.value.as_ref()?.value.as_ref()? {
+            Value::StringValue(s) => Some(s.clone()),
+            _ => None,
+        }
+    })
+}
+
+fn records(rx: &flowgate::receiver::Receiver) -> Vec<opentelemetry_proto::tonic::logs::v1::LogRecord> {
+    rx.accepted()
+        .into_iter()
+        .flat_map(|r| r.resource_logs)
+        .flat_map(|r| r.scope_logs)
+        .flat_map(|s| s.log_records)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chain_from_the_transforms_dir_shapes_records_and_config_changes_reload() {
+    let (sim, dir) =
+        simulator(SimConfig { flows_per_bucket: 300, time_scale: 30.0, seed: 3, ..SimConfig::default() }).await;
+    let mut cm = ConfigMapDir::new(&dir.path().join("transforms"));
+    cm.update(&[
+        ("filter.wasm", wasm("flowgate_transform_filter.wasm")),
+        ("filter.yaml", b"config:\n  actions: [Deny]\n".to_vec()),
+    ]);
+    let rx = receiver(accept_all()).await;
+    let mut raw = raw_config(&sim, &rx.base_url());
+    raw.transforms.dir = Some(cm.root.clone());
+    raw.transforms.debounce_ms = Some(100);
+    let mut gw = Gateway::start(resolve(raw)).await;
+    wait_until(WAIT, "denied flows exported", || rx.bodies().len() >= 20).await;
+    assert!(rx.bodies().iter().all(|b| b.contains("\"action\":\"Deny\"")), "only denied flows pass the filter");
+    let digest = {
+        use sha2::Digest as _;
+        hex::encode(sha2::Sha256::digest(wasm("flowgate_transform_filter.wasm")))
+    };
+    for r in records(&rx) {
+        assert_eq!(provenance(&r), Some(format!("filter@sha256:{}", &digest[..12])));
+    }
+    // Only the YAML changes: a reload, then allowed flows only.
+    cm.update(&[
+        ("filter.wasm", wasm("flowgate_transform_filter.wasm")),
+        ("filter.yaml", b"config:\n  actions: [Allow]\n".to_vec()),
+    ]);
+    wait_until(WAIT, "allowed flows after the config change", || {
+        rx.bodies().iter().any(|b| b.contains("\"action\":\"Allow\""))
+    })
+    .await;
+    gw.shutdown().await.unwrap();
+    assert_eq!(gw.metrics.transform_reloads_count("swapped"), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swapping_components_under_load_loses_and_duplicates_nothing_and_a_broken_update_changes_nothing() {
+    let (sim, dir) =
+        simulator(SimConfig { flows_per_bucket: 1_000, time_scale: 30.0, seed: 4, ..SimConfig::default() }).await;
+    let mut cm = ConfigMapDir::new(&dir.path().join("transforms"));
+    cm.update(&[("chaos.wasm", wasm("flowgate_test_guest_chaos.wasm"))]);
+    let rx = receiver(accept_all()).await;
+    let mut raw = raw_config(&sim, &rx.base_url());
+    raw.transforms.dir = Some(cm.root.clone());
+    raw.transforms.debounce_ms = Some(100);
+    raw.transforms.workers = Some(2);
+    let mut gw = Gateway::start(resolve(raw)).await;
+    wait_until(WAIT, "chaos serving", || rx.bodies().len() >= 1_000).await;
+
+    // Mid-stream (2,000 flows a second), the ConfigMap switches to the filter (which keeps every flow).
+    cm.update(&[("filter.wasm", wasm("flowgate_transform_filter.wasm"))]);
+    wait_until(WAIT, "filter serving", || {
+        records(&rx).iter().any(|r| provenance(r).is_some_and(|p| p.starts_with("filter@")))
+    })
+    .await;
+    // A broken update: refused, the filter keeps serving.
+    cm.update(&[("filter.wasm", b"not wasm at all".to_vec())]);
+    wait_until(WAIT, "broken update refused", || gw.metrics.transform_reloads_count("not_a_component") == 1).await;
+    let after_refusal = records(&rx).len();
+    wait_until(WAIT, "still serving", || records(&rx).len() >= after_refusal + 2_000).await;
+    gw.shutdown().await.unwrap();
+
+    let all = records(&rx);
+    let names: std::collections::BTreeSet<String> =
+        all.iter().filter_map(provenance).map(|p| p.split('@').next().unwrap().to_string()).collect();
+    assert_eq!(names.into_iter().collect::<Vec<_>>(), vec!["chaos", "filter"]);
+    assert!(all[after_refusal..].iter().all(|r| provenance(r).is_some_and(|p| p.starts_with("filter@"))));
+    assert_eq!(gw.metrics.transform_reloads_count("swapped"), 2);
+    // Both transforms keep every flow with its body: every flow arrives exactly once across the swap.
+    let (buckets, flows) = assert_exactly_once(&sim, &rx.bodies());
+    assert!(buckets >= 3, "{buckets} buckets, {flows} flows");
+}
