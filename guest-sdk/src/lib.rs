@@ -34,6 +34,7 @@ pub mod bindings {
         pub_export_macro: true,
         default_bindings_module: "flowgate_guest::bindings",
         generate_all,
+        additional_derives: [PartialEq],
     });
 }
 

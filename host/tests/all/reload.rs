@@ -155,3 +155,26 @@ async fn swapping_components_under_load_loses_and_duplicates_nothing_and_a_broke
     let (buckets, flows) = assert_exactly_once(&sim, &rx.bodies());
     assert!(buckets >= 3, "{buckets} buckets, {flows} flows");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_explicit_chain_from_config_with_a_structured_body() {
+    use flowgate::config::RawEntry;
+    let (sim, _dir) =
+        simulator(SimConfig { flows_per_bucket: 100, time_scale: 30.0, seed: 6, ..SimConfig::default() }).await;
+    let rx = receiver(accept_all()).await;
+    let mut raw = raw_config(&sim, &rx.base_url());
+    raw.transforms.chain = Some(vec![RawEntry {
+        name: Some("semconv".into()),
+        path: Some(component("flowgate_transform_semconv.wasm")),
+        ..RawEntry::default()
+    }]);
+    raw.transforms.provenance = Some(false);
+    let mut gw = Gateway::start(resolve(raw)).await;
+    wait_until(WAIT, "records", || records(&rx).len() >= 100).await;
+    gw.shutdown().await.unwrap();
+    for r in records(&rx) {
+        let Some(Value::KvlistValue(kv)) = r.body.and_then(|b| b.value) else { panic!("a structured body") };
+        assert!(kv.values.iter().any(|a| a.key == "destination.port"));
+        assert!(r.attributes.iter().all(|a| a.key != PROVENANCE_ATTRIBUTE), "provenance off");
+    }
+}

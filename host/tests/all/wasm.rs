@@ -227,3 +227,70 @@ fn unknown_enum_numbers_survive_the_chain() {
     let mut inst = loaded.instantiate(&[], Limits::default(), None).unwrap();
     assert!(matches!(inst.process_flows(&[f]).unwrap()[0], Outcome::Annotate(_)));
 }
+
+#[test]
+fn redact_enrich_semconv_shape_records_through_the_host() {
+    use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
+    let rt = Runtime::new().unwrap();
+    let chain = chain::build(
+        &rt,
+        vec![
+            spec(
+                "redact",
+                "flowgate_transform_redact.wasm",
+                &[
+                    ("drop_labels", "pod-template-hash=*,controller-revision-hash=*"),
+                    ("pseudonymize", "source_namespace"),
+                    ("key", "a-secret-of-16-bytes"),
+                ],
+                FailurePolicy::FailClosed,
+            ),
+            spec(
+                "enrich",
+                "flowgate_transform_enrich.wasm",
+                &[("attr.k8s.cluster.name", "prod"), ("owner.payments", "billing")],
+                FailurePolicy::FailOpen,
+            ),
+            spec("semconv", "flowgate_transform_semconv.wasm", &[("body", "json")], FailurePolicy::FailOpen),
+        ],
+        1,
+    )
+    .unwrap();
+    let mut worker = Worker::new(Metrics::new(), None);
+    let input = flows(200);
+    let items = worker.run(&chain, input.clone());
+    assert_eq!(items.len(), 200);
+    for (item, original) in items.into_iter().zip(&input) {
+        let deny = original.key.as_ref().unwrap().action == flowgate::proto::Action::Deny as i32;
+        let record = flowgate::pipeline::worker::record(item, 1, Some(&chain.provenance));
+        let Some(Any::StringValue(body)) = record.body.as_ref().and_then(|b| b.value.clone()) else {
+            panic!("string body")
+        };
+        assert!(
+            !body.contains("pod-template-hash") && !body.contains("controller-revision-hash"),
+            "labels redacted in the body: {body}"
+        );
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert!(
+            v["Key"]["sourceNamespace"].as_str().unwrap().starts_with("anon-"),
+            "pseudonymised in the body: {body}"
+        );
+        let attr = |k: &str| record.attributes.iter().find(|a| a.key == k).and_then(|a| a.value.clone()?.value);
+        assert_eq!(attr("k8s.cluster.name"), Some(Any::StringValue("prod".into())));
+        assert!(
+            matches!(attr("flowgate.bytes.total"), Some(Any::IntValue(n)) if n == original.bytes_in + original.bytes_out)
+        );
+        assert!(
+            matches!(attr("k8s.source.namespace.name"), Some(Any::StringValue(s)) if s.starts_with("anon-")),
+            "semconv sees the redacted flow"
+        );
+        let chain_attr = attr(flowgate::pipeline::PROVENANCE_ATTRIBUTE);
+        assert!(
+            matches!(chain_attr, Some(Any::StringValue(s)) if s.starts_with("redact@sha256:") && s.contains(",enrich@sha256:") && s.contains(",semconv@sha256:"))
+        );
+        assert_eq!(
+            (record.severity_number, record.severity_text.as_str()),
+            if deny { (13, "WARN") } else { (9, "INFO") }
+        );
+    }
+}

@@ -1,0 +1,95 @@
+//! `enrich`: static attributes, namespace owners, severity from action, derived totals.
+//!
+//! Config: `attr.<key>: value` (static attributes, e.g. `attr.k8s.cluster.name: prod`), `owner.<namespace>:
+//! team` (adds `flowgate.source.owner` / `flowgate.dest.owner`), `deny_severity` (`warn` by default; `info`
+//! keeps denies at INFO). Always adds `flowgate.bytes.total` and `flowgate.packets.total`. The flow itself is
+//! never sent back: the outcome is an annotation.
+
+use flowgate_guest::{Action, Annotations, Config, Flow, Outcome, Severity, Transform};
+
+pub struct Enrich {
+    attributes: Vec<(String, String)>,
+    owners: Vec<(String, String)>,
+    deny_severity: Option<Severity>,
+}
+
+impl Enrich {
+    fn owner(&self, namespace: &str) -> Option<&str> {
+        self.owners.iter().find(|(ns, _)| ns == namespace).map(|(_, team)| team.as_str())
+    }
+}
+
+impl Transform for Enrich {
+    fn init(c: &Config) -> Result<Self, String> {
+        let deny_severity = match c.get("deny_severity").unwrap_or("warn") {
+            "info" => None,
+            "warn" => Some(Severity::Warn),
+            "error" => Some(Severity::Error),
+            other => return Err(format!("deny_severity: {other:?} is not info, warn or error")),
+        };
+        let pairs = |p| c.with_prefix(p).map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Ok(Enrich { attributes: pairs("attr"), owners: pairs("owner"), deny_severity })
+    }
+
+    fn process(&mut self, f: Flow) -> Outcome {
+        let mut a = Annotations::none();
+        for (k, v) in &self.attributes {
+            a = a.attr(k.as_str(), v.as_str());
+        }
+        if let Some(team) = self.owner(&f.source_namespace) {
+            a = a.attr("flowgate.source.owner", team);
+        }
+        if let Some(team) = self.owner(&f.dest_namespace) {
+            a = a.attr("flowgate.dest.owner", team);
+        }
+        if f.action == Action::Deny
+            && let Some(s) = self.deny_severity
+        {
+            a = a.severity(s);
+        }
+        a = a.attr("flowgate.bytes.total", f.bytes_in.saturating_add(f.bytes_out));
+        a = a.attr("flowgate.packets.total", f.packets_in.saturating_add(f.packets_out));
+        Outcome::Annotate(a)
+    }
+}
+
+flowgate_guest::export!(Enrich);
+
+#[cfg(test)]
+mod tests {
+    use flowgate_guest::{Value, sample_flow};
+
+    use super::*;
+
+    fn annotations(c: &[(&str, &str)], f: Flow) -> Annotations {
+        let mut e =
+            Enrich::init(&Config::new(c.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())).unwrap();
+        match e.process(f) {
+            Outcome::Annotate(a) => a,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn attr<'a>(a: &'a Annotations, key: &str) -> Option<&'a Value> {
+        a.attributes.iter().find(|x| x.key == key).map(|x| &x.value)
+    }
+
+    #[test]
+    fn adds_static_attributes_owners_and_totals() {
+        let a = annotations(&[("attr.k8s.cluster.name", "prod"), ("owner.payments", "billing")], sample_flow());
+        assert_eq!(attr(&a, "k8s.cluster.name"), Some(&Value::Str("prod".into())));
+        assert_eq!(attr(&a, "flowgate.dest.owner"), Some(&Value::Str("billing".into())));
+        assert_eq!(attr(&a, "flowgate.source.owner"), None);
+        assert_eq!(attr(&a, "flowgate.bytes.total"), Some(&Value::Int(957 + 1226)));
+        assert_eq!(a.severity, None, "allowed flows keep INFO");
+    }
+
+    #[test]
+    fn denied_flows_are_warnings_unless_configured_otherwise() {
+        let mut f = sample_flow();
+        f.action = Action::Deny;
+        assert_eq!(annotations(&[], f.clone()).severity, Some(Severity::Warn));
+        assert_eq!(annotations(&[("deny_severity", "info")], f).severity, None);
+        assert!(Enrich::init(&Config::new(vec![("deny_severity".into(), "loud".into())])).is_err());
+    }
+}
