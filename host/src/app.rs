@@ -152,6 +152,7 @@ pub fn check(cfg: &Config) -> anyhow::Result<String> {
         cfg.queue.max_bytes
     );
     let _ = writeln!(out, "admin:     http://{}/metrics /healthz /readyz", cfg.admin_listen);
+    out.push_str(&crate::tools::check_chain(&cfg.transforms)?);
     for w in &cfg.warnings {
         let _ = writeln!(out, "warning:   {w}");
     }

@@ -22,6 +22,7 @@ pub mod batch;
 pub mod config;
 pub mod demo;
 pub mod pipeline;
+pub mod protojson;
 pub mod receiver;
 pub mod reload;
 pub mod render;
@@ -30,6 +31,7 @@ pub mod sink;
 pub mod source;
 pub mod telemetry;
 pub mod tls;
+pub mod tools;
 pub mod wasm;
 pub mod wire;
 

@@ -32,6 +32,24 @@ enum Command {
         #[arg(long, short, env = "FLOWGATE_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Run the transform chain over flows from a file of JSON bodies (as in Loki, one a line) and print the
+    /// records, or compare them with expected records (JSON lines) and show the differences.
+    Test {
+        #[arg(long, short, env = "FLOWGATE_CONFIG")]
+        config: Option<PathBuf>,
+        /// A transforms directory (overrides the config's).
+        #[arg(long)]
+        transforms_dir: Option<PathBuf>,
+        /// A component, in chain order (repeat); its `<name>.yaml` beside it is read if present.
+        #[arg(long = "transform")]
+        transforms: Vec<PathBuf>,
+        /// Flows: one JSON body a line.
+        #[arg(long)]
+        input: PathBuf,
+        /// Expected records, one JSON object a line (as this command prints them).
+        #[arg(long)]
+        expected: Option<PathBuf>,
+    },
     /// Run a simulated Goldmane, the gateway and an OTLP receiver on loopback, printing what arrives.
     Demo {
         /// Distinct flows in every 15 s bucket.
@@ -69,6 +87,9 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Run { config } => run(config, &env).await,
             Command::Check { config } => check(config, &env),
+            Command::Test { config, transforms_dir, transforms, input, expected } => {
+                test(config, transforms_dir, &transforms, &input, expected.as_deref())
+            }
             Command::Demo { flows_per_bucket, time_scale, duration_secs, quiet } => {
                 let opts = flowgate::demo::DemoOptions {
                     flows_per_bucket,
@@ -108,6 +129,31 @@ fn check(path: Option<PathBuf>, env: &Env) -> anyhow::Result<()> {
     let report = flowgate::app::check(&cfg)?;
     print!("{report}");
     Ok(())
+}
+
+fn test(
+    config: Option<PathBuf>,
+    dir: Option<PathBuf>,
+    components: &[PathBuf],
+    input: &std::path::Path,
+    expected: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let cfg = config::transforms_only(config.as_deref(), dir, components)?;
+    let report = flowgate::tools::test_chain(&cfg, input, expected)?;
+    let mut out = std::io::stdout().lock();
+    if expected.is_none() {
+        for o in &report.outputs {
+            writeln!(out, "{o}")?;
+        }
+        return Ok(());
+    }
+    if report.diff.is_empty() {
+        writeln!(out, "ok: {} records as expected", report.outputs.len())?;
+        return Ok(());
+    }
+    write!(out, "{}", report.diff)?;
+    anyhow::bail!("the chain's records differ from {}", expected.map(|p| p.display().to_string()).unwrap_or_default())
 }
 
 /// Cancelled on SIGTERM or SIGINT.

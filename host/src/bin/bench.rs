@@ -86,6 +86,7 @@ fn main() {
             Some((out_bytes as f64 / FLOWS as f64, raw_bytes as f64 / FLOWS as f64)),
         );
     }
+    transforms(&flows, &wire);
 }
 
 fn best(mut f: impl FnMut()) -> Duration {
@@ -111,3 +112,81 @@ fn report(what: &str, d: Duration, bytes: Option<(f64, f64)>) {
 /// The same allocator as the `flowgate` binary, so the figures are the gateway's.
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Transforms through the host: compile and instantiate time, then ns/flow for each example and the chain
+/// redact -> enrich -> semconv, on batches of `BATCH` flows (decode from the wire -> chain -> OTLP record).
+fn transforms(flows: &[flowgate::proto::Flow], wire: &[Bytes]) {
+    use flowgate::pipeline::chain::{self, EntrySpec, FailurePolicy};
+    use flowgate::pipeline::{Worker, worker};
+    use flowgate::telemetry::Metrics;
+    use flowgate::wasm::{Limits, Runtime};
+
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/wasm32-wasip2/transform");
+    if !dir.join("flowgate_transform_redact.wasm").exists() {
+        println!("\n(transforms not built: run `make transforms` for their figures)");
+        return;
+    }
+    let rt = Runtime::new().expect("wasmtime");
+    let spec = |name: &str, config: &[(&str, &str)]| EntrySpec {
+        name: name.to_string(),
+        path: dir.join(format!("flowgate_transform_{name}.wasm")),
+        config: config.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        policy: FailurePolicy::FailClosed,
+        limits: Limits::default(),
+    };
+    let redact = spec(
+        "redact",
+        &[
+            ("drop_labels", "pod-template-hash=*"),
+            ("pseudonymize", "source_namespace,dest_namespace"),
+            ("key", "bench-secret-key-0123"),
+        ],
+    );
+    let enrich = spec("enrich", &[("attr.k8s.cluster.name", "bench"), ("owner.payments", "billing")]);
+    let semconv = spec("semconv", &[]);
+    let filter = spec("filter", &[("drop_namespaces", "kube-*")]);
+    println!("\ntransforms (wasmtime, one worker thread, batches of {BATCH})");
+    for s in [&filter, &redact, &enrich, &semconv] {
+        let bytes = std::fs::read(&s.path).expect("component");
+        let t = Instant::now();
+        let loaded = rt.load(&s.name, &bytes).expect("compiles");
+        let compile = t.elapsed();
+        let t = Instant::now();
+        let n = 20;
+        for _ in 0..n {
+            black_box(loaded.instantiate(&s.config, s.limits, None).expect("instantiates"));
+        }
+        println!(
+            "{:<10} {:>8} B  compile {:>6.1} ms  instantiate+init {:>6.1} us",
+            s.name,
+            bytes.len(),
+            compile.as_secs_f64() * 1e3,
+            t.elapsed().as_secs_f64() * 1e6 / n as f64
+        );
+    }
+    let chains: Vec<(&str, Vec<EntrySpec>)> = vec![
+        ("filter", vec![filter.clone()]),
+        ("redact", vec![redact.clone()]),
+        ("enrich", vec![enrich.clone()]),
+        ("semconv", vec![semconv.clone()]),
+        ("redact -> enrich -> semconv", vec![redact, enrich, semconv]),
+    ];
+    for (label, specs) in chains {
+        let chain = chain::build(&rt, specs, 1).expect("chain builds");
+        let mut w = Worker::new(Metrics::new(), None);
+        let total = best(|| {
+            for chunk in wire.chunks(BATCH) {
+                let batch: Vec<_> = chunk
+                    .iter()
+                    .map(|b| flowgate::proto::Flow::decode(flow_of_result(b).unwrap().unwrap().wire).unwrap())
+                    .collect();
+                let now = unix_nanos();
+                let records: Vec<_> =
+                    w.run(&chain, batch).into_iter().map(|i| worker::record(i, now, Some(&chain.provenance))).collect();
+                black_box(records);
+            }
+        });
+        report(&format!("chain: {label}"), total, None);
+    }
+    let _ = flows;
+}

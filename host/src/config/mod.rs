@@ -344,6 +344,56 @@ impl RawConfig {
     }
 }
 
+/// The transforms section alone (for `flowgate test`, which needs no Goldmane or OTLP settings): from `file`,
+/// with `dir` and `components` (each a `.wasm`, its `<stem>.yaml` beside it read if present) taking precedence.
+pub fn transforms_only(
+    file: Option<&Path>,
+    dir: Option<PathBuf>,
+    components: &[PathBuf],
+) -> Result<TransformsConfig, ConfigError> {
+    let mut raw = match file {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|e| ConfigError {
+                problems: vec![Problem { field: p.display().to_string(), message: format!("cannot read: {e}") }],
+            })?;
+            RawConfig::from_yaml(&text, p)?.transforms
+        }
+        None => RawTransforms::default(),
+    };
+    if dir.is_some() {
+        raw.dir = dir;
+    }
+    if !components.is_empty() {
+        let mut chain = Vec::new();
+        for path in components {
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().trim_end_matches(".gz").trim_end_matches(".wasm").to_string());
+            let yaml = path.with_file_name(format!("{}.yaml", name.clone().unwrap_or_default()));
+            let mut entry = match std::fs::read_to_string(&yaml) {
+                Ok(text) => serde_norway::from_str::<RawEntry>(&text).map_err(|e| ConfigError {
+                    problems: vec![Problem { field: yaml.display().to_string(), message: e.to_string() }],
+                })?,
+                Err(_) => RawEntry::default(),
+            };
+            entry.name = name;
+            entry.path = Some(path.clone());
+            chain.push(entry);
+        }
+        raw.chain = Some(chain);
+    }
+    Ok(TransformsConfig {
+        dir: raw.dir,
+        chain: raw.chain,
+        workers: 1,
+        provenance: raw.provenance.unwrap_or(true),
+        dead_letter_path: raw.dead_letter_path,
+        resync_interval: Duration::from_millis(DEFAULT_RESYNC_INTERVAL_MS),
+        debounce: Duration::from_millis(DEFAULT_DEBOUNCE_MS),
+        config_file: None,
+    })
+}
+
 /// Loads the optional file, overlays the environment and resolves.
 pub fn load(path: Option<&Path>, env: &Env) -> Result<Config, ConfigError> {
     let raw = match path {

@@ -70,7 +70,7 @@ impl Reloader {
                 Err(e) => return self.refused(&format!("config file {}: {e}", path.display()), "config"),
             }
         }
-        let specs = match self.specs() {
+        let specs = match chain_specs(&self.cfg) {
             Ok(s) => s,
             Err(e) => return self.refused(&e, "read"),
         };
@@ -113,26 +113,26 @@ impl Reloader {
         self.metrics.transform_reload(kind);
         ReloadOutcome::Refused(why.to_string())
     }
+}
 
-    /// Entry specs from the explicit chain, or from the directory.
-    fn specs(&self) -> Result<Vec<EntrySpec>, String> {
-        if let Some(chain) = &self.cfg.chain {
-            return chain
-                .iter()
-                .map(|e| {
-                    let name = e.name.clone().unwrap_or_default();
-                    let path = e.path.clone().unwrap_or_default();
-                    let path = match (&self.cfg.dir, path.is_relative()) {
-                        (Some(dir), true) => dir.join(path),
-                        _ => path,
-                    };
-                    entry_spec(name, path, e)
-                })
-                .collect();
-        }
-        let Some(dir) = &self.cfg.dir else { return Ok(Vec::new()) };
-        scan_dir(dir)
+/// Entry specs from the explicit chain (relative paths resolved against `dir`), or from the directory.
+pub fn chain_specs(cfg: &TransformsConfig) -> Result<Vec<EntrySpec>, String> {
+    if let Some(chain) = &cfg.chain {
+        return chain
+            .iter()
+            .map(|e| {
+                let name = e.name.clone().unwrap_or_default();
+                let path = e.path.clone().unwrap_or_default();
+                let path = match (&cfg.dir, path.is_relative()) {
+                    (Some(dir), true) => dir.join(path),
+                    _ => path,
+                };
+                entry_spec(name, path, e)
+            })
+            .collect();
     }
+    let Some(dir) = &cfg.dir else { return Ok(Vec::new()) };
+    scan_dir(dir)
 }
 
 fn entry_spec(name: String, path: PathBuf, e: &RawEntry) -> Result<EntrySpec, String> {

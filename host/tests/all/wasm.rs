@@ -294,3 +294,44 @@ fn redact_enrich_semconv_shape_records_through_the_host() {
         );
     }
 }
+
+#[test]
+fn flowgate_test_runs_a_chain_over_loki_bodies_and_diffs_expectations() {
+    let dir = tempfile::tempdir().unwrap();
+    let redact = dir.path().join("redact.wasm");
+    std::fs::copy(component("flowgate_transform_redact.wasm"), &redact).unwrap();
+    std::fs::write(
+        dir.path().join("redact.yaml"),
+        "config:\n  drop_labels: \"pod-template-hash=*\"\n  strip_policy_names: true\n",
+    )
+    .unwrap();
+    let input = dir.path().join("flows.jsonl");
+    let bodies: Vec<String> = flows(5).iter().map(flowgate::render::flow_json_string).collect();
+    std::fs::write(&input, bodies.join("\n")).unwrap();
+    let cfg = flowgate::config::transforms_only(None, None, std::slice::from_ref(&redact)).unwrap();
+
+    let report = flowgate::tools::test_chain(&cfg, &input, None).unwrap();
+    assert_eq!(report.outputs.len(), 5);
+    for o in &report.outputs {
+        assert_eq!(o["severity"], "INFO");
+        let body = o["body"].to_string();
+        assert!(!body.contains("pod-template-hash"), "{body}");
+        assert!(o["body"]["Key"]["policies"]["enforcedPolicies"][0].get("name").is_none(), "policy names stripped");
+    }
+    // Expected = what it printed: no difference. One field changed: a diff naming that field.
+    let expected = dir.path().join("expected.jsonl");
+    let lines: Vec<String> = report.outputs.iter().map(|o| o.to_string()).collect();
+    std::fs::write(&expected, lines.join("\n")).unwrap();
+    assert!(flowgate::tools::test_chain(&cfg, &input, Some(&expected)).unwrap().diff.is_empty());
+    let mut changed = report.outputs.clone();
+    changed[2]["body"]["bytesIn"] = serde_json::json!("1");
+    std::fs::write(&expected, changed.iter().map(|o| o.to_string()).collect::<Vec<_>>().join("\n")).unwrap();
+    let diff = flowgate::tools::test_chain(&cfg, &input, Some(&expected)).unwrap().diff;
+    assert!(diff.starts_with("record 3:\n  body.bytesIn:\n    - expected \"1\""), "{diff}");
+
+    let check = flowgate::tools::check_chain(&cfg).unwrap();
+    assert!(
+        check.contains("1 in the chain, all compiled, initialised and self-tested") && check.contains("redact@sha256:"),
+        "{check}"
+    );
+}
