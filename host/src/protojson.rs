@@ -11,7 +11,7 @@ pub fn flow_from_json(text: &str) -> Result<Flow, String> {
     let v: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
     let o = v.as_object().ok_or("a flow is a JSON object")?;
     Ok(Flow {
-        key: field(o, "Key", "Key").map(|k| key(k)).transpose()?,
+        key: field(o, "Key", "Key").map(key).transpose()?,
         start_time: int(o, "startTime", "start_time")?,
         end_time: int(o, "endTime", "end_time")?,
         source_labels: strings(o, "sourceLabels", "source_labels")?,
