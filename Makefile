@@ -33,6 +33,7 @@ toolchain:
 TRANSFORM_CRATES := $(foreach d,$(wildcard transforms/*/Cargo.toml host/tests/guests/*/Cargo.toml),-p $(shell sed -n 's/^name = "\(.*\)"/\1/p' $(d) | head -1))
 transforms:
 	cargo build --locked --target wasm32-wasip2 --profile transform $(TRANSFORM_CRATES)
+	transforms/python-filter/build.sh
 	@for f in target/wasm32-wasip2/transform/*.wasm; do \
 	  printf '%-60s %8d bytes, %8d gzipped\n' "$$f" "$$(wc -c < $$f)" "$$(gzip -9c $$f | wc -c)"; \
 	done

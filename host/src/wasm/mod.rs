@@ -235,7 +235,7 @@ impl LoadedComponent {
             table: ResourceTable::new(),
             limits: StoreLimitsBuilder::new()
                 .memory_size(limits.memory_bytes)
-                .instances(4)
+                .instances(64)
                 .trap_on_grow_failure(true)
                 .build(),
             host: host::HostState::new(&self.name, metrics),

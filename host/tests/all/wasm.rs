@@ -335,3 +335,24 @@ fn flowgate_test_runs_a_chain_over_loki_bodies_and_diffs_expectations() {
         "{check}"
     );
 }
+
+/// The same filter written in Python (componentize-py, `transforms/python-filter`) behaves as the Rust one.
+#[test]
+fn the_python_filter_agrees_with_the_rust_filter() {
+    let rt = Runtime::new().unwrap();
+    let config = [("actions", "Deny"), ("drop_namespaces", "kube-*")];
+    let input = flows(400);
+    let mut kept = Vec::new();
+    for (name, file) in [("rust", "flowgate_transform_filter.wasm"), ("python", "python_filter.wasm")] {
+        let mut s = spec(name, file, &config, FailurePolicy::FailClosed);
+        // CPython inside: more memory, and more time for the first batch.
+        s.limits = Limits { deadline: Duration::from_secs(5), memory_bytes: 256 << 20 };
+        let chain = chain::build(&rt, vec![s], 1).unwrap();
+        let mut w = Worker::new(Metrics::new(), None);
+        let out: Vec<Flow> = w.run(&chain, input.clone()).into_iter().map(|i| i.flow).collect();
+        kept.push(out);
+    }
+    assert!(!kept[0].is_empty() && kept[0].len() < 400);
+    assert!(kept[0].iter().all(|f| f.key.as_ref().unwrap().action == flowgate::proto::Action::Deny as i32));
+    assert_eq!(kept[0], kept[1], "both languages keep exactly the same flows");
+}

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Builds the Python filter into a component with componentize-py (installed from PyPI if missing).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+out="$root/target/wasm32-wasip2/transform/python_filter.wasm"
+version=0.25.1
+if ! componentize-py --version 2>/dev/null | grep -q "$version"; then
+  python3 -m pip install --quiet --disable-pip-version-check "componentize-py==$version"
+fi
+mkdir -p "$(dirname "$out")"
+if [[ -f "$out" && "$out" -nt "$here/app.py" && "$out" -nt "$root/wit/transform.wit" ]]; then
+  echo "python-filter: $out is up to date"
+  exit 0
+fi
+cd "$here"
+componentize-py -d "$root/wit" -w flowgate:transform/transformer componentize app -o "$out"
+echo "python-filter: built $out ($(wc -c < "$out") bytes)"
