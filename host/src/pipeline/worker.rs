@@ -37,11 +37,13 @@ pub struct Item {
     pub attributes: Vec<(String, Value)>,
     pub severity: Option<Severity>,
     pub body: Option<Body>,
+    /// `flow` as the guests see it, kept while no transform changes the flow: the next transform reuses it.
+    wit: Option<WitFlow>,
 }
 
 impl Item {
     pub fn new(flow: Flow) -> Self {
-        Item { flow, attributes: Vec::new(), severity: None, body: None }
+        Item { flow, attributes: Vec::new(), severity: None, body: None, wit: None }
     }
 
     fn annotate(&mut self, a: Annotations) {
@@ -135,21 +137,25 @@ impl Worker {
         items
     }
 
-    fn run_entry(&mut self, i: usize, entry: &Entry, items: Vec<Item>) -> Vec<Item> {
+    fn run_entry(&mut self, i: usize, entry: &Entry, mut items: Vec<Item>) -> Vec<Item> {
         let name = entry.spec.name.as_str();
-        let batch: Vec<WitFlow> = items.iter().map(|it| flow_to_wit(&it.flow)).collect();
+        let batch: Vec<WitFlow> = items.iter_mut().map(|it| it.wit.take().unwrap_or_else(|| flow_to_wit(&it.flow))).collect();
         self.metrics.transform_flows(name, "in", items.len() as u64);
         let started = Instant::now();
         let mut results = Vec::with_capacity(items.len());
         self.bisect(i, entry, &batch, &mut results);
         self.metrics.transform_duration(name, started.elapsed());
         let mut out = Vec::with_capacity(items.len());
-        for (mut item, result) in items.into_iter().zip(results) {
+        for ((mut item, wit), result) in items.into_iter().zip(batch).zip(results) {
             match result {
-                Ok(Outcome::Keep) => out.push(item),
+                Ok(Outcome::Keep) => {
+                    item.wit = Some(wit);
+                    out.push(item);
+                }
                 Ok(Outcome::Drop) => self.metrics.transform_flows(name, "dropped", 1),
                 Ok(Outcome::Annotate(a)) => {
                     item.annotate(a);
+                    item.wit = Some(wit);
                     out.push(item);
                 }
                 Ok(Outcome::Replace(o)) => {
