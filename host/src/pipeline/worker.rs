@@ -139,7 +139,8 @@ impl Worker {
 
     fn run_entry(&mut self, i: usize, entry: &Entry, mut items: Vec<Item>) -> Vec<Item> {
         let name = entry.spec.name.as_str();
-        let batch: Vec<WitFlow> = items.iter_mut().map(|it| it.wit.take().unwrap_or_else(|| flow_to_wit(&it.flow))).collect();
+        let batch: Vec<WitFlow> =
+            items.iter_mut().map(|it| it.wit.take().unwrap_or_else(|| flow_to_wit(&it.flow))).collect();
         self.metrics.transform_flows(name, "in", items.len() as u64);
         let started = Instant::now();
         let mut results = Vec::with_capacity(items.len());

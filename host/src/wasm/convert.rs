@@ -97,27 +97,36 @@ pub fn flow_to_wit(f: &Flow) -> WFlow {
     }
 }
 
+/// A guest's policy hit, `unknown` enums restored from `orig` (the hit at the same position of the input).
+fn hit_from(kind: WKind, action: WAction, orig: Option<&PolicyHit>) -> (i32, i32) {
+    (
+        kind_from(kind).unwrap_or_else(|| orig.map_or(0, |o| o.kind)),
+        action_from(action).unwrap_or_else(|| orig.map_or(0, |o| o.action)),
+    )
+}
+
 fn hits_from(ws: Vec<WHit>, originals: &[PolicyHit]) -> Vec<PolicyHit> {
     ws.into_iter()
         .enumerate()
         .map(|(i, w)| {
             let orig = originals.get(i);
+            let (kind, action) = hit_from(w.kind, w.action, orig);
             PolicyHit {
-                kind: kind_from(w.kind).unwrap_or_else(|| orig.map_or(0, |o| o.kind)),
+                kind,
                 namespace: w.namespace,
                 name: w.name,
                 tier: w.tier,
-                action: action_from(w.action).unwrap_or_else(|| orig.map_or(0, |o| o.action)),
+                action,
                 policy_index: w.policy_index,
                 rule_index: w.rule_index,
                 trigger: w.trigger.map(|t| {
-                    let orig_t = orig.and_then(|o| o.trigger.as_deref());
+                    let (kind, action) = hit_from(t.kind, t.action, orig.and_then(|o| o.trigger.as_deref()));
                     Box::new(PolicyHit {
-                        kind: kind_from(t.kind).unwrap_or_else(|| orig_t.map_or(0, |o| o.kind)),
+                        kind,
                         namespace: t.namespace,
                         name: t.name,
                         tier: t.tier,
-                        action: action_from(t.action).unwrap_or_else(|| orig_t.map_or(0, |o| o.action)),
+                        action,
                         policy_index: t.policy_index,
                         rule_index: t.rule_index,
                         trigger: None,

@@ -1,7 +1,7 @@
 //! End to end: simulated Goldmane --mTLS gRPC--> gateway --OTLP/HTTP--> receiver decoding real protobuf.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use flowgate::receiver::{Reply, accept_all};
@@ -16,12 +16,6 @@ const WAIT: Duration = Duration::from_secs(60);
 fn sim_config(flows_per_bucket: usize) -> SimConfig {
     // A bucket every half second.
     SimConfig { flows_per_bucket, time_scale: 30.0, seed: 42, ..SimConfig::default() }
-}
-
-/// Every flow the simulator sent was exported (none pending, none dropped).
-fn settled(sim: &flowgate::sim::Simulator, gw: &Gateway) -> bool {
-    let m = &gw.metrics;
-    m.flows_received.get() == sim.sent() && m.flows_exported.get() + m.duplicates_skipped.get() == sim.sent()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -102,16 +96,7 @@ async fn stream_cut_mid_bucket_resumes_with_no_loss_and_no_duplicate() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn endpoint_503_for_30_seconds_then_recovers_with_nothing_lost() {
     let (sim, _dir) = simulator(sim_config(100)).await;
-    let failing = Arc::new(AtomicBool::new(true));
-    let f = failing.clone();
-    let rx = receiver(Arc::new(move |_, _| {
-        if f.load(Ordering::SeqCst) {
-            Reply::Status { code: 503, retry_after: None }
-        } else {
-            Reply::Accept { rejected: 0 }
-        }
-    }))
-    .await;
+    let (rx, failing) = receiver_down_while().await;
     let mut raw = raw_config(&sim, &rx.base_url());
     raw.otlp.retry_max_ms = Some(2_000);
     let mut gw = Gateway::start(resolve(raw)).await;
@@ -226,16 +211,7 @@ async fn partial_success_rejections_are_counted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_queue_stops_the_stream_instead_of_dropping() {
     let (sim, _dir) = simulator(sim_config(2_000)).await;
-    let blocked = Arc::new(AtomicBool::new(true));
-    let b = blocked.clone();
-    let rx = receiver(Arc::new(move |_, _| {
-        if b.load(Ordering::SeqCst) {
-            Reply::Status { code: 503, retry_after: None }
-        } else {
-            Reply::Accept { rejected: 0 }
-        }
-    }))
-    .await;
+    let (rx, blocked) = receiver_down_while().await;
     let mut raw = raw_config(&sim, &rx.base_url());
     raw.queue.max_records = Some(500);
     raw.batch.max_records = Some(50);
@@ -320,16 +296,7 @@ async fn the_default_queue_absorbs_a_100k_flow_burst_while_the_endpoint_is_down(
     let sim_cfg =
         SimConfig { flows_per_bucket: 100_000, time_scale: 5.0, seed: 8, stall_timeout: Duration::from_secs(10) };
     let (sim, _dir) = simulator(sim_cfg).await;
-    let down = Arc::new(AtomicBool::new(true));
-    let d = down.clone();
-    let rx = receiver(Arc::new(move |_, _| {
-        if d.load(Ordering::SeqCst) {
-            Reply::Status { code: 503, retry_after: None }
-        } else {
-            Reply::Accept { rejected: 0 }
-        }
-    }))
-    .await;
+    let (rx, down) = receiver_down_while().await;
     let mut raw = raw_config(&sim, &rx.base_url());
     raw.otlp.compression = Some("zstd".into());
     let mut gw = Gateway::start(resolve(raw)).await; // default queue and batch sizes

@@ -2,7 +2,7 @@
 //! what shutdown does with queued records.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use flowgate::receiver::{Receiver, Reply, accept_all};
@@ -17,11 +17,6 @@ const WAIT: Duration = Duration::from_secs(60);
 
 fn sim_config(flows_per_bucket: usize) -> SimConfig {
     SimConfig { flows_per_bucket, time_scale: 30.0, seed: 77, ..SimConfig::default() }
-}
-
-fn settled(sim: &flowgate::sim::Simulator, gw: &Gateway) -> bool {
-    let m = &gw.metrics;
-    m.flows_received.get() == sim.sent() && m.flows_exported.get() + m.duplicates_skipped.get() == sim.sent()
 }
 
 /// An HTTPS receiver with its own PKI, requiring client certificates from that PKI.
@@ -112,16 +107,7 @@ async fn receiver_on(port: u16) -> Receiver {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_drains_what_is_queued() {
     let (sim, _dir) = simulator(sim_config(300)).await;
-    let down = Arc::new(AtomicBool::new(true));
-    let d = down.clone();
-    let rx = receiver(Arc::new(move |_, _| {
-        if d.load(Ordering::SeqCst) {
-            Reply::Status { code: 503, retry_after: None }
-        } else {
-            Reply::Accept { rejected: 0 }
-        }
-    }))
-    .await;
+    let (rx, down) = receiver_down_while().await;
     let mut gw = Gateway::start(resolve(raw_config(&sim, &rx.base_url()))).await;
     wait_until(WAIT, "records queued", || gw.metrics.queue_records.get() >= 600).await;
     // SIGTERM while everything is queued; the endpoint recovers during the grace period.

@@ -141,3 +141,25 @@ pub fn assert_exactly_once(sim: &Simulator, bodies: &[String]) -> (usize, usize)
     }
     (buckets.len(), bodies.len())
 }
+
+/// A receiver answering 503 while the returned switch is on, accepting once it is turned off.
+pub async fn receiver_down_while() -> (Receiver, std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let down = std::sync::Arc::new(AtomicBool::new(true));
+    let d = down.clone();
+    let rx = receiver(std::sync::Arc::new(move |_, _| {
+        if d.load(Ordering::SeqCst) {
+            flowgate::receiver::Reply::Status { code: 503, retry_after: None }
+        } else {
+            flowgate::receiver::Reply::Accept { rejected: 0 }
+        }
+    }))
+    .await;
+    (rx, down)
+}
+
+/// Every flow the simulator sent was received and exported (or skipped as a duplicate): nothing pending.
+pub fn settled(sim: &Simulator, gw: &Gateway) -> bool {
+    let m = &gw.metrics;
+    m.flows_received.get() == sim.sent() && m.flows_exported.get() + m.duplicates_skipped.get() == sim.sent()
+}
