@@ -178,3 +178,36 @@ async fn an_explicit_chain_from_config_with_a_structured_body() {
         assert!(r.attributes.iter().all(|a| a.key != PROVENANCE_ATTRIBUTE), "provenance off");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn editing_the_config_files_chain_reloads_it() {
+    let (sim, dir) =
+        simulator(SimConfig { flows_per_bucket: 100, time_scale: 30.0, seed: 9, ..SimConfig::default() }).await;
+    let rx = receiver(accept_all()).await;
+    let file = dir.path().join("flowgate.yaml");
+    let chain_yaml = |name: &str, file: &str| {
+        format!("transforms:\n  chain:\n    - name: {name}\n      path: {}\n", component(file).display())
+    };
+    std::fs::write(&file, chain_yaml("chaos", "flowgate_test_guest_chaos.wasm")).unwrap();
+    let mut raw = raw_config(&sim, &rx.base_url());
+    raw.transforms =
+        flowgate::config::RawConfig::from_yaml(&std::fs::read_to_string(&file).unwrap(), &file).unwrap().transforms;
+    raw.transforms.debounce_ms = Some(100);
+    let mut cfg = resolve(raw);
+    cfg.transforms.config_file = Some(file.clone());
+    let mut gw = Gateway::start(cfg).await;
+    wait_until(WAIT, "chaos serving", || {
+        records(&rx).iter().any(|r| provenance(r).is_some_and(|p| p.starts_with("chaos@")))
+    })
+    .await;
+    std::fs::write(&file, chain_yaml("semconv", "flowgate_transform_semconv.wasm")).unwrap();
+    wait_until(WAIT, "semconv serving", || {
+        records(&rx).iter().any(|r| provenance(r).is_some_and(|p| p.starts_with("semconv@")))
+    })
+    .await;
+    // A broken edit is refused; semconv keeps serving.
+    std::fs::write(&file, "transforms:\n  chain: [{name: x}]\n  surprise: 1\n").unwrap();
+    wait_until(WAIT, "broken config refused", || gw.metrics.transform_reloads_count("config") == 1).await;
+    gw.shutdown().await.unwrap();
+    assert_eq!(gw.metrics.transform_reloads_count("swapped"), 2);
+}

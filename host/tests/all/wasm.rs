@@ -356,3 +356,31 @@ fn the_python_filter_agrees_with_the_rust_filter() {
     assert!(kept[0].iter().all(|f| f.key.as_ref().unwrap().action == flowgate::proto::Action::Deny as i32));
     assert_eq!(kept[0], kept[1], "both languages keep exactly the same flows");
 }
+
+#[test]
+fn gzipped_components_and_yaml_beside_them_are_read_from_the_directory() {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(&std::fs::read(component("flowgate_transform_filter.wasm")).unwrap()).unwrap();
+    std::fs::write(dir.path().join("20-filter.wasm.gz"), gz.finish().unwrap()).unwrap();
+    std::fs::copy(component("flowgate_transform_enrich.wasm"), dir.path().join("10-enrich.wasm")).unwrap();
+    std::fs::write(dir.path().join("20-filter.yaml"), "config:\n  actions: [Deny]\nfailure_policy: fail-open\n")
+        .unwrap();
+    std::fs::write(dir.path().join("..data"), "kubelet bookkeeping, skipped").unwrap();
+    let specs = flowgate::reload::scan_dir(dir.path()).unwrap();
+    assert_eq!(
+        specs.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+        vec!["10-enrich", "20-filter"],
+        "lexical order"
+    );
+    assert_eq!(specs[1].config, vec![("actions".to_string(), "Deny".to_string())]);
+    assert_eq!(specs[1].policy, FailurePolicy::FailOpen);
+    let chain = chain::build(&Runtime::new().unwrap(), specs, 1).unwrap();
+    let out = Worker::new(Metrics::new(), None).run(&chain, flows(100));
+    assert!(
+        !out.is_empty()
+            && out.iter().all(|i| i.flow.key.as_ref().unwrap().action == flowgate::proto::Action::Deny as i32)
+    );
+    assert!(out.iter().all(|i| i.attributes.iter().any(|(k, _)| k == "flowgate.bytes.total")), "enrich ran first");
+}
