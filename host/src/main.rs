@@ -64,6 +64,9 @@ enum Command {
         /// One line a batch instead of a line a flow.
         #[arg(long)]
         quiet: bool,
+        /// Run the transform chain from this directory (hot-reloaded: drop a .wasm in while it runs).
+        #[arg(long)]
+        transforms_dir: Option<PathBuf>,
     },
 }
 
@@ -90,12 +93,13 @@ fn main() -> ExitCode {
             Command::Test { config, transforms_dir, transforms, input, expected } => {
                 test(config, transforms_dir, &transforms, &input, expected.as_deref())
             }
-            Command::Demo { flows_per_bucket, time_scale, duration_secs, quiet } => {
+            Command::Demo { flows_per_bucket, time_scale, duration_secs, quiet, transforms_dir } => {
                 let opts = flowgate::demo::DemoOptions {
                     flows_per_bucket,
                     time_scale,
                     duration: (duration_secs > 0).then(|| Duration::from_secs(duration_secs)),
                     quiet,
+                    transforms_dir,
                 };
                 flowgate::demo::run(opts, &env, shutdown_signal()).await
             }
