@@ -6,4 +6,4 @@ wasmtime::component::bindgen!({
     require_store_data_send: true,
 });
 
-pub use flowgate::transform::{host, types};
+pub use self::flowgate::transform::{host, types};
