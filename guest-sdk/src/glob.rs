@@ -3,36 +3,45 @@
 
 /// A compiled glob.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Glob(Vec<char>);
+pub struct Glob {
+    chars: Vec<char>,
+    /// The pattern as bytes when it is ASCII (almost always): ASCII text then matches with no allocation.
+    ascii: Option<Vec<u8>>,
+}
 
 impl Glob {
     pub fn new(pattern: &str) -> Self {
-        Glob(pattern.chars().collect())
+        Glob { chars: pattern.chars().collect(), ascii: pattern.is_ascii().then(|| pattern.as_bytes().to_vec()) }
     }
 
     pub fn matches(&self, text: &str) -> bool {
-        let t: Vec<char> = text.chars().collect();
-        let p = &self.0;
-        // Iterative matching with one backtrack point: linear in practice, no recursion.
-        let (mut pi, mut ti) = (0, 0);
-        let mut star: Option<(usize, usize)> = None;
-        while ti < t.len() {
-            if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
-                pi += 1;
-                ti += 1;
-            } else if pi < p.len() && p[pi] == '*' {
-                star = Some((pi, ti));
-                pi += 1;
-            } else if let Some((sp, st)) = star {
-                pi = sp + 1;
-                ti = st + 1;
-                star = Some((sp, st + 1));
-            } else {
-                return false;
-            }
+        match &self.ascii {
+            Some(p) if text.is_ascii() => glob(p, text.as_bytes(), b'*', b'?'),
+            _ => glob(&self.chars, &text.chars().collect::<Vec<_>>(), '*', '?'),
         }
-        p[pi..].iter().all(|&c| c == '*')
     }
+}
+
+/// Iterative matching with one backtrack point: linear in practice, no recursion.
+fn glob<T: PartialEq + Copy>(p: &[T], t: &[T], star: T, any: T) -> bool {
+    let (mut pi, mut ti) = (0, 0);
+    let mut backtrack: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == any || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == star {
+            backtrack = Some((pi, ti));
+            pi += 1;
+        } else if let Some((sp, st)) = backtrack {
+            pi = sp + 1;
+            ti = st + 1;
+            backtrack = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == star)
 }
 
 /// One-off match of `pattern` against `text`.
