@@ -258,27 +258,27 @@ impl Metrics {
     }
 
     pub fn transform_flows(&self, transform: &str, kind: &'static str, n: u64) {
-        self.transform_flows.get_or_create(&TransformKindLabels { transform: transform.into(), kind }).inc_by(n);
+        counter(&self.transform_flows, transform, kind).inc_by(n);
     }
 
     pub fn transform_flows_count(&self, transform: &str, kind: &'static str) -> u64 {
-        self.transform_flows.get_or_create(&TransformKindLabels { transform: transform.into(), kind }).get()
+        counter(&self.transform_flows, transform, kind).get()
     }
 
     pub fn transform_error(&self, transform: &str, kind: &'static str) {
-        self.transform_errors.get_or_create(&TransformKindLabels { transform: transform.into(), kind }).inc();
+        counter(&self.transform_errors, transform, kind).inc();
     }
 
     pub fn transform_errors_count(&self, transform: &str, kind: &'static str) -> u64 {
-        self.transform_errors.get_or_create(&TransformKindLabels { transform: transform.into(), kind }).get()
+        counter(&self.transform_errors, transform, kind).get()
     }
 
     pub fn transform_failure(&self, transform: &str, policy: &'static str) {
-        self.transform_failures.get_or_create(&TransformKindLabels { transform: transform.into(), kind: policy }).inc();
+        counter(&self.transform_failures, transform, policy).inc();
     }
 
     pub fn transform_failures_count(&self, transform: &str, policy: &'static str) -> u64 {
-        self.transform_failures.get_or_create(&TransformKindLabels { transform: transform.into(), kind: policy }).get()
+        counter(&self.transform_failures, transform, policy).get()
     }
 
     pub fn transform_calls(&self, transform: &str) {
@@ -359,6 +359,11 @@ impl Metrics {
         prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out
     }
+}
+
+/// The counter of one (transform, kind) series.
+fn counter(family: &Family<TransformKindLabels, Counter>, transform: &str, kind: &'static str) -> Counter {
+    family.get_or_create(&TransformKindLabels { transform: transform.into(), kind }).clone()
 }
 
 fn unix_ms() -> i64 {
