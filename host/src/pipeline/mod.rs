@@ -51,13 +51,6 @@ pub struct PipelineOptions {
     pub dead_letter: Option<Arc<DeadLetter>>,
 }
 
-impl PipelineOptions {
-    /// No transforms: the old exporter's behaviour.
-    pub fn passthrough() -> Self {
-        PipelineOptions { chain: Arc::default(), workers: 1, provenance: true, dead_letter: None }
-    }
-}
-
 /// Runs until `input` closes and every worker has handed on its last chunk.
 pub async fn run(
     mut input: mpsc::Receiver<Vec<RawFlow>>,

@@ -52,11 +52,6 @@ impl Reloader {
         Reloader { runtime, cfg, cell, metrics, current: None, generation: 0 }
     }
 
-    /// Whether any chain source is configured at all.
-    pub fn enabled(&self) -> bool {
-        self.cfg.dir.is_some() || self.cfg.chain.is_some() || self.cfg.config_file.is_some()
-    }
-
     /// Rescans and, if anything changed, builds and swaps. Blocking (compiles): call off the async threads.
     pub fn reload(&mut self) -> ReloadOutcome {
         if let Some(path) = self.cfg.config_file.clone() {

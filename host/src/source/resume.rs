@@ -57,11 +57,6 @@ impl Resume {
         };
         start.max(now_unix - HISTORY_SECONDS)
     }
-
-    /// Start of the newest bucket seen, if any.
-    pub fn newest_bucket(&self) -> Option<i64> {
-        self.newest_start
-    }
 }
 
 #[cfg(test)]
