@@ -164,6 +164,12 @@ fn transforms(flows: &[flowgate::proto::Flow], wire: &[Bytes]) {
             t.elapsed().as_secs_f64() * 1e6 / n as f64
         );
     }
+    let convert = best(|| {
+        for f in flows {
+            black_box(flowgate::wasm::flow_to_wit(f));
+        }
+    });
+    report("host: flow -> WIT record (clone)", convert, None);
     let chains: Vec<(&str, Vec<EntrySpec>)> = vec![
         ("filter", vec![filter.clone()]),
         ("redact", vec![redact.clone()]),
@@ -188,5 +194,4 @@ fn transforms(flows: &[flowgate::proto::Flow], wire: &[Bytes]) {
         });
         report(&format!("chain: {label}"), total, None);
     }
-    let _ = flows;
 }
