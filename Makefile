@@ -34,6 +34,7 @@ TRANSFORM_CRATES := $(foreach d,$(wildcard transforms/*/Cargo.toml host/tests/gu
 transforms:
 	cargo build --locked --target wasm32-wasip2 --profile transform $(TRANSFORM_CRATES)
 	transforms/python-filter/build.sh
+	transforms/js-filter/build.sh
 	@for f in target/wasm32-wasip2/transform/*.wasm; do \
 	  printf '%-60s %8d bytes, %8d gzipped\n' "$$f" "$$(wc -c < $$f)" "$$(gzip -9c $$f | wc -c)"; \
 	done
