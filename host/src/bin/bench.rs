@@ -145,8 +145,24 @@ fn transforms(flows: &[flowgate::proto::Flow], wire: &[Bytes]) {
     let enrich = spec("enrich", &[("attr.k8s.cluster.name", "bench"), ("owner.payments", "billing")]);
     let semconv = spec("semconv", &[]);
     let filter = spec("filter", &[("drop_namespaces", "kube-*")]);
+    // The same filter in other languages, where built (`make transforms`); interpreters need more room.
+    let other_language = |name: &str, file: &str| {
+        let path = dir.join(file);
+        path.exists().then(|| EntrySpec {
+            name: name.to_string(),
+            path,
+            config: vec![("drop_namespaces".to_string(), "kube-*".to_string())],
+            policy: FailurePolicy::FailClosed,
+            limits: Limits { deadline: std::time::Duration::from_secs(5), memory_bytes: 256 << 20 },
+        })
+    };
+    let languages: Vec<EntrySpec> =
+        [other_language("python-filter", "python_filter.wasm"), other_language("js-filter", "js_filter.wasm")]
+            .into_iter()
+            .flatten()
+            .collect();
     println!("\ntransforms (wasmtime, one worker thread, batches of {BATCH})");
-    for s in [&filter, &redact, &enrich, &semconv] {
+    for s in [&filter, &redact, &enrich, &semconv].into_iter().chain(&languages) {
         let bytes = std::fs::read(&s.path).expect("component");
         let t = Instant::now();
         let loaded = rt.load(&s.name, &bytes).expect("compiles");
@@ -157,9 +173,10 @@ fn transforms(flows: &[flowgate::proto::Flow], wire: &[Bytes]) {
             black_box(loaded.instantiate(&s.config, s.limits, None).expect("instantiates"));
         }
         println!(
-            "{:<10} {:>8} B  compile {:>6.1} ms  instantiate+init {:>6.1} us",
+            "{:<14} {:>9} B ({:>8} B gzipped)  compile {:>7.1} ms  instantiate+init {:>8.1} us",
             s.name,
             bytes.len(),
+            gzipped_len(&bytes),
             compile.as_secs_f64() * 1e3,
             t.elapsed().as_secs_f64() * 1e6 / n as f64
         );
@@ -177,6 +194,8 @@ fn transforms(flows: &[flowgate::proto::Flow], wire: &[Bytes]) {
         ("semconv", vec![semconv.clone()]),
         ("redact -> enrich -> semconv", vec![redact, enrich, semconv]),
     ];
+    let chains: Vec<(&str, Vec<EntrySpec>)> =
+        chains.into_iter().chain(languages.iter().map(|s| (s.name.as_str(), vec![s.clone()]))).collect();
     for (label, specs) in chains {
         let chain = chain::build(&rt, specs, 1).expect("chain builds");
         let mut w = Worker::new(Metrics::new(), None);
@@ -194,4 +213,11 @@ fn transforms(flows: &[flowgate::proto::Flow], wire: &[Bytes]) {
         });
         report(&format!("chain: {label}"), total, None);
     }
+}
+
+fn gzipped_len(bytes: &[u8]) -> usize {
+    use std::io::Write as _;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(bytes).expect("writing to a Vec");
+    gz.finish().expect("writing to a Vec").len()
 }
