@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use prost::Message as _;
 
 fn main() -> anyhow::Result<()> {
-    let proto_root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../proto");
+    // Read at run time: a compiled build script can be reused from another checkout of the same sources.
+    let proto_root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../proto");
     let api = proto_root.join("goldmane/api.proto");
     println!("cargo:rerun-if-changed={}", api.display());
 
