@@ -35,6 +35,7 @@ transforms:
 	cargo build --locked --target wasm32-wasip2 --profile transform $(TRANSFORM_CRATES)
 	transforms/python-filter/build.sh
 	transforms/js-filter/build.sh
+	transforms/c-filter/build.sh
 	@for f in target/wasm32-wasip2/transform/*.wasm; do \
 	  printf '%-60s %8d bytes, %8d gzipped\n' "$$f" "$$(wc -c < $$f)" "$$(gzip -9c $$f | wc -c)"; \
 	done

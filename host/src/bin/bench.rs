@@ -156,11 +156,14 @@ fn transforms(flows: &[flowgate::proto::Flow], wire: &[Bytes]) {
             limits: Limits { deadline: std::time::Duration::from_secs(5), memory_bytes: 256 << 20 },
         })
     };
-    let languages: Vec<EntrySpec> =
-        [other_language("python-filter", "python_filter.wasm"), other_language("js-filter", "js_filter.wasm")]
-            .into_iter()
-            .flatten()
-            .collect();
+    let languages: Vec<EntrySpec> = [
+        other_language("c-filter", "c_filter.wasm"),
+        other_language("python-filter", "python_filter.wasm"),
+        other_language("js-filter", "js_filter.wasm"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     println!("\ntransforms (wasmtime, one worker thread, batches of {BATCH})");
     for s in [&filter, &redact, &enrich, &semconv].into_iter().chain(&languages) {
         let bytes = std::fs::read(&s.path).expect("component");

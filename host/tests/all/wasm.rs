@@ -336,17 +336,20 @@ fn flowgate_test_runs_a_chain_over_loki_bodies_and_diffs_expectations() {
     );
 }
 
-/// The same filter written in Python (componentize-py, `transforms/python-filter`) and JavaScript
-/// (componentize-js, `transforms/js-filter`) behaves as the Rust one.
+/// The same filter written in Python (componentize-py, `transforms/python-filter`), JavaScript
+/// (componentize-js, `transforms/js-filter`) and C (wit-bindgen c, `transforms/c-filter`) behaves as the Rust one.
 #[test]
-fn the_python_and_javascript_filters_agree_with_the_rust_filter() {
+fn the_python_javascript_and_c_filters_agree_with_the_rust_filter() {
     let rt = Runtime::new().unwrap();
     let config = [("actions", "Deny"), ("drop_namespaces", "kube-*")];
     let input = flows(400);
     let mut kept = Vec::new();
-    for (name, file) in
-        [("rust", "flowgate_transform_filter.wasm"), ("python", "python_filter.wasm"), ("js", "js_filter.wasm")]
-    {
+    for (name, file) in [
+        ("rust", "flowgate_transform_filter.wasm"),
+        ("python", "python_filter.wasm"),
+        ("js", "js_filter.wasm"),
+        ("c", "c_filter.wasm"),
+    ] {
         let mut s = spec(name, file, &config, FailurePolicy::FailClosed);
         // An interpreter inside (CPython, SpiderMonkey): more memory, and more time for the first batch.
         s.limits = Limits { deadline: Duration::from_secs(5), memory_bytes: 256 << 20 };
@@ -359,6 +362,7 @@ fn the_python_and_javascript_filters_agree_with_the_rust_filter() {
     assert!(kept[0].iter().all(|f| f.key.as_ref().unwrap().action == flowgate::proto::Action::Deny as i32));
     assert_eq!(kept[0], kept[1], "Python keeps exactly the flows Rust keeps");
     assert_eq!(kept[0], kept[2], "JavaScript keeps exactly the flows Rust keeps");
+    assert_eq!(kept[0], kept[3], "C keeps exactly the flows Rust keeps");
 }
 
 #[test]
