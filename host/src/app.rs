@@ -92,9 +92,11 @@ async fn transforms(
         workers: t.workers,
         provenance: t.provenance,
         dead_letter: t.dead_letter_path.clone().map(|p| Arc::new(pipeline::DeadLetter::new(p))),
+        post: crate::post::Post::new(cfg.flow_metrics.clone(), cfg.aggregation, metrics.clone()),
     };
     if t.dir.is_none() && t.chain.is_none() && t.config_file.is_none() {
-        opts.workers = 1;
+        // No chain: one worker renders straight from the wire; decoding for the post-chain stages takes more.
+        opts.workers = if opts.post.is_some() { t.workers.min(2) } else { 1 };
         return Ok(opts);
     }
     let runtime = crate::wasm::Runtime::new().context("starting the WebAssembly runtime")?;
@@ -152,6 +154,33 @@ pub fn check(cfg: &Config) -> anyhow::Result<String> {
         cfg.queue.max_bytes
     );
     let _ = writeln!(out, "admin:     http://{}/metrics /healthz /readyz", cfg.admin_listen);
+    match &cfg.flow_metrics {
+        Some(m) => {
+            let _ = writeln!(
+                out,
+                "flow metrics: on, {} label sets per group{}",
+                m.max_series,
+                m.namespaces.as_ref().map_or(String::new(), |n| format!(", {} namespaces allowed", n.len()))
+            );
+        }
+        None => {
+            let _ = writeln!(out, "flow metrics: off");
+        }
+    }
+    match &cfg.aggregation {
+        Some(a) => {
+            let _ = writeln!(
+                out,
+                "aggregation: level {:?}, linger {} ms, at most {} merged records held",
+                a.level,
+                a.linger.as_millis(),
+                a.max_groups
+            );
+        }
+        None => {
+            let _ = writeln!(out, "aggregation: off");
+        }
+    }
     out.push_str(&crate::tools::check_chain(&cfg.transforms)?);
     for w in &cfg.warnings {
         let _ = writeln!(out, "warning:   {w}");

@@ -22,6 +22,7 @@ pub mod batch;
 pub mod config;
 pub mod demo;
 pub mod pipeline;
+pub mod post;
 pub mod protojson;
 pub mod receiver;
 pub mod reload;

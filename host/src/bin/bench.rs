@@ -86,7 +86,53 @@ fn main() {
             Some((out_bytes as f64 / FLOWS as f64, raw_bytes as f64 / FLOWS as f64)),
         );
     }
+    post_chain(&flows);
     transforms(&flows, &wire);
+}
+
+/// Flow metrics and aggregation (after the chain), and aggregation's reduction on the simulator's flows.
+fn post_chain(flows: &[flowgate::proto::Flow]) {
+    use flowgate::config::{AggregationConfig, AggregationLevel, FlowMetricsConfig};
+    use flowgate::pipeline::Item;
+    use flowgate::post::{Aggregator, FlowFamilies, FlowStats};
+
+    println!("\nafter the chain (on decoded flows)");
+    let families = FlowFamilies::default();
+    let mut stats = FlowStats::new(FlowMetricsConfig { max_series: 2_000, namespaces: None });
+    let observe = best(|| {
+        for f in flows {
+            stats.observe(f, &families);
+        }
+    });
+    report("flow metrics (policy + end-of-tier + traffic)", observe, None);
+    for level in [AggregationLevel::None, AggregationLevel::Names, AggregationLevel::Namespaces] {
+        let cfg = AggregationConfig { level, linger: Duration::from_secs(1), max_groups: usize::MAX };
+        let mut records = 0;
+        let d = best(|| {
+            let mut agg = Aggregator::new(cfg);
+            let mut out = Vec::new();
+            let now = Instant::now();
+            for f in flows {
+                agg.add(Item::new(f.clone()), None, now, &mut out);
+            }
+            agg.flush_all(&mut out);
+            records = out.len();
+        });
+        report(&format!("aggregate, level {level:?} (incl. clone)"), d, None);
+        print!("{:<42}", format!("  reduction, level {level:?}"));
+        for keys in [500, 2_000, FLOWS] {
+            let bucket = FlowGen { seed: 3, keys }.bucket(1_764_970_845);
+            let mut agg = Aggregator::new(cfg);
+            let mut out = Vec::new();
+            for f in bucket {
+                agg.add(Item::new(f), None, Instant::now(), &mut out);
+            }
+            agg.flush_all(&mut out);
+            print!("  {keys} flows -> {} ({:.1}x)", out.len(), keys as f64 / out.len() as f64);
+        }
+        println!();
+        black_box(records);
+    }
 }
 
 fn best(mut f: impl FnMut()) -> Duration {

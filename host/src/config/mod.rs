@@ -65,7 +65,47 @@ pub struct RawConfig {
     pub queue: RawQueue,
     pub admin: RawAdmin,
     pub transforms: RawTransforms,
+    pub flow_metrics: RawFlowMetrics,
+    pub aggregation: RawAggregation,
     pub shutdown_grace_ms: Option<u64>,
+}
+
+/// Prometheus counters computed from the flows after the transform chain (so redaction protects their labels).
+#[derive(Debug, Default, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawFlowMetrics {
+    /// Off by default: it costs a decode of every flow.
+    pub enabled: Option<bool>,
+    /// Label sets one metric group may hold; later ones are folded into an `__overflow__` series.
+    pub max_series: Option<usize>,
+    /// When set, namespace label values outside this list become `__other__`.
+    pub namespaces: Option<Vec<String>>,
+}
+
+/// Merging flows with equal final keys within one 15 s bucket, after the transform chain.
+#[derive(Debug, Default, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAggregation {
+    pub enabled: Option<bool>,
+    /// `none` (merge equal keys only), `names` (drop workload names) or `namespaces` (namespace pairs only).
+    pub level: Option<AggregationLevel>,
+    /// Quiet time after a bucket's last flow before its merged records are sent.
+    pub linger_ms: Option<u64>,
+    /// Merged records held at most; past it the oldest bucket is sent early.
+    pub max_groups: Option<usize>,
+}
+
+/// How much of the flow key aggregation keeps.
+#[derive(Debug, Default, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum AggregationLevel {
+    /// The key as the chain left it: only flows whose final keys are already equal merge.
+    #[default]
+    None,
+    /// Source and destination workload names are dropped; namespaces and everything else kept.
+    Names,
+    /// Namespace to namespace: source and destination namespace and endpoint type, reporter and action.
+    Namespaces,
 }
 
 /// The transform chain. Without `chain`, every `*.wasm` / `*.wasm.gz` in `dir` (lexical order) with an optional
@@ -211,6 +251,8 @@ pub struct Config {
     pub queue: QueueConfig,
     pub admin_listen: SocketAddr,
     pub transforms: TransformsConfig,
+    pub flow_metrics: Option<FlowMetricsConfig>,
+    pub aggregation: Option<AggregationConfig>,
     pub shutdown_grace: Duration,
     /// Problems that do not stop the gateway but deserve a line at startup and in `flowgate check`.
     pub warnings: Vec<String>,
@@ -294,6 +336,26 @@ pub struct TransformsConfig {
     pub debounce: Duration,
     /// The config file, re-read when it changes (its `transforms` section applies live).
     pub config_file: Option<PathBuf>,
+}
+
+/// Default label sets per flow-metric group.
+pub const DEFAULT_FLOW_METRICS_MAX_SERIES: usize = 2_000;
+/// Default quiet time before a bucket's merged records are sent.
+pub const DEFAULT_AGGREGATION_LINGER_MS: u64 = 2_000;
+/// Default bound on merged records held.
+pub const DEFAULT_AGGREGATION_MAX_GROUPS: usize = 500_000;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlowMetricsConfig {
+    pub max_series: usize,
+    pub namespaces: Option<std::collections::HashSet<String>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AggregationConfig {
+    pub level: AggregationLevel,
+    pub linger: Duration,
+    pub max_groups: usize,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -624,6 +686,24 @@ impl RawConfig {
             config_file: None,
         };
 
+        let fm = self.flow_metrics;
+        let flow_metrics = fm.enabled.unwrap_or(false).then(|| FlowMetricsConfig {
+            max_series: fm.max_series.unwrap_or(DEFAULT_FLOW_METRICS_MAX_SERIES),
+            namespaces: fm.namespaces.clone().map(|n| n.into_iter().collect()),
+        });
+        if fm.max_series == Some(0) {
+            p.push("flow_metrics.max_series", "must be at least 1");
+        }
+        let a = self.aggregation;
+        let aggregation = a.enabled.unwrap_or(false).then(|| AggregationConfig {
+            level: a.level.unwrap_or_default(),
+            linger: Duration::from_millis(a.linger_ms.unwrap_or(DEFAULT_AGGREGATION_LINGER_MS).max(10)),
+            max_groups: a.max_groups.unwrap_or(DEFAULT_AGGREGATION_MAX_GROUPS),
+        });
+        if a.max_groups == Some(0) {
+            p.push("aggregation.max_groups", "must be at least 1");
+        }
+
         if !p.0.is_empty() {
             return Err(ConfigError { problems: p.0 });
         }
@@ -634,6 +714,8 @@ impl RawConfig {
             queue,
             admin_listen,
             transforms,
+            flow_metrics,
+            aggregation,
             shutdown_grace: Duration::from_millis(self.shutdown_grace_ms.unwrap_or(DEFAULT_SHUTDOWN_GRACE_MS)),
             warnings,
         })

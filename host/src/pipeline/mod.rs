@@ -49,6 +49,8 @@ pub struct PipelineOptions {
     /// Add the provenance attribute to records a chain shaped.
     pub provenance: bool,
     pub dead_letter: Option<Arc<DeadLetter>>,
+    /// Flow metrics and aggregation after the chain, when configured.
+    pub post: Option<Arc<crate::post::Post>>,
 }
 
 /// Runs until `input` closes and every worker has handed on its last chunk.
@@ -69,7 +71,21 @@ pub async fn run(
                 .expect("spawning a pipeline worker")
         })
         .collect();
-    drop(output);
+    // Aggregation hands buckets on when they go quiet, whether or not flows arrive.
+    let stop_ticker = tokio_util::sync::CancellationToken::new();
+    let ticker = opts.post.clone().and_then(|post| {
+        let (tick, output, stop) = (post.tick()?, output.clone(), stop_ticker.clone());
+        Some(tokio::spawn(async move {
+            let mut interval = tokio::time::interval(tick);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            while stop.run_until_cancelled(interval.tick()).await.is_some() {
+                let records = records_of(post.flush_idle());
+                if !records.is_empty() && output.send(records).await.is_err() {
+                    return;
+                }
+            }
+        }))
+    });
     while let Some(flows) = input.recv().await {
         if jobs_tx.send(flows).await.is_err() {
             break;
@@ -82,6 +98,21 @@ pub async fn run(
         }
     })
     .await;
+    stop_ticker.cancel();
+    if let Some(t) = ticker {
+        let _ = t.await;
+    }
+    if let Some(post) = &opts.post {
+        let records = records_of(post.flush_all());
+        if !records.is_empty() {
+            let _ = output.send(records).await;
+        }
+    }
+}
+
+fn records_of(merged: Vec<crate::post::Merged>) -> Vec<LogRecord> {
+    let now = unix_nanos();
+    merged.into_iter().map(|m| worker::record(m.item, now, m.provenance.as_deref())).collect()
 }
 
 fn worker_loop(
@@ -95,10 +126,19 @@ fn worker_loop(
         // One worker waits on the queue at a time; the others wait for the lock.
         let Some(flows) = jobs.lock().expect("jobs lock").blocking_recv() else { return };
         let chain = opts.chain.get();
-        let records = if chain.is_empty() {
-            passthrough(&flows, metrics)
-        } else {
-            transformed(&mut worker, &chain, flows, metrics, opts)
+        let records = match &opts.post {
+            None if chain.is_empty() => passthrough(&flows, metrics),
+            None => {
+                let items = transformed(&mut worker, &chain, flows, metrics);
+                let now = unix_nanos();
+                let provenance = opts.provenance.then_some(&*chain.provenance);
+                items.into_iter().map(|item| worker::record(item, now, provenance)).collect()
+            }
+            Some(post) => {
+                let items = transformed(&mut worker, &chain, flows, metrics);
+                let provenance = (opts.provenance && !chain.is_empty()).then(|| chain.provenance.clone());
+                records_of(post.process(items, provenance))
+            }
         };
         if !records.is_empty() && output.blocking_send(records).is_err() {
             return;
@@ -121,13 +161,8 @@ fn passthrough(flows: &[RawFlow], metrics: &Metrics) -> Vec<LogRecord> {
     records
 }
 
-fn transformed(
-    worker: &mut Worker,
-    chain: &Chain,
-    raw: Vec<RawFlow>,
-    metrics: &Metrics,
-    opts: &PipelineOptions,
-) -> Vec<LogRecord> {
+/// Decodes the flows and runs the chain (possibly empty) over them.
+fn transformed(worker: &mut Worker, chain: &Chain, raw: Vec<RawFlow>, metrics: &Metrics) -> Vec<Item> {
     let mut flows = Vec::with_capacity(raw.len());
     for r in &raw {
         match Flow::decode(r.wire.as_ref()) {
@@ -138,6 +173,9 @@ fn transformed(
             }
         }
     }
+    if chain.is_empty() {
+        return flows.into_iter().map(Item::new).collect();
+    }
     let received = flows.len() as u64;
     let items = worker.run(chain, flows);
     // Flows the chain removed are accounted for (they are not lost: a transform decided).
@@ -147,9 +185,7 @@ fn transformed(
     } else if out > received {
         metrics.expanded(out - received);
     }
-    let now = unix_nanos();
-    let provenance = opts.provenance.then_some(&*chain.provenance);
-    items.into_iter().map(|item| worker::record(item, now, provenance)).collect()
+    items
 }
 
 /// The old exporter's record for one encoded `goldmane.Flow`.

@@ -121,6 +121,12 @@ pub struct Metrics {
     transform_active: Family<DigestLabels, Gauge>,
     last_message_unix_ms: AtomicI64,
     exporter_failing: AtomicBool,
+    /// Flow-derived metrics (policy, end-of-tier, traffic), filled when `flow_metrics` is on.
+    pub flow: crate::post::FlowFamilies,
+    pub aggregation_flows_in: Counter,
+    pub aggregation_records_out: Counter,
+    aggregation_ratio: Gauge<f64, std::sync::atomic::AtomicU64>,
+    pub aggregation_groups: Gauge,
 }
 
 impl Metrics {
@@ -155,6 +161,11 @@ impl Metrics {
             transform_active: Family::default(),
             last_message_unix_ms: AtomicI64::new(0),
             exporter_failing: AtomicBool::new(false),
+            flow: Default::default(),
+            aggregation_flows_in: Counter::default(),
+            aggregation_records_out: Counter::default(),
+            aggregation_ratio: Gauge::default(),
+            aggregation_groups: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register("flows_received", "Flows read from the Goldmane stream", m.flows_received.clone());
@@ -227,6 +238,27 @@ impl Metrics {
             "1 for each component of the chain serving now, with its digest",
             m.transform_active.clone(),
         );
+        m.flow.register(&mut registry);
+        registry.register(
+            "aggregation_flows_in",
+            "Flows into the aggregation stage (in handed-on buckets)",
+            m.aggregation_flows_in.clone(),
+        );
+        registry.register(
+            "aggregation_records_out",
+            "Merged records out of the aggregation stage",
+            m.aggregation_records_out.clone(),
+        );
+        registry.register(
+            "aggregation_reduction_ratio",
+            "Flows per merged record in the last bucket handed on (1 = nothing merged)",
+            m.aggregation_ratio.clone(),
+        );
+        registry.register(
+            "aggregation_groups",
+            "Merged records held, waiting for their bucket to close",
+            m.aggregation_groups.clone(),
+        );
         let info: Family<InfoLabels, Gauge> = Family::default();
         info.get_or_create(&InfoLabels { version: env!("CARGO_PKG_VERSION") }).set(1);
         registry.register("build_info", "Flowgate build", info);
@@ -241,16 +273,29 @@ impl Metrics {
         self.flows_dropped.get_or_create(&ReasonLabel { reason: reason.as_str() }).get()
     }
 
-    /// Flows received and not yet accounted for (exported, skipped as duplicates or dropped): those still in the
-    /// gateway. Shutdown counts them as lost if the grace period runs out.
+    /// Records received or made (expansions) and not yet accounted for (exported, skipped as duplicates, dropped,
+    /// merged by aggregation): those still in the gateway. Shutdown counts them as lost if the grace period runs out.
     pub fn in_gateway(&self) -> u64 {
-        let dropped: u64 =
-            [DropReason::Rejected, DropReason::PartialSuccess, DropReason::TooLarge, DropReason::Malformed]
-                .into_iter()
-                .map(|r| self.dropped_count(r))
-                .sum();
-        let done = self.flows_exported.get() + self.duplicates_skipped.get() + dropped;
-        self.flows_received.get().saturating_sub(done)
+        let dropped: u64 = [
+            DropReason::Rejected,
+            DropReason::PartialSuccess,
+            DropReason::TooLarge,
+            DropReason::Malformed,
+            DropReason::Transform,
+        ]
+        .into_iter()
+        .map(|r| self.dropped_count(r))
+        .sum();
+        let merged = self.aggregation_flows_in.get().saturating_sub(self.aggregation_records_out.get());
+        let done = self.flows_exported.get() + self.duplicates_skipped.get() + dropped + merged;
+        (self.flows_received.get() + self.records_expanded.get()).saturating_sub(done)
+    }
+
+    /// A bucket left aggregation: `flows_in` flows became `records_out` records.
+    pub fn aggregated(&self, flows_in: u64, records_out: u64) {
+        self.aggregation_flows_in.inc_by(flows_in);
+        self.aggregation_records_out.inc_by(records_out);
+        self.aggregation_ratio.set(flows_in as f64 / records_out.max(1) as f64);
     }
 
     pub fn expanded(&self, n: u64) {

@@ -4,6 +4,7 @@
 mod config;
 mod e2e;
 mod export;
+mod flowstats;
 mod otelcol;
 mod reload;
 mod render;

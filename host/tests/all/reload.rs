@@ -200,13 +200,19 @@ async fn editing_the_config_files_chain_reloads_it() {
         records(&rx).iter().any(|r| provenance(r).is_some_and(|p| p.starts_with("chaos@")))
     })
     .await;
-    std::fs::write(&file, chain_yaml("semconv", "flowgate_transform_semconv.wasm")).unwrap();
+    // Whole-file replacement, as kubelet updates a mounted ConfigMap (a plain write can be read half-done).
+    let replace = |text: &str| {
+        let tmp = file.with_extension("tmp");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, &file).unwrap();
+    };
+    replace(&chain_yaml("semconv", "flowgate_transform_semconv.wasm"));
     wait_until(WAIT, "semconv serving", || {
         records(&rx).iter().any(|r| provenance(r).is_some_and(|p| p.starts_with("semconv@")))
     })
     .await;
     // A broken edit is refused; semconv keeps serving.
-    std::fs::write(&file, "transforms:\n  chain: [{name: x}]\n  surprise: 1\n").unwrap();
+    replace("transforms:\n  chain: [{name: x}]\n  surprise: 1\n");
     wait_until(WAIT, "broken config refused", || gw.metrics.transform_reloads_count("config") == 1).await;
     gw.shutdown().await.unwrap();
     assert_eq!(gw.metrics.transform_reloads_count("swapped"), 2);
