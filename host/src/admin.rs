@@ -1,5 +1,5 @@
-//! Admin HTTP: `/metrics` (Prometheus text), `/healthz` (the process runs), `/readyz` (stream up, exporter not
-//! failing permanently).
+//! Admin HTTP: `/metrics` (Prometheus text), `/healthz` and `/` (the process runs), `/readyz` (stream up, exporter
+//! not failing permanently).
 
 use std::sync::Arc;
 
@@ -16,6 +16,8 @@ use crate::telemetry::Metrics;
 /// Serves until `shutdown` fires.
 pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, shutdown: CancellationToken) -> std::io::Result<()> {
     let app = Router::new()
+        // The old chart's helm-create probes ask for `/`: answer it, so old values files keep working.
+        .route("/", get(|| async { "flowgate: /metrics /healthz /readyz\n" }))
         .route("/metrics", get(metrics_text))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))

@@ -109,10 +109,20 @@ async fn transforms(
 /// `flowgate check`: loads the TLS material and builds the exporter as `run` would, without connecting, and
 /// describes the result. Secrets (header values) are redacted.
 pub fn check(cfg: &Config) -> anyhow::Result<String> {
-    use std::fmt::Write as _;
     tls::client_config(&cfg.goldmane.tls, &[b"h2"]).context("Goldmane client TLS")?;
     let encoder = Arc::new(RequestEncoder::new(resource(&cfg.otlp.resource_attributes), cfg.otlp.compression));
     Exporter::new(&cfg.otlp, encoder, Metrics::new()).context("OTLP exporter")?;
+    let mut out = describe(cfg);
+    let chain = crate::tools::check_chain(&cfg.transforms)?;
+    // The chain goes before the warnings, which close the report.
+    let at = out.find("warning:   ").unwrap_or(out.len());
+    out.insert_str(at, &chain);
+    Ok(out)
+}
+
+/// The resolved configuration, described; secrets (header values) redacted. Reads no file.
+pub fn describe(cfg: &Config) -> String {
+    use std::fmt::Write as _;
     let mut out = String::new();
     let g = &cfg.goldmane;
     let _ = writeln!(out, "configuration OK");
@@ -181,11 +191,10 @@ pub fn check(cfg: &Config) -> anyhow::Result<String> {
             let _ = writeln!(out, "aggregation: off");
         }
     }
-    out.push_str(&crate::tools::check_chain(&cfg.transforms)?);
     for w in &cfg.warnings {
         let _ = writeln!(out, "warning:   {w}");
     }
-    Ok(out)
+    out
 }
 
 fn display(p: &Option<std::path::PathBuf>) -> String {

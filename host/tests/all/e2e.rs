@@ -245,6 +245,8 @@ async fn admin_serves_metrics_and_probes() {
     let mut gw = Gateway::start(resolve(raw)).await;
     wait_until(WAIT, "a failed connection attempt", || gw.metrics.reconnects.get() >= 1).await;
     assert_eq!(gw.admin_get("/healthz").await.0, 200);
+    // The old chart's probes ask for `/`.
+    assert_eq!(gw.admin_get("/").await.0, 200);
     let (status, body) = gw.admin_get("/readyz").await;
     assert_eq!((status, body.as_str()), (503, "not ready: Goldmane stream not established\n"));
     gw.shutdown().await.unwrap();
