@@ -11,8 +11,9 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::batch::{self, Queue};
-use crate::config::Config;
+use crate::batch::disk::DiskQueue;
+use crate::batch::{self, ExportQueue, Queue};
+use crate::config::{Config, Fsync};
 use crate::sink::Exporter;
 use crate::sink::otlp::{RequestEncoder, resource};
 use crate::telemetry::{DropReason, Metrics};
@@ -35,7 +36,10 @@ pub async fn run(
     tls::client_config(&cfg.goldmane.tls, &[b"h2"]).context("Goldmane client TLS")?;
     let encoder = Arc::new(RequestEncoder::new(resource(&cfg.otlp.resource_attributes), cfg.otlp.compression));
     let exporter = Arc::new(Exporter::new(&cfg.otlp, encoder.clone(), metrics.clone()).context("OTLP exporter")?);
-    let queue = Queue::new(cfg.queue.max_bytes, cfg.queue.max_records, metrics.clone());
+    let queue = match &cfg.queue.persistent {
+        Some(p) => ExportQueue::Disk(DiskQueue::open(p.clone(), metrics.clone()).context("persistent queue")?),
+        None => ExportQueue::Memory(Queue::new(cfg.queue.max_bytes, cfg.queue.max_records, metrics.clone())),
+    };
 
     let admin_shutdown = CancellationToken::new();
     let admin_addr = admin_listener.local_addr()?;
@@ -50,9 +54,13 @@ pub async fn run(
     let (flow_tx, flow_rx) = mpsc::channel(STAGE_CHANNEL_CHUNKS);
     let (record_tx, record_rx) = mpsc::channel(STAGE_CHANNEL_CHUNKS);
     let pipeline_opts = transforms(&cfg, &metrics, &shutdown).await?;
-    let source = tokio::spawn(source::run(cfg.goldmane.clone(), flow_tx, metrics.clone(), shutdown.clone()));
+    // With the persistent queue, a cursor beside it lets a restart resume the stream where the queue ends.
+    let progress =
+        cfg.queue.persistent.as_ref().map(|p| Arc::new(source::Progress::new(&p.dir, p.fsync == Fsync::Always)));
+    let source =
+        tokio::spawn(source::run(cfg.goldmane.clone(), flow_tx, metrics.clone(), progress.clone(), shutdown.clone()));
     let pipeline = tokio::spawn(pipeline::run(flow_rx, record_tx, metrics.clone(), pipeline_opts));
-    let batcher = tokio::spawn(batch::run(cfg.batch, encoder, record_rx, queue.clone()));
+    let batcher = tokio::spawn(batch::run(cfg.batch, encoder, record_rx, queue.clone(), progress));
     let workers: Vec<_> =
         (0..cfg.otlp.max_in_flight).map(|_| tokio::spawn(exporter.clone().worker(queue.clone()))).collect();
 
@@ -68,11 +76,23 @@ pub async fn run(
     match tokio::time::timeout(cfg.shutdown_grace, drain).await {
         Ok(()) => tracing::info!("drained; every received flow was handed to the endpoint"),
         Err(_) => {
-            queue.abandon();
-            // Queued, in flight, or still in a stage before the queue.
-            let lost = metrics.in_gateway();
-            metrics.dropped(DropReason::Shutdown, lost);
-            tracing::error!(records = lost, "grace period over with records still in the gateway; they are lost");
+            let kept = queue.records() as u64;
+            if queue.abandon() {
+                // Queued, in flight, or still in a stage before the queue.
+                let lost = metrics.in_gateway();
+                metrics.dropped(DropReason::Shutdown, lost);
+                tracing::error!(records = lost, "grace period over with records still in the gateway; they are lost");
+            } else {
+                let lost = metrics.in_gateway().saturating_sub(kept);
+                if lost > 0 {
+                    metrics.dropped(DropReason::Shutdown, lost);
+                }
+                tracing::warn!(
+                    kept,
+                    lost,
+                    "grace period over: queued records stay in the persistent queue for the next start"
+                );
+            }
         }
     }
     admin_shutdown.cancel();
@@ -156,12 +176,20 @@ pub fn describe(cfg: &Config) -> String {
     );
     let _ = writeln!(
         out,
-        "batch:     {} records / {} bytes / {} ms; queue {} records / {} bytes",
+        "batch:     {} records / {} bytes / {} ms; queue {}",
         cfg.batch.max_records,
         cfg.batch.max_bytes,
         cfg.batch.delay.as_millis(),
-        cfg.queue.max_records,
-        cfg.queue.max_bytes
+        match &cfg.queue.persistent {
+            Some(p) => format!(
+                "on disk in {} ({} bytes, fsync {:?}, when full {:?})",
+                p.dir.display(),
+                p.max_bytes,
+                p.fsync,
+                p.when_full
+            ),
+            None => format!("in memory, {} records / {} bytes", cfg.queue.max_records, cfg.queue.max_bytes),
+        }
     );
     let _ = writeln!(out, "admin:     http://{}/metrics /healthz /readyz", cfg.admin_listen);
     match &cfg.flow_metrics {

@@ -78,6 +78,13 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Flows read together from the stream, numbered for the stream cursor (0 when no cursor is kept).
+#[derive(Debug, Clone, Default)]
+pub struct Chunk {
+    pub seq: u64,
+    pub flows: Vec<RawFlow>,
+}
+
 /// A flow as received: its encoded `goldmane.Flow`, plus what routing and dedupe need.
 #[derive(Debug, Clone)]
 pub struct RawFlow {

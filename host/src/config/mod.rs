@@ -233,6 +233,49 @@ pub struct RawBatch {
 pub struct RawQueue {
     pub max_bytes: Option<usize>,
     pub max_records: Option<usize>,
+    /// Keep queued batches on disk (crash- and restart-safe) instead of in memory.
+    pub persistent: Option<RawPersistentQueue>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawPersistentQueue {
+    /// A directory of its own (an emptyDir or a PVC in Kubernetes).
+    pub dir: Option<PathBuf>,
+    /// Bytes on disk at most (segment files).
+    pub max_bytes: Option<u64>,
+    /// `always` (default: every batch is fsynced before it counts as queued) or `never` (the OS decides: survives
+    /// a crash of Flowgate, not of the node).
+    pub fsync: Option<Fsync>,
+    /// `block` (default: backpressure to the stream) or `drop-oldest` (counted as dropped, reason `queue_full`).
+    pub when_full: Option<WhenFull>,
+}
+
+#[derive(Debug, Default, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Fsync {
+    #[default]
+    Always,
+    Never,
+}
+
+#[derive(Debug, Default, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum WhenFull {
+    #[default]
+    Block,
+    DropOldest,
+}
+
+/// Default on-disk queue bound.
+pub const DEFAULT_PERSISTENT_MAX_BYTES: u64 = 1 << 30;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PersistentQueueConfig {
+    pub dir: PathBuf,
+    pub max_bytes: u64,
+    pub fsync: Fsync,
+    pub when_full: WhenFull,
 }
 
 #[derive(Debug, Default, Clone, Deserialize, Serialize, PartialEq)]
@@ -358,10 +401,11 @@ pub struct AggregationConfig {
     pub max_groups: usize,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct QueueConfig {
     pub max_bytes: usize,
     pub max_records: usize,
+    pub persistent: Option<PersistentQueueConfig>,
 }
 
 /// One configuration problem, naming the field or variable.
@@ -624,9 +668,29 @@ impl RawConfig {
         if batch.max_bytes < 1024 {
             p.push("batch.max_bytes", "must be at least 1024");
         }
+        let persistent = match self.queue.persistent {
+            None => None,
+            Some(RawPersistentQueue { dir: None, .. }) => {
+                p.push("queue.persistent.dir", "required");
+                None
+            }
+            Some(RawPersistentQueue { dir: Some(dir), max_bytes, fsync, when_full }) => {
+                let max_bytes = max_bytes.unwrap_or(DEFAULT_PERSISTENT_MAX_BYTES);
+                if max_bytes < 16 << 20 {
+                    p.push("queue.persistent.max_bytes", "must be at least 16 MiB (16777216)");
+                }
+                Some(PersistentQueueConfig {
+                    dir,
+                    max_bytes,
+                    fsync: fsync.unwrap_or_default(),
+                    when_full: when_full.unwrap_or_default(),
+                })
+            }
+        };
         let queue = QueueConfig {
             max_bytes: self.queue.max_bytes.unwrap_or(DEFAULT_QUEUE_MAX_BYTES),
             max_records: self.queue.max_records.unwrap_or(DEFAULT_QUEUE_MAX_RECORDS),
+            persistent,
         };
         if queue.max_bytes < batch.max_bytes {
             p.push("queue.max_bytes", format!("must hold at least one batch ({} bytes)", batch.max_bytes));

@@ -22,7 +22,7 @@ use crate::proto::Flow;
 use crate::render;
 use crate::sink::otlp::string_value;
 use crate::telemetry::{DropReason, Metrics};
-use crate::wire::RawFlow;
+use crate::wire::{Chunk, RawFlow};
 
 /// OTLP `SEVERITY_NUMBER_INFO`.
 pub const SEVERITY_INFO: i32 = 9;
@@ -53,14 +53,22 @@ pub struct PipelineOptions {
     pub post: Option<Arc<crate::post::Post>>,
 }
 
+/// What the pipeline hands the batcher: records, and the source chunks they complete (for the stream cursor).
+#[derive(Debug, Default)]
+pub struct Records {
+    pub records: Vec<LogRecord>,
+    /// Chunk numbers whose every record is in `records` or earlier output (or was dropped).
+    pub chunks: Vec<u64>,
+}
+
 /// Runs until `input` closes and every worker has handed on its last chunk.
 pub async fn run(
-    mut input: mpsc::Receiver<Vec<RawFlow>>,
-    output: mpsc::Sender<Vec<LogRecord>>,
+    mut input: mpsc::Receiver<Chunk>,
+    output: mpsc::Sender<Records>,
     metrics: Arc<Metrics>,
     opts: PipelineOptions,
 ) {
-    let (jobs_tx, jobs_rx) = mpsc::channel::<Vec<RawFlow>>(opts.workers.max(1) * 2);
+    let (jobs_tx, jobs_rx) = mpsc::channel::<Chunk>(opts.workers.max(1) * 2);
     let jobs_rx = Arc::new(Mutex::new(jobs_rx));
     let threads: Vec<_> = (0..opts.workers.max(1))
         .map(|n| {
@@ -79,8 +87,8 @@ pub async fn run(
             let mut interval = tokio::time::interval(tick);
             interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             while stop.run_until_cancelled(interval.tick()).await.is_some() {
-                let records = records_of(post.flush_idle());
-                if !records.is_empty() && output.send(records).await.is_err() {
+                let out = records_of(post.flush_idle());
+                if !(out.records.is_empty() && out.chunks.is_empty()) && output.send(out).await.is_err() {
                     return;
                 }
             }
@@ -103,44 +111,50 @@ pub async fn run(
         let _ = t.await;
     }
     if let Some(post) = &opts.post {
-        let records = records_of(post.flush_all());
-        if !records.is_empty() {
-            let _ = output.send(records).await;
+        let out = records_of(post.flush_all());
+        if !(out.records.is_empty() && out.chunks.is_empty()) {
+            let _ = output.send(out).await;
         }
     }
 }
 
-fn records_of(merged: Vec<crate::post::Merged>) -> Vec<LogRecord> {
+fn records_of((merged, chunks): (Vec<crate::post::Merged>, Vec<u64>)) -> Records {
     let now = unix_nanos();
-    merged.into_iter().map(|m| worker::record(m.item, now, m.provenance.as_deref())).collect()
+    Records {
+        records: merged.into_iter().map(|m| worker::record(m.item, now, m.provenance.as_deref())).collect(),
+        chunks,
+    }
 }
 
 fn worker_loop(
-    jobs: &Mutex<mpsc::Receiver<Vec<RawFlow>>>,
-    output: &mpsc::Sender<Vec<LogRecord>>,
+    jobs: &Mutex<mpsc::Receiver<Chunk>>,
+    output: &mpsc::Sender<Records>,
     metrics: &Arc<Metrics>,
     opts: &PipelineOptions,
 ) {
     let mut worker = Worker::new(metrics.clone(), opts.dead_letter.clone());
     loop {
         // One worker waits on the queue at a time; the others wait for the lock.
-        let Some(flows) = jobs.lock().expect("jobs lock").blocking_recv() else { return };
+        let Some(Chunk { seq, flows }) = jobs.lock().expect("jobs lock").blocking_recv() else { return };
         let chain = opts.chain.get();
-        let records = match &opts.post {
-            None if chain.is_empty() => passthrough(&flows, metrics),
+        let out = match &opts.post {
+            None if chain.is_empty() => Records { records: passthrough(&flows, metrics), chunks: vec![seq] },
             None => {
                 let items = transformed(&mut worker, &chain, flows, metrics);
                 let now = unix_nanos();
                 let provenance = opts.provenance.then_some(&*chain.provenance);
-                items.into_iter().map(|item| worker::record(item, now, provenance)).collect()
+                let records = items.into_iter().map(|item| worker::record(item, now, provenance)).collect();
+                Records { records, chunks: vec![seq] }
             }
             Some(post) => {
                 let items = transformed(&mut worker, &chain, flows, metrics);
                 let provenance = (opts.provenance && !chain.is_empty()).then(|| chain.provenance.clone());
-                records_of(post.process(items, provenance))
+                records_of(post.process(items, provenance, seq))
             }
         };
-        if !records.is_empty() && output.blocking_send(records).is_err() {
+        // Sent even without records when a cursor is kept: the chunk is done.
+        let empty = out.records.is_empty() && (out.chunks.is_empty() || seq == 0);
+        if !empty && output.blocking_send(out).is_err() {
             return;
         }
     }

@@ -23,6 +23,8 @@ pub struct Post {
     stats: Option<Mutex<FlowStats>>,
     aggregator: Option<Mutex<Aggregator>>,
     linger: Option<Duration>,
+    /// Chunks whose flows went into the aggregator: done for the stream cursor only once it is empty.
+    held_chunks: Mutex<Vec<u64>>,
 }
 
 impl Post {
@@ -40,6 +42,7 @@ impl Post {
             stats: flow_metrics.map(|c| Mutex::new(FlowStats::new(c))),
             linger: aggregation.map(|a| a.linger),
             aggregator: aggregation.map(|a| Mutex::new(Aggregator::new(a))),
+            held_chunks: Mutex::new(Vec::new()),
         }))
     }
 
@@ -48,8 +51,9 @@ impl Post {
         self.linger.map(|l| (l / 4).max(Duration::from_millis(10)))
     }
 
-    /// Counts the items and, with aggregation on, merges them; returns what is ready to leave now.
-    pub fn process(&self, items: Vec<Item>, provenance: Option<Arc<str>>) -> Vec<Merged> {
+    /// Counts the items and, with aggregation on, merges them; returns what is ready to leave now, and the source
+    /// chunks (`chunk` among them) now completely out of this stage.
+    pub fn process(&self, items: Vec<Item>, provenance: Option<Arc<str>>, chunk: u64) -> (Vec<Merged>, Vec<u64>) {
         if let Some(stats) = &self.stats {
             let mut stats = stats.lock().expect("flow stats lock");
             for item in &items {
@@ -57,7 +61,8 @@ impl Post {
             }
         }
         let Some(aggregator) = &self.aggregator else {
-            return items.into_iter().map(|item| Merged { item, provenance: provenance.clone() }).collect();
+            let merged = items.into_iter().map(|item| Merged { item, provenance: provenance.clone() }).collect();
+            return (merged, vec![chunk]);
         };
         let mut out = Vec::new();
         let mut agg = aggregator.lock().expect("aggregator lock");
@@ -66,26 +71,35 @@ impl Post {
             let f = agg.add(item, provenance.clone(), now, &mut out);
             self.account(&[f], agg.groups());
         }
-        out
+        let chunks = self.release_chunks(Some(chunk), agg.groups() == 0);
+        (out, chunks)
     }
 
-    /// Buckets quiet for the linger time.
-    pub fn flush_idle(&self) -> Vec<Merged> {
+    /// Holds `chunk` (when numbered) and, when the aggregator is empty, releases every chunk held.
+    fn release_chunks(&self, chunk: Option<u64>, empty: bool) -> Vec<u64> {
+        let mut held = self.held_chunks.lock().expect("held chunks lock");
+        held.extend(chunk.filter(|&c| c != 0));
+        if empty { std::mem::take(&mut *held) } else { Vec::new() }
+    }
+
+    /// Buckets quiet for the linger time (and the chunks that completes).
+    pub fn flush_idle(&self) -> (Vec<Merged>, Vec<u64>) {
         self.flush(|agg, out| agg.flush_idle(Instant::now(), out))
     }
 
     /// Everything held (at shutdown).
-    pub fn flush_all(&self) -> Vec<Merged> {
+    pub fn flush_all(&self) -> (Vec<Merged>, Vec<u64>) {
         self.flush(|agg, out| agg.flush_all(out))
     }
 
-    fn flush(&self, f: impl FnOnce(&mut Aggregator, &mut Vec<Merged>) -> Vec<Flushed>) -> Vec<Merged> {
-        let Some(aggregator) = &self.aggregator else { return Vec::new() };
+    fn flush(&self, f: impl FnOnce(&mut Aggregator, &mut Vec<Merged>) -> Vec<Flushed>) -> (Vec<Merged>, Vec<u64>) {
+        let Some(aggregator) = &self.aggregator else { return (Vec::new(), Vec::new()) };
         let mut out = Vec::new();
         let mut agg = aggregator.lock().expect("aggregator lock");
         let flushed = f(&mut agg, &mut out);
         self.account(&flushed, agg.groups());
-        out
+        let chunks = self.release_chunks(None, agg.groups() == 0);
+        (out, chunks)
     }
 
     fn account(&self, flushed: &[Flushed], held: usize) {

@@ -25,7 +25,7 @@ use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, HeaderName, Hea
 use tokio::io::AsyncWriteExt as _;
 
 use crate::backoff::{Backoff, Jitter};
-use crate::batch::Queue;
+use crate::batch::ExportQueue;
 use crate::config::{MAX_RETRY_AFTER_MS, OtlpConfig};
 use crate::telemetry::{DropReason, Metrics};
 use crate::tls;
@@ -106,11 +106,10 @@ impl Exporter {
     }
 
     /// One export worker: runs until the queue is closed and drained.
-    pub async fn worker(self: Arc<Self>, queue: Arc<Queue<Encoded>>) {
-        while let Some(batch) = queue.pop().await {
-            let (bytes, records) = (batch.body.len(), batch.records);
+    pub async fn worker(self: Arc<Self>, queue: ExportQueue) {
+        while let Some((batch, ticket)) = queue.pop().await {
             self.export(batch).await;
-            queue.release(bytes, records);
+            queue.done(ticket);
         }
     }
 

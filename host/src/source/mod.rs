@@ -3,6 +3,7 @@
 //! Flows leave in chunks over a bounded channel. When the pipeline behind is full, `send` waits, the stream is not
 //! polled, and HTTP/2 flow control slows Goldmane down: backpressure, not loss.
 
+pub mod cursor;
 mod resume;
 
 use std::sync::Arc;
@@ -17,14 +18,15 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Endpoint;
 
-pub use resume::{BUCKET_SECONDS, HISTORY_SECONDS, Resume};
+pub use resume::{BUCKET_SECONDS, HISTORY_SECONDS, Resume, identity};
 
 use crate::backoff::{Backoff, Jitter};
 use crate::config::{FilterConfig, GoldmaneConfig, MatchTypeConfig};
 use crate::proto::{self, FlowStreamRequest};
 use crate::telemetry::{DropReason, Metrics};
 use crate::tls;
-use crate::wire::{RawFlow, flow_of_result};
+use crate::wire::{Chunk, RawFlow, flow_of_result};
+pub use cursor::Progress;
 
 /// Flows read per poll of the stream, at most; a chunk is whatever is already buffered.
 const CHUNK: usize = 512;
@@ -51,11 +53,23 @@ pub enum StreamError {
 /// Runs the source until `shutdown` fires. Returns once the last chunk read has been handed on.
 pub async fn run(
     cfg: GoldmaneConfig,
-    out: mpsc::Sender<Vec<RawFlow>>,
+    out: mpsc::Sender<Chunk>,
     metrics: Arc<Metrics>,
+    progress: Option<Arc<Progress>>,
     shutdown: CancellationToken,
 ) {
     let mut resume = Resume::default();
+    if let Some(c) = progress.as_ref().and_then(|p| p.load()) {
+        tracing::info!(
+            bucket = c.bucket,
+            flows_already_queued = c.seen.len(),
+            "resuming the Goldmane stream where the persistent queue ends"
+        );
+        if let Some(p) = &progress {
+            p.seed(&c);
+        }
+        resume = Resume::from_cursor(c.bucket, c.last_end, c.seen);
+    }
     let mut backoff = Backoff::new(cfg.reconnect_initial, cfg.reconnect_max, Jitter::Equal);
     let mut first = true;
     while !shutdown.is_cancelled() {
@@ -65,7 +79,8 @@ pub async fn run(
         first = false;
         let start_time_gte = resume.start_time_gte(unix_now(), cfg.start_time_gte);
         let opened = Instant::now();
-        let outcome = stream_once(&cfg, start_time_gte, &mut resume, &out, &metrics, &shutdown).await;
+        let outcome =
+            stream_once(&cfg, start_time_gte, &mut resume, &out, &metrics, progress.as_deref(), &shutdown).await;
         metrics.stream_connected.set(0);
         match outcome {
             Ok(()) => return, // shutdown, or the pipeline closed
@@ -94,8 +109,9 @@ async fn stream_once(
     cfg: &GoldmaneConfig,
     start_time_gte: i64,
     resume: &mut Resume,
-    out: &mpsc::Sender<Vec<RawFlow>>,
+    out: &mpsc::Sender<Chunk>,
     metrics: &Metrics,
+    progress: Option<&Progress>,
     shutdown: &CancellationToken,
 ) -> Result<(), StreamError> {
     let channel = tokio::select! {
@@ -121,14 +137,18 @@ async fn stream_once(
         };
         metrics.message_seen();
         let mut flows = Vec::with_capacity(chunk.len());
+        let mut ids = Vec::new();
         let mut broken = None;
         for item in chunk {
             match item {
                 Ok(result) => match admit(&result, resume) {
                     Ok(None) => {}
-                    Ok(Some((raw, new))) => {
+                    Ok(Some((raw, id, new))) => {
                         metrics.flows_received.inc();
                         if new {
+                            if progress.is_some() {
+                                ids.push((raw.start_time, id));
+                            }
                             flows.push(raw);
                         } else {
                             metrics.duplicates_skipped.inc();
@@ -144,8 +164,11 @@ async fn stream_once(
             }
         }
         // Hand on what arrived before any error: it is received, and resume state already counts it.
-        if !flows.is_empty() && out.send(flows).await.is_err() {
-            return Ok(());
+        if !flows.is_empty() {
+            let seq = progress.map_or(0, |p| p.sent(&ids, resume));
+            if out.send(Chunk { seq, flows }).await.is_err() {
+                return Ok(());
+            }
         }
         if let Some(status) = broken {
             return Err(StreamError::Broken(status));
@@ -153,11 +176,12 @@ async fn stream_once(
     }
 }
 
-/// The flow in an encoded `FlowResult`, and whether it is new (false: a duplicate after a resume).
-fn admit(result: &Bytes, resume: &mut Resume) -> Result<Option<(RawFlow, bool)>, crate::wire::WireError> {
+/// The flow in an encoded `FlowResult`, its identity, and whether it is new (false: a duplicate after a resume).
+fn admit(result: &Bytes, resume: &mut Resume) -> Result<Option<(RawFlow, u128, bool)>, crate::wire::WireError> {
     let Some(raw) = flow_of_result(result)? else { return Ok(None) };
-    let new = resume.admit(&raw.key, raw.start_time, raw.end_time);
-    Ok(Some((raw, new)))
+    let id = identity(&raw.key, raw.start_time);
+    let new = resume.admit_id(id, raw.start_time, raw.end_time);
+    Ok(Some((raw, id, new)))
 }
 
 /// Connects and opens a stream once (live only), then hangs up: what `flowgate check --connect` and tests use to

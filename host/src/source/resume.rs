@@ -15,6 +15,11 @@ pub const BUCKET_SECONDS: i64 = 15;
 /// Goldmane keeps 242 buckets; a start older than now-3600 gets no backfill at all, so clamp to this.
 pub const HISTORY_SECONDS: i64 = 3600 - BUCKET_SECONDS;
 
+/// A flow's identity: its encoded key and bucket.
+pub fn identity(key: &[u8], start: i64) -> u128 {
+    xxh3_128_with_seed(key, start as u64)
+}
+
 /// Resume state for one Goldmane server.
 #[derive(Debug, Default)]
 pub struct Resume {
@@ -30,6 +35,11 @@ impl Resume {
     /// Records a flow by its encoded key and times; false when its (key, bucket) was already received, so it
     /// must be skipped.
     pub fn admit(&mut self, key: &[u8], start: i64, end: i64) -> bool {
+        self.admit_id(identity(key, start), start, end)
+    }
+
+    /// [`Resume::admit`] with the identity already computed.
+    pub fn admit_id(&mut self, id: u128, start: i64, end: i64) -> bool {
         match self.newest_start {
             Some(newest) if start < newest => {
                 // An older bucket than the newest one: only a server replaying its ring does this, and every flow
@@ -43,7 +53,17 @@ impl Resume {
             }
         }
         self.last_end = Some(self.last_end.map_or(end, |e| e.max(end)));
-        self.seen.insert(xxh3_128_with_seed(key, start as u64))
+        self.seen.insert(id)
+    }
+
+    /// A restarted gateway's state: the persisted cursor's bucket, and the flows of it already queued.
+    pub fn from_cursor(bucket: i64, last_end: i64, seen: impl IntoIterator<Item = u128>) -> Self {
+        Resume { newest_start: Some(bucket), last_end: Some(last_end), seen: seen.into_iter().collect() }
+    }
+
+    /// The newest bucket seen and the last end time, once anything arrived.
+    pub fn position(&self) -> Option<(i64, i64)> {
+        Some((self.newest_start?, self.last_end?))
     }
 
     /// The `start_time_gte` for the next connection, `initial` when nothing was received yet.

@@ -29,6 +29,10 @@ pub enum DropReason {
     Malformed,
     /// A transform dropped it (a `drop` outcome, or its failure policy).
     Transform,
+    /// The persistent queue was full under `when_full: drop-oldest`.
+    QueueFull,
+    /// A batch on disk failed its checksum.
+    Corrupt,
 }
 
 impl DropReason {
@@ -40,6 +44,8 @@ impl DropReason {
             DropReason::Shutdown => "shutdown",
             DropReason::Malformed => "malformed",
             DropReason::Transform => "transform",
+            DropReason::QueueFull => "queue_full",
+            DropReason::Corrupt => "corrupt",
         }
     }
 }
@@ -127,6 +133,9 @@ pub struct Metrics {
     pub aggregation_records_out: Counter,
     aggregation_ratio: Gauge<f64, std::sync::atomic::AtomicU64>,
     pub aggregation_groups: Gauge,
+    /// Records found in the persistent queue at startup.
+    pub queue_replayed: Counter,
+    pub queue_disk_errors: Counter,
 }
 
 impl Metrics {
@@ -166,6 +175,8 @@ impl Metrics {
             aggregation_records_out: Counter::default(),
             aggregation_ratio: Gauge::default(),
             aggregation_groups: Gauge::default(),
+            queue_replayed: Counter::default(),
+            queue_disk_errors: Counter::default(),
             registry: Registry::default(),
         };
         registry.register("flows_received", "Flows read from the Goldmane stream", m.flows_received.clone());
@@ -240,6 +251,16 @@ impl Metrics {
         );
         m.flow.register(&mut registry);
         registry.register(
+            "queue_replayed_records",
+            "Records found in the persistent queue at startup, sent again",
+            m.queue_replayed.clone(),
+        );
+        registry.register(
+            "queue_disk_errors",
+            "Failed writes to the persistent queue (disk full, I/O errors); the queue holds the stream back meanwhile",
+            m.queue_disk_errors.clone(),
+        );
+        registry.register(
             "aggregation_flows_in",
             "Flows into the aggregation stage (in handed-on buckets)",
             m.aggregation_flows_in.clone(),
@@ -282,6 +303,8 @@ impl Metrics {
             DropReason::TooLarge,
             DropReason::Malformed,
             DropReason::Transform,
+            DropReason::QueueFull,
+            DropReason::Corrupt,
         ]
         .into_iter()
         .map(|r| self.dropped_count(r))
