@@ -2,11 +2,20 @@
 SHELL := /usr/bin/env bash
 .SHELLFLAGS := -euo pipefail -c
 
-.PHONY: test demo bench lint otelcol toolchain transforms
+.PHONY: test demo bench lint otelcol toolchain transforms chart docker-check
 
 ## Everything CI checks, installing what it needs first.
 test: toolchain otelcol transforms lint
 	cargo test --workspace --locked
+	$(MAKE) chart docker-check
+
+## The Helm chart with the real Helm engine and the Kubernetes schemas (PyPI packages, in a venv under target/).
+chart:
+	charts/tests/run.sh
+
+## The Dockerfile, checked without a Docker engine: its build commands run here, the paths it copies exist.
+docker-check:
+	tools/docker/check.py
 
 ## The demo: simulated Goldmane -> Flowgate -> embedded OTLP receiver, on loopback.
 demo:
