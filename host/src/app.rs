@@ -21,6 +21,8 @@ use crate::{admin, pipeline, reload, source, tls};
 
 /// Chunks buffered between stages. Small on purpose: the byte-bounded export queue is where bursts wait.
 const STAGE_CHANNEL_CHUNKS: usize = 4;
+/// How often the OTLP endpoint's TLS files are checked for changes.
+const TLS_RELOAD_CHECK: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Runs the gateway until `shutdown` fires, then drains within the grace period.
 pub async fn run(
@@ -61,6 +63,18 @@ pub async fn run(
         tokio::spawn(source::run(cfg.goldmane.clone(), flow_tx, metrics.clone(), progress.clone(), shutdown.clone()));
     let pipeline = tokio::spawn(pipeline::run(flow_rx, record_tx, metrics.clone(), pipeline_opts));
     let batcher = tokio::spawn(batch::run(cfg.batch, encoder, record_rx, queue.clone(), progress));
+    // Kubernetes rotates mounted Secrets in place: check the endpoint's TLS files every few seconds.
+    // (Goldmane's are read at every connection; an open stream never needs a new handshake.)
+    let otlp_tls = &cfg.otlp.tls;
+    if cfg.otlp.endpoint.scheme() == "https" && (otlp_tls.ca_cert.is_some() || otlp_tls.client_cert.is_some()) {
+        let (exporter, stop) = (exporter.clone(), admin_shutdown.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(TLS_RELOAD_CHECK);
+            while stop.run_until_cancelled(tick.tick()).await.is_some() {
+                exporter.reload_tls_if_changed();
+            }
+        });
+    }
     let workers: Vec<_> =
         (0..cfg.otlp.max_in_flight).map(|_| tokio::spawn(exporter.clone().worker(queue.clone()))).collect();
 

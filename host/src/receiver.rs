@@ -34,7 +34,17 @@ pub enum Reply {
     Status { code: u16, retry_after: Option<String> },
     /// Accept, after holding the request this long (a slow endpoint).
     AcceptAfter(std::time::Duration),
+    /// Close the connection without answering (a reset mid-request; nothing is kept).
+    Reset,
 }
+
+/// Marks a response that must not be sent: the connection is dropped instead.
+#[derive(Clone, Copy)]
+struct ResetMarker;
+
+#[derive(Debug, thiserror::Error)]
+#[error("scripted connection reset")]
+struct ResetError;
 
 /// Decides the reply to each request (`n` counts requests from 0; `records` is how many it carries).
 pub type Responder = Arc<dyn Fn(u64, usize) -> Reply + Send + Sync>;
@@ -98,35 +108,29 @@ impl Receiver {
         let stop = CancellationToken::new();
         let app = Router::new().route("/v1/logs", post(logs)).with_state(shared.clone());
         let token = stop.clone();
-        match tls {
-            None => {
+        let acceptor = tls.map(|mut tls| {
+            tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+            tokio_rustls::TlsAcceptor::from(Arc::new(tls))
+        });
+        tokio::spawn(async move {
+            loop {
+                let (tcp, _) = tokio::select! {
+                    _ = token.cancelled() => return,
+                    accepted = listener.accept() => match accepted { Ok(a) => a, Err(_) => continue },
+                };
+                let (acceptor, app, token) = (acceptor.clone(), app.clone(), token.clone());
                 tokio::spawn(async move {
-                    let _ =
-                        axum::serve(listener, app).with_graceful_shutdown(async move { token.cancelled().await }).await;
-                });
-            }
-            Some(mut tls) => {
-                tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-                let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
-                tokio::spawn(async move {
-                    loop {
-                        let (tcp, _) = tokio::select! {
-                            _ = token.cancelled() => return,
-                            accepted = listener.accept() => match accepted { Ok(a) => a, Err(_) => continue },
-                        };
-                        let (acceptor, app) = (acceptor.clone(), app.clone());
-                        tokio::spawn(async move {
-                            // A client that fails the handshake (wrong CA, no certificate) just gets no connection.
+                    match acceptor {
+                        // A client that fails the handshake (wrong CA, no certificate) just gets no connection.
+                        Some(acceptor) => {
                             let Ok(stream) = acceptor.accept(tcp).await else { return };
-                            let service = hyper_util::service::TowerToHyperService::new(app);
-                            let _ = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
-                                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                                .await;
-                        });
+                            serve_connection(stream, app, token).await;
+                        }
+                        None => serve_connection(tcp, app, token).await,
                     }
                 });
             }
-        }
+        });
         Ok(Receiver { addr, shared, stop })
     }
 
@@ -185,6 +189,27 @@ pub fn bodies(requests: &[ExportLogsServiceRequest]) -> Vec<String> {
         .collect()
 }
 
+/// Serves one connection; a [`Reply::Reset`] aborts it, as a crashing or overloaded endpoint would.
+async fn serve_connection<S>(stream: S, app: Router, stop: CancellationToken)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    use tower::ServiceExt as _;
+    let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+        let app = app.clone();
+        async move {
+            let response = app.oneshot(req.map(axum::body::Body::new)).await.unwrap_or_else(|e| match e {});
+            if response.extensions().get::<ResetMarker>().is_some() { Err(ResetError) } else { Ok(response) }
+        }
+    });
+    let builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+    let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+    tokio::select! {
+        _ = conn => {}
+        _ = stop.cancelled() => {}
+    }
+}
+
 fn record_count(r: &ExportLogsServiceRequest) -> usize {
     r.resource_logs.iter().flat_map(|r| &r.scope_logs).map(|s| s.log_records.len()).sum()
 }
@@ -220,6 +245,11 @@ async fn logs(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes
     }
     match reply {
         Reply::AcceptAfter(_) => unreachable!("replaced above"),
+        Reply::Reset => {
+            let mut response = StatusCode::INTERNAL_SERVER_ERROR.into_response();
+            response.extensions_mut().insert(ResetMarker);
+            response
+        }
         Reply::Accept { rejected } => {
             if let Some(tx) = &shared.notify {
                 let _ = tx.send(request.clone());

@@ -115,6 +115,14 @@ impl DiskQueue {
         let mut ids: Vec<u64> = std::fs::read_dir(&dir)
             .map_err(dir_err)?
             .filter_map(|e| e.ok())
+            .filter(|e| {
+                // Only regular files are segments (a device or a directory under that name is not ours to read).
+                let regular = std::fs::metadata(e.path()).is_ok_and(|m| m.is_file());
+                if !regular {
+                    tracing::warn!(path = %e.path().display(), "persistent queue: not a regular file; ignored");
+                }
+                regular
+            })
             .filter_map(|e| e.file_name().to_str()?.strip_suffix(".seg")?.parse().ok())
             .collect();
         ids.sort_unstable();

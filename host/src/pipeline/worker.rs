@@ -2,8 +2,9 @@
 //!
 //! Traps cost only the flows that cause them: a batch whose call traps is split in halves, each half re-run on a
 //! fresh instance, down to the single flow that traps, which then takes the transform's failure policy. A
-//! transform that keeps trapping is quarantined (its flows take the failure policy without calling it) and
-//! re-instantiated after a backoff that doubles up to a minute.
+//! transform that keeps trapping (traps in a row, with no successful call between them) is quarantined (its
+//! flows take the failure policy without calling it) and re-instantiated after a backoff that doubles up to a
+//! minute. One that traps on a few flows and serves the rest is never quarantined.
 
 use std::collections::VecDeque;
 use std::io::Write as _;
@@ -24,7 +25,8 @@ use crate::wasm::{
 
 /// The attribute naming the chain that shaped a record.
 pub const PROVENANCE_ATTRIBUTE: &str = "flowgate.transforms";
-/// Traps within [`TRAP_WINDOW`] that quarantine a transform on a worker.
+/// Traps in a row (no successful call between them) within [`TRAP_WINDOW`] that quarantine a transform on a
+/// worker.
 pub const QUARANTINE_TRAPS: usize = 20;
 pub const TRAP_WINDOW: Duration = Duration::from_secs(60);
 const QUARANTINE_FIRST: Duration = Duration::from_secs(1);
@@ -250,7 +252,12 @@ impl Worker {
         let instance = slot.instance.as_mut().expect("instantiated above");
         self.metrics.transform_calls(name);
         match instance.process(batch) {
-            Ok(outcomes) => Ok(outcomes),
+            Ok(outcomes) => {
+                // A transform that traps on a few flows but serves the rest is not quarantined: only traps in a
+                // row with no successful call in between count.
+                self.slots[i].traps.clear();
+                Ok(outcomes)
+            }
             Err(e) => {
                 // A trap poisons the Store: never call this instance again.
                 self.slots[i].instance = None;

@@ -48,11 +48,19 @@ pub struct SimConfig {
     pub seed: u64,
     /// How long a stream may refuse a flow before the rest of the bucket is dropped for it.
     pub stall_timeout: Duration,
+    /// Simulated Unix time at start; default: now. A restarted simulator passes its predecessor's `now()`.
+    pub origin_unix: Option<f64>,
 }
 
 impl Default for SimConfig {
     fn default() -> Self {
-        SimConfig { flows_per_bucket: 100, time_scale: 1.0, seed: 1, stall_timeout: Duration::from_secs(60) }
+        SimConfig {
+            flows_per_bucket: 100,
+            time_scale: 1.0,
+            seed: 1,
+            stall_timeout: Duration::from_secs(60),
+            origin_unix: None,
+        }
     }
 }
 
@@ -119,7 +127,10 @@ impl Simulator {
     /// Starts serving on `listener` with mTLS from `certs`.
     pub fn start(cfg: SimConfig, certs: SimCerts, listener: TcpListener) -> anyhow::Result<Self> {
         let addr = listener.local_addr()?;
-        let origin = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs_f64();
+        let origin = match cfg.origin_unix {
+            Some(o) => o,
+            None => SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs_f64(),
+        };
         let clock = Clock { origin_unix: origin, started: Instant::now(), scale: cfg.time_scale.max(0.001) };
         let now = clock.now() as i64;
         // History: the bucket that rolled over last, [T-30, T-15) for the last rollover T <= now.
@@ -152,6 +163,11 @@ impl Simulator {
             }
         });
         Ok(Simulator { addr, certs, state, stop })
+    }
+
+    /// The simulated Unix time now.
+    pub fn now(&self) -> f64 {
+        self.state.clock.now()
     }
 
     /// `127.0.0.1:port`-style target for `GOLDMANE_HOST` (use with server name `localhost` or `goldmane`).

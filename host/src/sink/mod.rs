@@ -42,6 +42,15 @@ pub enum SinkError {
     Client(reqwest::Error),
 }
 
+/// A digest of the contents of the endpoint's TLS files (missing files hash as empty).
+fn tls_digest(cfg: &OtlpConfig) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for path in [&cfg.tls.ca_cert, &cfg.tls.client_cert, &cfg.tls.client_key].into_iter().flatten() {
+        std::hash::Hash::hash(&std::fs::read(path).unwrap_or_default(), &mut h);
+    }
+    std::hash::Hasher::finish(&h)
+}
+
 /// The outcome of one POST.
 #[derive(Debug)]
 enum Attempt {
@@ -53,7 +62,11 @@ enum Attempt {
 
 /// Shared by the export workers.
 pub struct Exporter {
-    client: reqwest::Client,
+    /// Rebuilt when the TLS files change (Kubernetes rotates mounted Secrets in place).
+    client: std::sync::RwLock<reqwest::Client>,
+    cfg: OtlpConfig,
+    /// Digest of the TLS files the client was built from.
+    tls_digest: Mutex<u64>,
     endpoint: reqwest::Url,
     headers: HeaderMap,
     timeout: Duration,
@@ -68,6 +81,8 @@ pub struct Exporter {
 
 impl Exporter {
     pub fn new(cfg: &OtlpConfig, encoder: Arc<RequestEncoder>, metrics: Arc<Metrics>) -> Result<Self, SinkError> {
+        let tls_digest = tls_digest(cfg);
+        let client = Self::client(cfg)?;
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/x-protobuf"));
         if let Some(enc) = encoder.compression().content_encoding() {
@@ -81,18 +96,10 @@ impl Exporter {
             value.set_sensitive(true);
             headers.insert(name, value);
         }
-        let mut builder = reqwest::Client::builder()
-            .timeout(cfg.timeout)
-            .connect_timeout(cfg.timeout.min(Duration::from_secs(10)))
-            .pool_max_idle_per_host(cfg.max_in_flight)
-            .tcp_nodelay(true)
-            .user_agent(concat!("flowgate/", env!("CARGO_PKG_VERSION")));
-        if cfg.endpoint.scheme() == "https" {
-            let tls = tls::client_config(&cfg.tls, &[b"h2", b"http/1.1"])?;
-            builder = builder.use_preconfigured_tls(tls);
-        }
         Ok(Exporter {
-            client: builder.build().map_err(SinkError::Client)?,
+            client: std::sync::RwLock::new(client),
+            cfg: cfg.clone(),
+            tls_digest: Mutex::new(tls_digest),
             endpoint: cfg.endpoint.clone(),
             headers,
             timeout: cfg.timeout,
@@ -103,6 +110,43 @@ impl Exporter {
             metrics,
             logged: Mutex::new(HashSet::new()),
         })
+    }
+
+    fn client(cfg: &OtlpConfig) -> Result<reqwest::Client, SinkError> {
+        tls::install_default_provider();
+        let mut builder = reqwest::Client::builder()
+            .timeout(cfg.timeout)
+            .connect_timeout(cfg.timeout.min(Duration::from_secs(10)))
+            .pool_max_idle_per_host(cfg.max_in_flight)
+            .tcp_nodelay(true)
+            .user_agent(concat!("flowgate/", env!("CARGO_PKG_VERSION")));
+        if cfg.endpoint.scheme() == "https" {
+            let tls = tls::client_config(&cfg.tls, &[b"h2", b"http/1.1"])?;
+            builder = builder.use_preconfigured_tls(tls);
+        }
+        builder.build().map_err(SinkError::Client)
+    }
+
+    /// Rebuilds the HTTP client if the endpoint's TLS files changed; a half-written or broken set keeps the old
+    /// client (and is tried again next time). Returns whether the client was replaced.
+    pub fn reload_tls_if_changed(&self) -> bool {
+        let digest = tls_digest(&self.cfg);
+        let mut current = self.tls_digest.lock().expect("tls digest lock");
+        if digest == *current {
+            return false;
+        }
+        match Self::client(&self.cfg) {
+            Ok(client) => {
+                *self.client.write().expect("client lock") = client;
+                *current = digest;
+                tracing::info!("OTLP endpoint TLS files changed; new connections use them");
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "OTLP endpoint TLS files changed but cannot be used yet; keeping the previous ones");
+                false
+            }
+        }
     }
 
     /// One export worker: runs until the queue is closed and drained.
@@ -187,8 +231,9 @@ impl Exporter {
     }
 
     async fn post(&self, batch: &Encoded) -> Attempt {
+        let client = self.client.read().expect("client lock").clone();
         let response =
-            self.client.post(self.endpoint.clone()).headers(self.headers.clone()).body(batch.body.clone()).send().await;
+            client.post(self.endpoint.clone()).headers(self.headers.clone()).body(batch.body.clone()).send().await;
         let response = match response {
             Ok(r) => r,
             Err(e) => {

@@ -295,8 +295,13 @@ async fn check_describes_the_config_and_redacts_header_values() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_default_queue_absorbs_a_100k_flow_burst_while_the_endpoint_is_down() {
     // A bucket every 3 s; Goldmane would drop the rest of a bucket for a stream stalled 60 s: here, 10 s.
-    let sim_cfg =
-        SimConfig { flows_per_bucket: 100_000, time_scale: 5.0, seed: 8, stall_timeout: Duration::from_secs(10) };
+    let sim_cfg = SimConfig {
+        flows_per_bucket: 100_000,
+        time_scale: 5.0,
+        seed: 8,
+        stall_timeout: Duration::from_secs(10),
+        origin_unix: None,
+    };
     let (sim, _dir) = simulator(sim_cfg).await;
     let (rx, down) = receiver_down_while().await;
     let mut raw = raw_config(&sim, &rx.base_url());

@@ -5,6 +5,7 @@ mod config;
 mod dashboards;
 mod e2e;
 mod export;
+mod faults;
 mod flowstats;
 mod otelcol;
 mod reload;

@@ -1,7 +1,8 @@
 //! `chaos`: misbehaves on purpose, per its config, so tests can prove the host survives it.
 //!
 //! Config: `init` = `fail` | `trap` | `loop`; `trap_on_port`, `loop_on_port`, `alloc_on_port`, `error_on_port`
-//! (act on flows with that destination port); `read_file` (a host path to try reading at init); `connect`
+//! (act on flows with that destination port); `trap_packets_in_multiple_of` (trap on flows whose `packets_in` is a
+//! multiple: 100 picks about 1% of the simulator's flows); `read_file` (a host path to try reading at init); `connect`
 //! (an address to try connecting to at init). Every other flow is annotated `chaos=ok`.
 
 use flowgate_guest::{Annotations, Config, Flow, Level, Outcome, Transform, counter_add, log};
@@ -11,6 +12,7 @@ pub struct Chaos {
     loop_on: Option<i64>,
     alloc_on: Option<i64>,
     error_on: Option<i64>,
+    trap_multiple: Option<i64>,
     /// Kept so each allocation is observable and not optimised away.
     hoard: Vec<Vec<u8>>,
 }
@@ -62,12 +64,16 @@ impl Transform for Chaos {
             loop_on: port(c, "loop_on_port")?,
             alloc_on: port(c, "alloc_on_port")?,
             error_on: port(c, "error_on_port")?,
+            trap_multiple: port(c, "trap_packets_in_multiple_of")?.filter(|&m| m > 0),
             hoard: Vec::new(),
         })
     }
 
     fn process(&mut self, flow: Flow) -> Outcome {
         let p = Some(flow.dest_port);
+        if self.trap_multiple.is_some_and(|m| flow.packets_in % m == 0) {
+            panic!("chaos traps on packets_in {}", flow.packets_in);
+        }
         if p == self.trap_on {
             panic!("chaos traps on port {}", flow.dest_port);
         }
