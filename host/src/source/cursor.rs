@@ -4,24 +4,23 @@
 //! Every chunk the source hands on gets a sequence number and a snapshot of the resume state after it (the newest
 //! bucket, the last `end_time`, how many of that bucket's flow identities had arrived). The batcher reports a
 //! chunk once all its records are in the persistent queue; the cursor then moves to the snapshot of the newest
-//! chunk with every earlier chunk persisted too, and is written to `<queue dir>/cursor` (atomically, at most once
-//! a second, and at shutdown).
+//! chunk with every earlier chunk persisted too, and is written to `<queue dir>/cursor` at once.
 //!
-//! The file holds the bucket start, the last end time and the (key, start) hashes of that bucket's persisted
-//! flows: a restart re-opens the stream at the bucket and skips exactly those. At least once, duplicates removed
-//! where the gateway can know them. Flows a transform dropped count as persisted (their fate was decided).
+//! The file holds the bucket start and the last end time (a header, rewritten atomically when the bucket
+//! changes), then the (key, start) hashes of that bucket's persisted flows, appended in checksummed blocks as they
+//! become durable: a restart re-opens the stream at the bucket and skips exactly those. A block torn by a crash is
+//! ignored (those flows come again: at least once). Flows a transform dropped count as persisted (their fate was
+//! decided).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
 use super::resume::Resume;
 
-const MAGIC: &[u8; 4] = b"FGC1";
-/// Minimum time between cursor writes (the last state is always written at shutdown).
-const WRITE_EVERY: Duration = Duration::from_secs(1);
+const MAGIC: &[u8; 4] = b"FGC2";
+const HEADER: usize = 24;
 
 /// A cursor as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,9 +47,10 @@ struct Inner {
     /// Identities of the newest bucket, in arrival order, and of the one before.
     current: (i64, Vec<u128>),
     previous: (i64, Vec<u128>),
-    /// The cursor to write, and when the file was last written.
+    /// The cursor to write.
     pending: Option<Snap>,
-    written: Option<Instant>,
+    /// The file as written: its bucket, how many identities it holds, and an append handle.
+    file: Option<(i64, usize, std::fs::File)>,
 }
 
 /// Tracks chunks from the source to the persistent queue and keeps the cursor file.
@@ -74,7 +74,7 @@ impl Progress {
                 current: (i64::MIN, Vec::new()),
                 previous: (i64::MIN, Vec::new()),
                 pending: None,
-                written: None,
+                file: None,
             }),
         }
     }
@@ -141,53 +141,70 @@ impl Progress {
             if let Some(snap) = advanced {
                 s.pending = Some(snap);
             }
-            s.pending.is_some() && s.written.is_none_or(|w| w.elapsed() >= WRITE_EVERY)
+            s.pending.is_some()
         };
         if write {
             self.flush();
         }
     }
 
-    /// Writes the newest cursor, if it moved since the last write.
+    /// Writes the newest cursor, if it moved since the last write: appends the newly durable identities, or
+    /// rewrites the file when the bucket changed.
     pub fn flush(&self) {
-        let (snap, seen) = {
-            let mut s = self.inner.lock().expect("progress lock");
-            let Some(snap) = s.pending.take() else { return };
-            s.written = Some(Instant::now());
-            let seen = if snap.bucket == s.current.0 {
-                s.current.1[..snap.seen_len.min(s.current.1.len())].to_vec()
-            } else if snap.bucket == s.previous.0 {
-                // The snapshot was taken while its bucket was current: its count indexes that list.
-                s.previous.1[..snap.seen_len.min(s.previous.1.len())].to_vec()
-            } else {
-                Vec::new()
-            };
-            (snap, seen)
+        let mut guard = self.inner.lock().expect("progress lock");
+        let s = &mut *guard;
+        let Some(snap) = s.pending.take() else { return };
+        let list = if snap.bucket == s.current.0 {
+            &s.current.1
+        } else if snap.bucket == s.previous.0 {
+            // The snapshot was taken while its bucket was current: its count indexes that list.
+            &s.previous.1
+        } else {
+            &Vec::new()
         };
-        let cursor = Cursor { bucket: snap.bucket, last_end: snap.last_end, seen };
-        if let Err(e) = self.write(&cursor) {
+        let seen = &list[..snap.seen_len.min(list.len())];
+        let result = match &mut s.file {
+            Some((bucket, written, file)) if *bucket == snap.bucket => {
+                if seen.len() > *written {
+                    let block = encode_block(&seen[*written..]);
+                    let r = file.write_all(&block).and_then(|()| if self.sync { file.sync_data() } else { Ok(()) });
+                    if r.is_ok() {
+                        *written = seen.len();
+                    }
+                    r
+                } else {
+                    Ok(())
+                }
+            }
+            _ => {
+                let cursor = Cursor { bucket: snap.bucket, last_end: snap.last_end, seen: seen.to_vec() };
+                self.rewrite(&cursor).map(|file| s.file = Some((snap.bucket, seen.len(), file)))
+            }
+        };
+        if let Err(e) = result {
+            // Next time the whole file is written again.
+            s.file = None;
             tracing::warn!(path = %self.path.display(), error = %e, "cannot write the stream cursor; a restart may resend more");
         }
     }
 
-    fn write(&self, c: &Cursor) -> std::io::Result<()> {
+    /// Replaces the file atomically; returns an append handle to it.
+    fn rewrite(&self, c: &Cursor) -> std::io::Result<std::fs::File> {
         let tmp = self.path.with_extension("tmp");
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(&encode(c))?;
         if self.sync {
             f.sync_data()?;
         }
-        std::fs::rename(&tmp, &self.path)
+        std::fs::rename(&tmp, &self.path)?;
+        std::fs::OpenOptions::new().append(true).open(&self.path)
     }
 }
 
-fn encode(c: &Cursor) -> Vec<u8> {
-    let mut out = Vec::with_capacity(24 + c.seen.len() * 16 + 4);
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&c.bucket.to_le_bytes());
-    out.extend_from_slice(&c.last_end.to_le_bytes());
-    out.extend_from_slice(&(c.seen.len() as u32).to_le_bytes());
-    for id in &c.seen {
+fn encode_block(ids: &[u128]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + ids.len() * 16);
+    out.extend_from_slice(&(ids.len() as u32).to_le_bytes());
+    for id in ids {
         out.extend_from_slice(&id.to_le_bytes());
     }
     let crc = crc32fast::hash(&out);
@@ -195,18 +212,36 @@ fn encode(c: &Cursor) -> Vec<u8> {
     out
 }
 
+/// Header (magic, bucket, last end, CRC) and one block of identities.
+fn encode(c: &Cursor) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER + 8 + c.seen.len() * 16);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&c.bucket.to_le_bytes());
+    out.extend_from_slice(&c.last_end.to_le_bytes());
+    let crc = crc32fast::hash(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out.extend_from_slice(&encode_block(&c.seen));
+    out
+}
+
+/// The header and every whole block; `None` when the header is damaged.
 fn decode(b: &[u8]) -> Option<Cursor> {
-    let (body, crc) = b.split_at_checked(b.len().checked_sub(4)?)?;
-    if crc32fast::hash(body).to_le_bytes() != crc || body.get(..4)? != MAGIC {
+    let header = b.get(..HEADER)?;
+    if &header[..4] != MAGIC || crc32fast::hash(&header[..20]).to_le_bytes() != header[20..24] {
         return None;
     }
-    let i64_at = |at: usize| Some(i64::from_le_bytes(body.get(at..at + 8)?.try_into().ok()?));
-    let n = u32::from_le_bytes(body.get(20..24)?.try_into().ok()?) as usize;
-    let ids = body.get(24..)?;
-    if ids.len() != n * 16 {
-        return None;
+    let i64_at = |at: usize| Some(i64::from_le_bytes(header.get(at..at + 8)?.try_into().ok()?));
+    let mut seen = Vec::new();
+    let mut rest = &b[HEADER..];
+    while let Some(n) = rest.get(..4).map(|n| u32::from_le_bytes(n.try_into().expect("4 bytes")) as usize) {
+        let Some(block) = rest.get(..4 + n * 16 + 4) else { break };
+        let (body, crc) = block.split_at(4 + n * 16);
+        if crc32fast::hash(body).to_le_bytes() != crc {
+            break; // torn by a crash: those flows come again
+        }
+        seen.extend(body[4..].chunks_exact(16).map(|c| u128::from_le_bytes(c.try_into().expect("16 bytes"))));
+        rest = &rest[block.len()..];
     }
-    let seen = ids.chunks_exact(16).map(|c| u128::from_le_bytes(c.try_into().expect("16 bytes"))).collect();
     Some(Cursor { bucket: i64_at(4)?, last_end: i64_at(12)?, seen })
 }
 
@@ -220,9 +255,11 @@ mod tests {
         let bytes = encode(&c);
         assert_eq!(decode(&bytes), Some(c));
         let mut bad = bytes.clone();
-        bad[30] ^= 1;
-        assert_eq!(decode(&bad), None);
-        assert_eq!(decode(&bytes[..bytes.len() - 1]), None);
+        bad[10] ^= 1;
+        assert_eq!(decode(&bad), None, "a damaged header is no cursor");
+        // A torn block loses its identities only (they come again).
+        let torn = decode(&bytes[..bytes.len() - 1]).unwrap();
+        assert_eq!((torn.bucket, torn.seen.len()), (1_700_000_010, 0));
     }
 
     #[test]
@@ -243,9 +280,17 @@ mod tests {
         p.persisted(&[b, c]);
         assert!(p.load().is_none());
         p.persisted(&[a]);
-        p.flush();
         let cursor = p.load().unwrap();
         assert_eq!((cursor.bucket, cursor.last_end), (1515, 1530));
-        assert_eq!(cursor.seen.len(), 2, "the newest bucket's two flows");
+        assert_eq!(cursor.seen, vec![4, 5], "the newest bucket's two flows, in order");
+        // More of the same bucket is appended.
+        let d = chunk(&[(1515, 6), (1515, 7)]);
+        p.persisted(&[d]);
+        assert_eq!(p.load().unwrap().seen, vec![4, 5, 6, 7]);
+        // A new bucket rewrites the file.
+        let e = chunk(&[(1530, 8)]);
+        p.persisted(&[e]);
+        let cursor = p.load().unwrap();
+        assert_eq!((cursor.bucket, cursor.seen), (1530, vec![8]));
     }
 }

@@ -218,7 +218,10 @@ async fn fault_3_sigkill_mid_burst_with_the_persistent_queue_then_restart() {
     let (flows, dups) = assert_nothing_missing("SIGKILL mid-burst + restart", &sim, &rx.bodies());
     println!("fault: SIGKILL: {at_kill} received before the kill, {replayed} records replayed from disk");
     assert!(flows >= 9_000);
-    assert!(dups <= 6_000, "duplicates are bounded by what was in flight at the kill: {dups}");
+    // Known to the gateway and removed: flows it had queued (the cursor names them). Unknowable: batches the
+    // endpoint took but never acknowledged before the kill (replayed from disk), and at most one batch queued
+    // between its disk write and the cursor's.
+    assert!(dups as f64 <= replayed + 512.0, "{dups} duplicates, {replayed} replayed");
     let logs = first.log() + &second.log();
     assert!(logs.contains("resuming the Goldmane stream where the persistent queue ends"), "{logs}");
     assert!(!logs.contains(secret), "a header secret reached the logs");
