@@ -2,16 +2,37 @@
 SHELL := /usr/bin/env bash
 .SHELLFLAGS := -euo pipefail -c
 
-.PHONY: test demo bench lint otelcol toolchain transforms chart docker-check
+.PHONY: test demo bench lint otelcol toolchain transforms chart docker-check deny deny-advisories fuzz
 
 ## Everything CI checks, installing what it needs first.
 test: toolchain otelcol transforms lint
 	cargo test --workspace --locked
-	$(MAKE) chart docker-check
+	$(MAKE) chart docker-check deny fuzz
 
 ## The Helm chart with the real Helm engine and the Kubernetes schemas (PyPI packages, in a venv under target/).
 chart:
 	charts/tests/run.sh
+
+## Supply chain with cargo-deny: licenses, bans, sources. Advisories need the RustSec database from GitHub,
+## which CI here cannot reach: run `make deny-advisories` where it can.
+deny:
+	command -v cargo-deny >/dev/null || cargo install --locked cargo-deny@0.20.2
+	cargo deny check licenses bans sources
+
+deny-advisories:
+	cargo deny check advisories
+
+## Fuzzing with cargo-fuzz (nightly): every target for FUZZ_SECONDS (CI: 20), corpus and crashes under target/.
+FUZZ_SECONDS ?= 20
+FUZZ_TARGETS := flow_result config render
+fuzz:
+	rustup toolchain install nightly --profile minimal
+	command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz@0.13.2
+	for t in $(FUZZ_TARGETS); do \
+	  mkdir -p target/fuzz/corpus/$$t target/fuzz/artifacts/$$t host/fuzz/corpus/$$t; \
+	  (cd host && cargo +nightly fuzz run -O --target-dir ../target/fuzz $$t ../target/fuzz/corpus/$$t fuzz/corpus/$$t -- \
+	    -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=../target/fuzz/artifacts/$$t/ -print_final_stats=1) || exit 1; \
+	done
 
 ## The Dockerfile, checked without a Docker engine: its build commands run here, the paths it copies exist.
 docker-check:

@@ -47,8 +47,9 @@ impl<'a> Reader<'a> {
     /// (field number, wire type).
     #[inline]
     pub fn tag(&mut self) -> Result<(u32, u8), WireError> {
-        let tag = self.varint()?;
-        let number = u32::try_from(tag >> 3).map_err(|_| WireError("field number overflow"))?;
+        // As prost: the key must fit 32 bits, so field numbers stop at 2^29 - 1.
+        let tag = u32::try_from(self.varint()?).map_err(|_| WireError("field key beyond 32 bits"))?;
+        let number = tag >> 3;
         if number == 0 {
             return Err(WireError("field number 0"));
         }

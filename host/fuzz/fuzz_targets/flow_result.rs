@@ -2,6 +2,15 @@
 //! whatever renders is JSON that reads back as the flow prost decodes from the same bytes.
 #![no_main]
 
+/// The old exporter's body always carries `Key.policies` (`{}` when empty), so an absent trace and an empty one
+/// render alike: compare with the absent one made empty.
+fn normalized(mut f: flowgate::proto::Flow) -> flowgate::proto::Flow {
+    if let Some(k) = f.key.as_mut() {
+        k.policies.get_or_insert_with(Default::default);
+    }
+    f
+}
+
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use prost::Message as _;
@@ -16,5 +25,5 @@ fuzz_target!(|data: &[u8]| {
     serde_json::from_str::<serde_json::Value>(&body).expect("the renderer wrote invalid JSON");
     let decoded = flowgate::proto::Flow::decode(raw.wire.as_ref()).expect("rendered, so prost decodes it too");
     let parsed = flowgate::protojson::flow_from_json(&body).expect("our JSON reads back");
-    assert_eq!(parsed, decoded, "wire rendering and prost disagree");
+    assert_eq!(parsed, normalized(decoded), "wire rendering and prost disagree");
 });

@@ -293,3 +293,39 @@ fn non_canonical_wire_input_renders_as_it_decodes() {
         assert_eq!(ours, oracle(&decoded), "seed {seed}");
     }
 }
+
+/// Inputs the `flow_result` fuzz target once failed on (host/fuzz): the wire renderer accepts exactly what prost
+/// accepts, and renders it as prost decodes it (an absent policy trace and an empty one render alike).
+#[test]
+fn fuzz_found_inputs_render_as_prost_decodes_or_are_refused_by_both() {
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/fuzz-regressions/flow_result");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let bytes = bytes::Bytes::from(std::fs::read(entry.unwrap().path()).unwrap());
+        let mut body = String::new();
+        let ours = flowgate::wire::flow_of_result(&bytes).and_then(|raw| match raw {
+            Some(raw) => flowgate::render::flow_json_from_wire(&raw.wire, &mut body)
+                .map(|()| Some(()))
+                .map_err(|_| flowgate::wire::WireError("not a flow")),
+            None => Ok(None),
+        });
+        match flowgate::proto::FlowResult::decode(bytes.as_ref()) {
+            Ok(result) => {
+                let rendered = ours.expect("prost decodes it, so the wire path must take it");
+                let Some(mut decoded) = result.flow else {
+                    assert!(rendered.is_none());
+                    continue;
+                };
+                // The old exporter always writes `Key.policies`: an absent trace renders as an empty one.
+                if let Some(k) = decoded.key.as_mut() {
+                    k.policies.get_or_insert_with(Default::default);
+                }
+                let parsed: Value = serde_json::from_str(&body).unwrap();
+                assert_eq!(parsed, oracle(&decoded));
+            }
+            Err(e) => assert!(ours.is_err(), "prost refuses it ({e}) but the wire path took it: {body}"),
+        }
+        checked += 1;
+    }
+    assert!(checked >= 2);
+}
