@@ -36,6 +36,10 @@ impl<'a> Reader<'a> {
         for shift in (0..70).step_by(7) {
             let &b = self.buf.get(self.pos).ok_or(WireError("truncated varint"))?;
             self.pos += 1;
+            if shift == 63 && b > 1 {
+                // As prost: a tenth byte may only carry the 64th bit.
+                return Err(WireError("varint overflows 64 bits"));
+            }
             value |= u64::from(b & 0x7f) << shift;
             if b < 0x80 {
                 return Ok(value);
@@ -103,13 +107,16 @@ pub fn flow_of_result(result: &Bytes) -> Result<Option<RawFlow>, WireError> {
     let mut r = Reader::new(result);
     let mut flow = None;
     while !r.is_empty() {
-        let (number, wire_type) = r.tag()?;
-        if number == 2 && wire_type == WIRE_LEN {
-            let bytes = r.len_delimited()?;
-            // Several occurrences of a message field merge; in practice there is one. Keep the last.
-            flow = Some(result.slice_ref(bytes));
-        } else {
-            r.skip(wire_type)?;
+        match r.tag()? {
+            (2, WIRE_LEN) => {
+                let bytes = r.len_delimited()?;
+                // Several occurrences of a message field merge; in practice there is one. Keep the last.
+                flow = Some(result.slice_ref(bytes));
+            }
+            (1, WIRE_VARINT) => r.skip(WIRE_VARINT)?,
+            // A known field with another wire type is invalid (prost refuses it too).
+            (1 | 2, _) => return Err(WireError("FlowResult field with the wrong wire type")),
+            (_, wire_type) => r.skip(wire_type)?,
         }
     }
     let Some(wire) = flow else { return Ok(None) };
@@ -121,6 +128,7 @@ pub fn flow_of_result(result: &Bytes) -> Result<Option<RawFlow>, WireError> {
             (1, WIRE_LEN) => key = r.len_delimited()?,
             (2, WIRE_VARINT) => start_time = r.varint()? as i64,
             (3, WIRE_VARINT) => end_time = r.varint()? as i64,
+            (1..=3, _) => return Err(WireError("Flow field with the wrong wire type")),
             (_, wire_type) => r.skip(wire_type)?,
         }
     }
