@@ -146,16 +146,16 @@ pub fn check(cfg: &Config) -> anyhow::Result<String> {
     tls::client_config(&cfg.goldmane.tls, &[b"h2"]).context("Goldmane client TLS")?;
     let encoder = Arc::new(RequestEncoder::new(resource(&cfg.otlp.resource_attributes), cfg.otlp.compression));
     Exporter::new(&cfg.otlp, encoder, Metrics::new()).context("OTLP exporter")?;
-    let mut out = describe(cfg);
-    let chain = crate::tools::check_chain(&cfg.transforms)?;
-    // The chain goes before the warnings, which close the report.
-    let at = out.find("warning:   ").unwrap_or(out.len());
-    out.insert_str(at, &chain);
-    Ok(out)
+    Ok(report(cfg, &crate::tools::check_chain(&cfg.transforms)?))
 }
 
 /// The resolved configuration, described; secrets (header values) redacted. Reads no file.
 pub fn describe(cfg: &Config) -> String {
+    report(cfg, "")
+}
+
+/// The configuration, then `chain` (the chain check, when files were read), then the warnings.
+fn report(cfg: &Config, chain: &str) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
     let g = &cfg.goldmane;
@@ -233,6 +233,7 @@ pub fn describe(cfg: &Config) -> String {
             let _ = writeln!(out, "aggregation: off");
         }
     }
+    out.push_str(chain);
     for w in &cfg.warnings {
         let _ = writeln!(out, "warning:   {w}");
     }

@@ -360,32 +360,25 @@ impl DiskQueue {
     /// Marks `e` done on disk; deletes its segment once nothing in it is live (unless it is being appended to).
     fn settle(&self, s: &mut State, e: Entry) {
         s.records = s.records.saturating_sub(e.records as usize);
+        let done = s.segments.get_mut(&e.segment).is_some_and(|seg| {
+            seg.live = seg.live.saturating_sub(1);
+            seg.live == 0
+        });
+        if done {
+            if e.segment == s.active {
+                // Everything appended so far is done: the next batch starts a fresh segment.
+                s.writer = None;
+                s.active += 1;
+            }
+            let seg = s.segments.remove(&e.segment).expect("segment present");
+            s.disk_bytes = s.disk_bytes.saturating_sub(seg.bytes);
+            remove_segment(&self.cfg.dir, e.segment);
+            return;
+        }
         let mut ack = [0u8; ACK];
         ack[..8].copy_from_slice(&e.seq.to_le_bytes());
         let crc = crc32fast::hash(&ack[..8]);
         ack[8..].copy_from_slice(&crc.to_le_bytes());
-        let done = match s.segments.get_mut(&e.segment) {
-            Some(seg) => {
-                seg.live = seg.live.saturating_sub(1);
-                seg.live == 0
-            }
-            None => false,
-        };
-        if done && e.segment != s.active {
-            let seg = s.segments.remove(&e.segment).expect("segment present");
-            s.disk_bytes = s.disk_bytes.saturating_sub(seg.bytes);
-            remove_segment(&self.cfg.dir, e.segment);
-            return;
-        }
-        if done && e.segment == s.active {
-            // Everything appended so far is done: start a fresh segment and delete this one.
-            s.writer = None;
-            let seg = s.segments.remove(&e.segment).expect("segment present");
-            s.disk_bytes = s.disk_bytes.saturating_sub(seg.bytes);
-            remove_segment(&self.cfg.dir, e.segment);
-            s.active += 1;
-            return;
-        }
         let path = ack_path(&self.cfg.dir, e.segment);
         if let Err(error) = OpenOptions::new().create(true).append(true).open(&path).and_then(|mut f| f.write_all(&ack))
         {

@@ -136,15 +136,17 @@ fn worker_loop(
     loop {
         // One worker waits on the queue at a time; the others wait for the lock.
         let Some(Chunk { seq, flows }) = jobs.lock().expect("jobs lock").blocking_recv() else { return };
+        // Chunk 0 is unnumbered (no stream cursor is kept): nothing to report for it.
+        let done: Vec<u64> = (seq != 0).then_some(seq).into_iter().collect();
         let chain = opts.chain.get();
         let out = match &opts.post {
-            None if chain.is_empty() => Records { records: passthrough(&flows, metrics), chunks: vec![seq] },
+            None if chain.is_empty() => Records { records: passthrough(&flows, metrics), chunks: done },
             None => {
                 let items = transformed(&mut worker, &chain, flows, metrics);
                 let now = unix_nanos();
                 let provenance = opts.provenance.then_some(&*chain.provenance);
                 let records = items.into_iter().map(|item| worker::record(item, now, provenance)).collect();
-                Records { records, chunks: vec![seq] }
+                Records { records, chunks: done }
             }
             Some(post) => {
                 let items = transformed(&mut worker, &chain, flows, metrics);
@@ -153,7 +155,7 @@ fn worker_loop(
             }
         };
         // Sent even without records when a cursor is kept: the chunk is done.
-        let empty = out.records.is_empty() && (out.chunks.is_empty() || seq == 0);
+        let empty = out.records.is_empty() && out.chunks.is_empty();
         if !empty && output.blocking_send(out).is_err() {
             return;
         }

@@ -62,15 +62,15 @@ impl Post {
         }
         let Some(aggregator) = &self.aggregator else {
             let merged = items.into_iter().map(|item| Merged { item, provenance: provenance.clone() }).collect();
-            return (merged, vec![chunk]);
+            return (merged, (chunk != 0).then_some(chunk).into_iter().collect());
         };
         let mut out = Vec::new();
         let mut agg = aggregator.lock().expect("aggregator lock");
         let now = Instant::now();
-        for item in items {
-            let f = agg.add(item, provenance.clone(), now, &mut out);
-            self.account(&[f], agg.groups());
-        }
+        // Buckets sent early (past `max_groups`) are accounted for once, after the whole chunk.
+        let early: Vec<Flushed> =
+            items.into_iter().map(|item| agg.add(item, provenance.clone(), now, &mut out)).collect();
+        self.account(&early, agg.groups());
         let chunks = self.release_chunks(Some(chunk), agg.groups() == 0);
         (out, chunks)
     }

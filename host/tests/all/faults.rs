@@ -155,7 +155,7 @@ impl Child {
 
 async fn scrape(port: u16, metric: &str) -> Option<f64> {
     let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await.ok()?.text().await.ok()?;
-    text.lines().find(|l| l.starts_with(metric) && l[metric.len()..].starts_with(' '))?.rsplit(' ').next()?.parse().ok()
+    samples(&text, metric).get(&Labels::new()).copied()
 }
 
 /// 3. SIGKILL in the middle of a burst with the persistent queue on, then a restart: what was queued is sent,

@@ -18,33 +18,6 @@ fn sim_config(flows_per_bucket: usize) -> SimConfig {
     SimConfig { flows_per_bucket, time_scale: 30.0, seed: 11, ..SimConfig::default() }
 }
 
-type Labels = BTreeMap<String, String>;
-
-/// The samples of `metric` in a Prometheus text exposition.
-fn samples(text: &str, metric: &str) -> HashMap<Labels, f64> {
-    let mut out = HashMap::new();
-    for line in text.lines().filter(|l| !l.starts_with('#')) {
-        let Some(rest) = line.strip_prefix(metric) else { continue };
-        let (labels, value) = match rest.strip_prefix('{') {
-            Some(r) => {
-                let (l, v) = r.rsplit_once("} ").unwrap();
-                (l, v)
-            }
-            None => match rest.strip_prefix(' ') {
-                Some(v) => ("", v),
-                None => continue, // a longer metric name sharing the prefix
-            },
-        };
-        let mut map = Labels::new();
-        for pair in labels.split("\",").filter(|p| !p.is_empty()) {
-            let (k, v) = pair.split_once("=\"").unwrap();
-            map.insert(k.to_string(), v.trim_end_matches('"').to_string());
-        }
-        out.insert(map, value.parse().unwrap());
-    }
-    out
-}
-
 fn labels(pairs: &[(&str, &str)]) -> Labels {
     pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }

@@ -1,6 +1,6 @@
 //! Shared test helpers: a simulated Goldmane, an OTLP receiver and the real gateway, all on loopback.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -162,4 +162,31 @@ pub async fn receiver_down_while() -> (Receiver, std::sync::Arc<std::sync::atomi
 pub fn settled(sim: &Simulator, gw: &Gateway) -> bool {
     let m = &gw.metrics;
     m.flows_received.get() == sim.sent() && m.flows_exported.get() + m.duplicates_skipped.get() == sim.sent()
+}
+
+pub type Labels = BTreeMap<String, String>;
+
+/// The samples of `metric` in a Prometheus text exposition.
+pub fn samples(text: &str, metric: &str) -> HashMap<Labels, f64> {
+    let mut out = HashMap::new();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some(rest) = line.strip_prefix(metric) else { continue };
+        let (labels, value) = match rest.strip_prefix('{') {
+            Some(r) => {
+                let (l, v) = r.rsplit_once("} ").unwrap();
+                (l, v)
+            }
+            None => match rest.strip_prefix(' ') {
+                Some(v) => ("", v),
+                None => continue, // a longer metric name sharing the prefix
+            },
+        };
+        let mut map = Labels::new();
+        for pair in labels.split("\",").filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once("=\"").unwrap();
+            map.insert(k.to_string(), v.trim_end_matches('"').to_string());
+        }
+        out.insert(map, value.parse().unwrap());
+    }
+    out
 }
