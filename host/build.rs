@@ -1,8 +1,7 @@
-//! Generates the Goldmane client and server from `proto/` with protox (pure Rust: no `protoc` needed).
+//! Generates the Goldmane gRPC client and server from `proto/` with protox (pure Rust: no `protoc` needed), over
+//! the messages of `flowgate-core`.
 
 use std::path::PathBuf;
-
-use prost::Message as _;
 
 fn main() -> anyhow::Result<()> {
     // Read at run time: a compiled build script can be reused from another checkout of the same sources.
@@ -11,10 +10,6 @@ fn main() -> anyhow::Result<()> {
     println!("cargo:rerun-if-changed={}", api.display());
 
     let fds = protox::compile([&api], [&proto_root])?;
-    // The descriptor set is kept for tests, which check the JSON renderer against an independent
-    // protojson implementation (prost-reflect) driven by the same schema.
-    let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
-    std::fs::write(out_dir.join("goldmane.fds.bin"), fds.encode_to_vec())?;
 
     // `flowgate --version` names the revision: FLOWGATE_GIT_REV (set by image builds), else git, else "unknown".
     println!("cargo:rerun-if-env-changed=FLOWGATE_GIT_REV");
@@ -26,7 +21,11 @@ fn main() -> anyhow::Result<()> {
     let rev = std::env::var("FLOWGATE_GIT_REV").ok().filter(|r| !r.is_empty()).or_else(git_rev);
     println!("cargo:rustc-env=FLOWGATE_GIT_REV={}", rev.as_deref().unwrap_or("unknown"));
 
-    tonic_prost_build::configure().build_client(true).build_server(true).compile_fds(fds)?;
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .extern_path(".goldmane", "::flowgate_core::proto")
+        .compile_fds(fds)?;
     Ok(())
 }
 

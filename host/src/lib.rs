@@ -15,18 +15,17 @@
 //! [`admin`] (metrics and probes), [`render`] (the old exporter's JSON body), [`sim`] (a Goldmane simulator
 //! for tests and the demo), [`demo`], and [`app`], which wires the stages together.
 
+pub use flowgate_core::{config, protojson, render, wire};
+
 pub mod admin;
 pub mod app;
 pub mod backoff;
 pub mod batch;
-pub mod config;
 pub mod demo;
 pub mod pipeline;
 pub mod post;
-pub mod protojson;
 pub mod receiver;
 pub mod reload;
-pub mod render;
 pub mod sim;
 pub mod sink;
 pub mod source;
@@ -34,13 +33,11 @@ pub mod telemetry;
 pub mod tls;
 pub mod tools;
 pub mod wasm;
-pub mod wire;
 
-/// Types generated from `proto/goldmane/api.proto`.
+/// The Goldmane messages (from `flowgate-core`) and the gRPC client and server generated over them.
 #[allow(clippy::all, missing_docs)]
 pub mod proto {
-    tonic::include_proto!("goldmane");
+    pub use flowgate_core::proto::*;
 
-    /// The encoded `FileDescriptorSet` of the Goldmane API (for reflection-based tools and tests).
-    pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/goldmane.fds.bin"));
+    tonic::include_proto!("goldmane");
 }

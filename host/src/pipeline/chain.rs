@@ -4,34 +4,9 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
-
+pub use crate::config::FailurePolicy;
 use crate::sim::FlowGen;
 use crate::wasm::{Limits, LoadedComponent, Outcome, Runtime, WasmError};
-
-/// What happens to a flow a transform could not process (a guest `error` outcome, or a trap that bisection
-/// pinned on this flow).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum FailurePolicy {
-    /// Drop it and count it: a failing redaction never lets an unredacted flow out. The default.
-    #[default]
-    FailClosed,
-    /// Pass it on unchanged by this transform, and count it.
-    FailOpen,
-    /// Set the original flow aside (dead-letter file) with the error and the component digest; drop it.
-    DeadLetter,
-}
-
-impl FailurePolicy {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FailurePolicy::FailClosed => "fail-closed",
-            FailurePolicy::FailOpen => "fail-open",
-            FailurePolicy::DeadLetter => "dead-letter",
-        }
-    }
-}
 
 /// One chain entry as configured.
 #[derive(Debug, Clone, PartialEq)]

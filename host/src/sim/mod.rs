@@ -10,7 +10,7 @@
 //! - Flow ids are stable per key. `cut_after(n)` breaks every stream with UNAVAILABLE after n more flows.
 
 pub mod certs;
-pub mod flows;
+pub use flowgate_core::flowgen as flows;
 
 use std::net::SocketAddr;
 use std::pin::Pin;

@@ -128,8 +128,8 @@ fn enumeration(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::flowgen::FlowGen;
     use crate::render::flow_json_string;
-    use crate::sim::FlowGen;
 
     #[test]
     fn reads_back_what_the_renderer_writes() {

@@ -405,7 +405,7 @@ mod fast_path {
 
     #[test]
     fn prost_encodings_take_the_fast_path() {
-        let flows = crate::sim::FlowGen { seed: 3, keys: 20_000 }.bucket(1_764_970_845);
+        let flows = crate::flowgen::FlowGen { seed: 3, keys: 20_000 }.bucket(1_764_970_845);
         for flow in flows {
             let wire = flow.encode_to_vec();
             let mut out = Vec::new();

@@ -138,7 +138,7 @@ pub struct RawEntry {
     /// Handed to the component's `init`.
     pub config: BTreeMap<String, serde_norway::Value>,
     /// `fail-closed` (default), `fail-open` or `dead-letter`.
-    pub failure_policy: Option<crate::pipeline::FailurePolicy>,
+    pub failure_policy: Option<FailurePolicy>,
     /// Time one batch may take in this transform.
     pub deadline_ms: Option<u64>,
     /// Linear-memory cap of one instance.
@@ -344,7 +344,7 @@ impl Compression {
 
 #[derive(Debug, Clone)]
 pub struct OtlpConfig {
-    pub endpoint: reqwest::Url,
+    pub endpoint: url::Url,
     pub headers: Vec<(String, String)>,
     pub compression: Compression,
     pub timeout: Duration,
@@ -604,15 +604,15 @@ impl RawConfig {
 
         let o = self.otlp;
         let endpoint_text = o.endpoint.unwrap_or_else(|| format!("{DEFAULT_OTLP_ENDPOINT}/v1/logs"));
-        let endpoint = match reqwest::Url::parse(&endpoint_text) {
+        let endpoint = match url::Url::parse(&endpoint_text) {
             Ok(u) if u.scheme() == "http" || u.scheme() == "https" => u,
             Ok(u) => {
                 p.push("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", format!("scheme {:?} is not http or https", u.scheme()));
-                reqwest::Url::parse("http://invalid/").expect("static URL")
+                url::Url::parse("http://invalid/").expect("static URL")
             }
             Err(e) => {
                 p.push("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", format!("{endpoint_text:?} is not a URL: {e}"));
-                reqwest::Url::parse("http://invalid/").expect("static URL")
+                url::Url::parse("http://invalid/").expect("static URL")
             }
         };
         let compression = match o.compression.as_deref().map(str::to_ascii_lowercase).as_deref() {
@@ -730,8 +730,7 @@ impl RawConfig {
                 if e.path.is_none() {
                     p.push(format!("transforms.chain[{i}].path"), "required");
                 }
-                if e.failure_policy == Some(crate::pipeline::FailurePolicy::DeadLetter) && t.dead_letter_path.is_none()
-                {
+                if e.failure_policy == Some(FailurePolicy::DeadLetter) && t.dead_letter_path.is_none() {
                     p.push(
                         format!("transforms.chain[{i}].failure_policy"),
                         "dead-letter needs transforms.dead_letter_path",
@@ -820,6 +819,30 @@ fn split_host_port(s: &str) -> Result<(String, u16), String> {
 
 fn bracket_ipv6(host: &str) -> String {
     if host.contains(':') { format!("[{host}]") } else { host.to_string() }
+}
+
+/// What happens to a flow a transform could not process (a guest `error` outcome, or a trap that bisection
+/// pinned on this flow).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FailurePolicy {
+    /// Drop it and count it: a failing redaction never lets an unredacted flow out. The default.
+    #[default]
+    FailClosed,
+    /// Pass it on unchanged by this transform, and count it.
+    FailOpen,
+    /// Set the original flow aside (dead-letter file) with the error and the component digest; drop it.
+    DeadLetter,
+}
+
+impl FailurePolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailurePolicy::FailClosed => "fail-closed",
+            FailurePolicy::FailOpen => "fail-open",
+            FailurePolicy::DeadLetter => "dead-letter",
+        }
+    }
 }
 
 #[cfg(test)]
