@@ -2,12 +2,18 @@
 SHELL := /usr/bin/env bash
 .SHELLFLAGS := -euo pipefail -c
 
-.PHONY: test demo bench lint otelcol toolchain transforms chart docker-check deny deny-advisories fuzz
+.PHONY: test disk demo bench lint otelcol toolchain transforms chart docker-check deny deny-advisories fuzz
 
-## Everything CI checks, installing what it needs first.
-test: toolchain otelcol transforms lint
+## Everything CI checks, installing what it needs first. One build, no incremental state (CI builds once; it
+## would add ~0.8 GB); the disk report brackets the run, as a full disk shows up as a linker crash, not a message.
+test: export CARGO_INCREMENTAL := 0
+test: disk toolchain otelcol transforms lint
 	cargo test --workspace --locked
 	$(MAKE) chart docker-check deny fuzz
+	tools/disk-report.sh end
+
+disk:
+	tools/disk-report.sh start
 
 ## The Helm chart with the real Helm engine and the Kubernetes schemas (PyPI packages, in a venv under target/).
 chart:
