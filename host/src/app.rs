@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::batch::disk::DiskQueue;
 use crate::batch::{self, ExportQueue, Queue};
 use crate::config::{Config, Fsync};
+use crate::post::otlp::MetricsPush;
 use crate::sink::Exporter;
 use crate::sink::otlp::{RequestEncoder, resource};
 use crate::telemetry::{DropReason, Metrics};
@@ -56,6 +57,7 @@ pub async fn run(
     let (flow_tx, flow_rx) = mpsc::channel(STAGE_CHANNEL_CHUNKS);
     let (record_tx, record_rx) = mpsc::channel(STAGE_CHANNEL_CHUNKS);
     let pipeline_opts = transforms(&cfg, &metrics, &shutdown).await?;
+    let post = pipeline_opts.post.clone();
     // With the persistent queue, a cursor beside it lets a restart resume the stream where the queue ends.
     let progress =
         cfg.queue.persistent.as_ref().map(|p| Arc::new(source::Progress::new(&p.dir, p.fsync == Fsync::Always)));
@@ -77,6 +79,18 @@ pub async fn run(
     }
     let workers: Vec<_> =
         (0..cfg.otlp.max_in_flight).map(|_| tokio::spawn(exporter.clone().worker(queue.clone()))).collect();
+    let metrics_push = MetricsPush::new(
+        post.as_ref(),
+        cfg.flow_metrics.as_ref().and_then(|m| m.otlp.clone()),
+        exporter.clone(),
+        resource(&cfg.otlp.resource_attributes),
+        cfg.otlp.compression,
+        metrics.clone(),
+    )
+    .map(Arc::new);
+    if let Some(push) = &metrics_push {
+        tokio::spawn(push.clone().run(admin_shutdown.clone()));
+    }
 
     shutdown.cancelled().await;
     tracing::info!(grace_ms = cfg.shutdown_grace.as_millis() as u64, "shutting down: draining");
@@ -108,6 +122,10 @@ pub async fn run(
                 );
             }
         }
+    }
+    // The flow metrics' last values, now that every flow has been counted.
+    if let Some(push) = &metrics_push {
+        push.final_push(cfg.otlp.timeout).await;
     }
     admin_shutdown.cancel();
     let _ = admin.await;
@@ -210,9 +228,14 @@ fn report(cfg: &Config, chain: &str) -> String {
         Some(m) => {
             let _ = writeln!(
                 out,
-                "flow metrics: on, {} label sets per group{}",
+                "flow metrics: on, {} label sets per group{}; OTLP push {}",
                 m.max_series,
-                m.namespaces.as_ref().map_or(String::new(), |n| format!(", {} namespaces allowed", n.len()))
+                m.namespaces.as_ref().map_or(String::new(), |n| format!(", {} namespaces allowed", n.len())),
+                m.otlp.as_ref().map_or("off".to_string(), |o| format!(
+                    "every {} ms to {}",
+                    o.interval.as_millis(),
+                    o.endpoint
+                ))
             );
         }
         None => {

@@ -1,7 +1,9 @@
-//! A small OTLP/HTTP logs receiver: the demo's endpoint, and the peer integration tests export to.
+//! A small OTLP/HTTP receiver: the demo's endpoint, and the peer integration tests export to.
 //!
 //! It decodes real protobuf (`application/x-protobuf`, gzip or zstd), answers what its [`Responder`] says
-//! (to script 503s, 429 with `Retry-After`, 413 or 400), and keeps the requests it accepted.
+//! (to script 503s, 429 with `Retry-After`, 413 or 400), and keeps the requests it accepted. Metrics
+//! (`/v1/metrics`, the flow metrics' push) are kept too, answered with a status set by
+//! [`Receiver::set_metrics_status`].
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,6 +19,7 @@ use axum::routing::post;
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
+use opentelemetry_proto::tonic::collector::metrics::v1::{ExportMetricsServiceRequest, ExportMetricsServiceResponse};
 use prost::Message as _;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -63,6 +66,9 @@ struct Shared {
     in_flight: AtomicU64,
     max_in_flight: AtomicU64,
     notify: Option<mpsc::UnboundedSender<ExportLogsServiceRequest>>,
+    metrics: Mutex<Vec<ExportMetricsServiceRequest>>,
+    /// Status answered to metrics requests; 200 keeps them.
+    metrics_status: std::sync::atomic::AtomicU16,
 }
 
 /// A running receiver.
@@ -104,9 +110,12 @@ impl Receiver {
             in_flight: AtomicU64::new(0),
             max_in_flight: AtomicU64::new(0),
             notify,
+            metrics: Mutex::new(Vec::new()),
+            metrics_status: std::sync::atomic::AtomicU16::new(200),
         });
         let stop = CancellationToken::new();
-        let app = Router::new().route("/v1/logs", post(logs)).with_state(shared.clone());
+        let app =
+            Router::new().route("/v1/logs", post(logs)).route("/v1/metrics", post(metrics)).with_state(shared.clone());
         let token = stop.clone();
         let acceptor = tls.map(|mut tls| {
             tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
@@ -169,6 +178,16 @@ impl Receiver {
         bodies(&self.accepted())
     }
 
+    /// The metrics requests accepted.
+    pub fn metrics(&self) -> Vec<ExportMetricsServiceRequest> {
+        self.shared.metrics.lock().expect("receiver lock").clone()
+    }
+
+    /// Answers later metrics requests with `code` (200 accepts and keeps them).
+    pub fn set_metrics_status(&self, code: u16) {
+        self.shared.metrics_status.store(code, Ordering::SeqCst);
+    }
+
     pub fn stop(&self) {
         self.stop.cancel();
     }
@@ -214,26 +233,44 @@ fn record_count(r: &ExportLogsServiceRequest) -> usize {
     r.resource_logs.iter().flat_map(|r| &r.scope_logs).map(|s| s.log_records.len()).sum()
 }
 
-async fn logs(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
-    let n = shared.requests.fetch_add(1, Ordering::SeqCst);
-    shared.times.lock().expect("receiver lock").push(Instant::now());
-    shared.headers.lock().expect("receiver lock").push(headers.clone());
+/// The request in `body`, undoing `Content-Encoding`; or the response refusing it.
+fn decode_request<M: prost::Message + Default>(headers: &HeaderMap, body: &[u8]) -> Result<M, Response> {
     let compression = match headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()) {
         None | Some("identity") => Compression::None,
         Some("gzip") => Compression::Gzip,
         Some("zstd") => Compression::Zstd,
         Some(other) => {
-            return (StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("encoding {other}")).into_response();
+            return Err((StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("encoding {other}")).into_response());
         }
     };
-    let request = match decompress(compression, &body, body.len() * 4)
+    decompress(compression, body, body.len() * 4)
         .map_err(|e| e.to_string())
-        .and_then(|raw| ExportLogsServiceRequest::decode(raw.as_slice()).map_err(|e| e.to_string()))
-    {
+        .and_then(|raw| M::decode(raw.as_slice()).map_err(|e| e.to_string()))
+        .map_err(|e| (StatusCode::BAD_REQUEST, format!("undecodable request: {e}")).into_response())
+}
+
+async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    let request: ExportMetricsServiceRequest = match decode_request(&headers, &body) {
         Ok(r) => r,
-        Err(e) => {
-            return (StatusCode::BAD_REQUEST, format!("undecodable request: {e}")).into_response();
-        }
+        Err(response) => return response,
+    };
+    let code = shared.metrics_status.load(Ordering::SeqCst);
+    if code != 200 {
+        let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        return (status, format!("scripted {code}")).into_response();
+    }
+    shared.metrics.lock().expect("receiver lock").push(request);
+    let response = ExportMetricsServiceResponse { partial_success: None };
+    ([(header::CONTENT_TYPE, "application/x-protobuf")], response.encode_to_vec()).into_response()
+}
+
+async fn logs(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    let n = shared.requests.fetch_add(1, Ordering::SeqCst);
+    shared.times.lock().expect("receiver lock").push(Instant::now());
+    shared.headers.lock().expect("receiver lock").push(headers.clone());
+    let request: ExportLogsServiceRequest = match decode_request(&headers, &body) {
+        Ok(r) => r,
+        Err(response) => return response,
     };
     let mut reply = (shared.responder)(n, record_count(&request));
     if let Reply::AcceptAfter(delay) = reply {

@@ -98,7 +98,7 @@ fn post_chain(flows: &[flowgate::proto::Flow]) {
 
     println!("\nafter the chain (on decoded flows)");
     let families = FlowFamilies::default();
-    let mut stats = FlowStats::new(FlowMetricsConfig { max_series: 2_000, namespaces: None });
+    let mut stats = FlowStats::new(FlowMetricsConfig { max_series: 2_000, namespaces: None, otlp: None });
     let observe = best(|| {
         for f in flows {
             stats.observe(f, &families);

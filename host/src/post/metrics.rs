@@ -65,6 +65,85 @@ struct GroupLabel {
     group: &'static str,
 }
 
+/// Label sets as OTLP attributes (the same keys and values as the Prometheus labels).
+pub trait Attributes {
+    fn attributes(&self) -> Vec<(&'static str, String)>;
+}
+
+impl Attributes for PolicyLabels {
+    fn attributes(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("kind", self.kind.clone()),
+            ("tier", self.tier.clone()),
+            ("namespace", self.namespace.clone()),
+            ("name", self.name.clone()),
+            ("action", self.action.clone()),
+        ]
+    }
+}
+
+impl Attributes for EndOfTierLabels {
+    fn attributes(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("tier", self.tier.clone()),
+            ("dest_namespace", self.dest_namespace.clone()),
+            ("dest_name", self.dest_name.clone()),
+        ]
+    }
+}
+
+impl Attributes for TrafficLabels {
+    fn attributes(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("source_namespace", self.source_namespace.clone()),
+            ("source_type", self.source_type.clone()),
+            ("dest_namespace", self.dest_namespace.clone()),
+            ("dest_type", self.dest_type.clone()),
+            ("proto", self.proto.clone()),
+            ("reporter", self.reporter.clone()),
+            ("action", self.action.clone()),
+        ]
+    }
+}
+
+/// One OTLP metric: the Prometheus family `flowgate_<prometheus>_total` as the OTLP sum `<name>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Descriptor {
+    pub name: &'static str,
+    /// The Prometheus family name, without the `flowgate_` prefix and `_total` suffix.
+    pub prometheus: &'static str,
+    pub unit: &'static str,
+}
+
+const fn d(name: &'static str, prometheus: &'static str, unit: &'static str) -> Descriptor {
+    Descriptor { name, prometheus, unit }
+}
+
+pub const POLICY_FLOWS: Descriptor = d("flowgate.policy.flows", "policy_flows", "{flow}");
+pub const POLICY_PACKETS: Descriptor = d("flowgate.policy.packets", "policy_packets", "{packet}");
+pub const POLICY_BYTES: Descriptor = d("flowgate.policy.bytes", "policy_bytes", "By");
+pub const END_OF_TIER_FLOWS: Descriptor =
+    d("flowgate.policy.end_of_tier_denied.flows", "policy_end_of_tier_denied_flows", "{flow}");
+pub const END_OF_TIER_PACKETS: Descriptor =
+    d("flowgate.policy.end_of_tier_denied.packets", "policy_end_of_tier_denied_packets", "{packet}");
+pub const END_OF_TIER_BYTES: Descriptor =
+    d("flowgate.policy.end_of_tier_denied.bytes", "policy_end_of_tier_denied_bytes", "By");
+pub const TRAFFIC_FLOWS: Descriptor = d("flowgate.traffic.flows", "traffic_flows", "{flow}");
+pub const TRAFFIC_PACKETS: Descriptor = d("flowgate.traffic.packets", "traffic_packets", "{packet}");
+pub const TRAFFIC_BYTES: Descriptor = d("flowgate.traffic.bytes", "traffic_bytes", "By");
+pub const TRAFFIC_STARTED: Descriptor =
+    d("flowgate.traffic.connections_started", "traffic_connections_started", "{connection}");
+pub const TRAFFIC_COMPLETED: Descriptor =
+    d("flowgate.traffic.connections_completed", "traffic_connections_completed", "{connection}");
+
+/// One series' current value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Point {
+    pub metric: Descriptor,
+    pub attributes: Vec<(&'static str, String)>,
+    pub value: u64,
+}
+
 /// The metric families, registered with the gateway's registry.
 #[derive(Default)]
 pub struct FlowFamilies {
@@ -82,6 +161,14 @@ pub struct FlowFamilies {
     folded_flows: Family<GroupLabel, Counter>,
     folded_series: Family<GroupLabel, Gauge>,
     series: Family<GroupLabel, Gauge>,
+    otlp_pushes: Family<OutcomeLabel, Counter>,
+    /// Data points in the last successful OTLP push.
+    pub otlp_points: Gauge,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
 }
 
 impl FlowFamilies {
@@ -141,6 +228,22 @@ impl FlowFamilies {
             self.folded_series.clone(),
         );
         r.register("flow_metrics_series", "Label sets with their own series, per group", self.series.clone());
+        r.register(
+            "flow_metrics_otlp_pushes",
+            "OTLP pushes of the flow metrics, by outcome (ok, error); cumulative, so an error loses nothing",
+            self.otlp_pushes.clone(),
+        );
+        r.register("flow_metrics_otlp_points", "Data points in the last OTLP push", self.otlp_points.clone());
+    }
+
+    /// Counts one OTLP push (`ok` or `error`).
+    pub fn pushed(&self, outcome: &'static str) {
+        self.otlp_pushes.get_or_create(&OutcomeLabel { outcome }).inc();
+    }
+
+    /// OTLP pushes with this outcome so far.
+    pub fn pushes(&self, outcome: &'static str) -> u64 {
+        self.otlp_pushes.get_or_create(&OutcomeLabel { outcome }).get()
     }
 
     /// A group's folded-flow count (tests, `flowgate check`).
@@ -209,8 +312,17 @@ struct Traffic {
     bytes: [Counter; 2],
 }
 
+impl<L, H> Group<L, H> {
+    /// Every series, admitted then folded.
+    fn all(&self) -> impl Iterator<Item = (&L, &H)> {
+        self.admitted.iter().chain(self.overflow.iter())
+    }
+}
+
 /// The label-set bookkeeping of every group.
 pub struct FlowStats {
+    /// When counting began: the start of every cumulative OTLP sum.
+    pub started: std::time::SystemTime,
     cfg: FlowMetricsConfig,
     policy: Group<PolicyLabels, Triple>,
     end_of_tier: Group<EndOfTierLabels, Triple>,
@@ -220,6 +332,7 @@ pub struct FlowStats {
 impl FlowStats {
     pub fn new(cfg: FlowMetricsConfig) -> Self {
         FlowStats {
+            started: std::time::SystemTime::now(),
             cfg,
             policy: Group::new("policy"),
             end_of_tier: Group::new("end_of_tier"),
@@ -328,6 +441,38 @@ impl FlowStats {
     }
 }
 
+impl FlowStats {
+    /// Every series' current value, for the OTLP push (the same series and values `/metrics` shows).
+    pub fn points(&self) -> Vec<Point> {
+        let mut out = Vec::new();
+        let mut push = |metric, attributes, counter: &Counter| {
+            out.push(Point { metric, attributes, value: counter.get() });
+        };
+        for (l, t) in self.policy.all() {
+            push(POLICY_FLOWS, l.attributes(), &t.flows);
+            push(POLICY_PACKETS, l.attributes(), &t.packets);
+            push(POLICY_BYTES, l.attributes(), &t.bytes);
+        }
+        for (l, t) in self.end_of_tier.all() {
+            push(END_OF_TIER_FLOWS, l.attributes(), &t.flows);
+            push(END_OF_TIER_PACKETS, l.attributes(), &t.packets);
+            push(END_OF_TIER_BYTES, l.attributes(), &t.bytes);
+        }
+        for (l, t) in self.traffic.all() {
+            push(TRAFFIC_FLOWS, l.attributes(), &t.flows);
+            push(TRAFFIC_STARTED, l.attributes(), &t.started);
+            push(TRAFFIC_COMPLETED, l.attributes(), &t.completed);
+            for (i, direction) in ["in", "out"].into_iter().enumerate() {
+                let mut attrs = l.attributes();
+                attrs.push(("direction", direction.to_string()));
+                push(TRAFFIC_PACKETS, attrs.clone(), &t.packets[i]);
+                push(TRAFFIC_BYTES, attrs, &t.bytes[i]);
+            }
+        }
+        out
+    }
+}
+
 fn nonneg(v: i64) -> u64 {
     v.max(0) as u64
 }
@@ -390,7 +535,7 @@ mod tests {
     #[test]
     fn series_beyond_the_bound_fold_into_overflow_and_are_counted() {
         let f = FlowFamilies::default();
-        let mut s = FlowStats::new(FlowMetricsConfig { max_series: 2, namespaces: None });
+        let mut s = FlowStats::new(FlowMetricsConfig { max_series: 2, namespaces: None, otlp: None });
         for i in 0..5 {
             s.observe(&flow("ns", &format!("p{i}")), &f);
         }
@@ -416,7 +561,7 @@ mod tests {
     fn namespaces_outside_the_allow_list_become_other() {
         let f = FlowFamilies::default();
         let allowed = ["prod".to_string()].into_iter().collect();
-        let mut s = FlowStats::new(FlowMetricsConfig { max_series: 100, namespaces: Some(allowed) });
+        let mut s = FlowStats::new(FlowMetricsConfig { max_series: 100, namespaces: Some(allowed), otlp: None });
         s.observe(&flow("prod", "a"), &f);
         s.observe(&flow("tenant-1", "a"), &f);
         s.observe(&flow("tenant-2", "a"), &f);

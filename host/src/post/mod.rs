@@ -6,6 +6,7 @@
 
 pub mod aggregate;
 pub mod metrics;
+pub mod otlp;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -44,6 +45,17 @@ impl Post {
             aggregator: aggregation.map(|a| Mutex::new(Aggregator::new(a))),
             held_chunks: Mutex::new(Vec::new()),
         }))
+    }
+
+    /// Whether the flow metrics are on.
+    pub fn counts_flows(&self) -> bool {
+        self.stats.is_some()
+    }
+
+    /// Every flow-metric series' current value, and when counting began (`None` with the flow metrics off).
+    pub fn flow_metric_points(&self) -> Option<(Vec<metrics::Point>, std::time::SystemTime)> {
+        let stats = self.stats.as_ref()?.lock().expect("flow stats lock");
+        Some((stats.points(), stats.started))
     }
 
     /// How often [`Post::flush_idle`] should run, if aggregation is on.

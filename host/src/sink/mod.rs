@@ -276,6 +276,28 @@ impl Exporter {
         }
     }
 
+    /// POSTs an already encoded (and compressed) body to `url`, another signal of the same endpoint (the flow
+    /// metrics' push): same client, TLS, headers and timeout. One attempt, answering the response body or why it
+    /// failed; its caller sends cumulative values, so the next push covers a failed one.
+    pub async fn post_once(&self, url: &reqwest::Url, body: bytes::Bytes) -> Result<bytes::Bytes, String> {
+        let client = self.client.read().expect("client lock").clone();
+        let response = client
+            .post(url.clone())
+            .headers(self.headers.clone())
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| crate::source::error_chain(&e))?;
+        let status = response.status();
+        let body = tokio::time::timeout(self.timeout, response.bytes()).await;
+        let body = match body {
+            Ok(Ok(b)) => b,
+            _ if status.is_success() => bytes::Bytes::new(),
+            _ => return Err(format!("HTTP {status}")),
+        };
+        if status.is_success() { Ok(body) } else { Err(format!("HTTP {status}: {}", status_message(&body))) }
+    }
+
     fn split(&self, batch: &Encoded) -> Option<(Encoded, Encoded)> {
         if batch.records < 2 {
             return None;

@@ -107,17 +107,7 @@ impl RequestEncoder {
         let n = records.len();
         let raw = self.request(records).encode_to_vec();
         let raw_bytes = raw.len();
-        let body = match self.compression {
-            Compression::None => raw,
-            Compression::Gzip => {
-                let mut enc =
-                    flate2::write::GzEncoder::new(Vec::with_capacity(raw.len() / 4), flate2::Compression::fast());
-                enc.write_all(&raw).expect("writing to a Vec cannot fail");
-                enc.finish().expect("writing to a Vec cannot fail")
-            }
-            Compression::Zstd => zstd::bulk::compress(&raw, ZSTD_LEVEL).expect("zstd compression of a buffer"),
-        };
-        Encoded { body: Bytes::from(body), records: n, raw_bytes }
+        Encoded { body: Bytes::from(compress(self.compression, raw)), records: n, raw_bytes }
     }
 
     /// The records of an encoded request, to split it after a 413.
@@ -125,6 +115,19 @@ impl RequestEncoder {
         let raw = decompress(self.compression, &encoded.body, encoded.raw_bytes)?;
         let request = ExportLogsServiceRequest::decode(raw.as_slice()).map_err(std::io::Error::other)?;
         Ok(request.resource_logs.into_iter().flat_map(|r| r.scope_logs).flat_map(|s| s.log_records).collect())
+    }
+}
+
+/// Applies `Content-Encoding`.
+pub fn compress(compression: Compression, raw: Vec<u8>) -> Vec<u8> {
+    match compression {
+        Compression::None => raw,
+        Compression::Gzip => {
+            let mut enc = flate2::write::GzEncoder::new(Vec::with_capacity(raw.len() / 4), flate2::Compression::fast());
+            enc.write_all(&raw).expect("writing to a Vec cannot fail");
+            enc.finish().expect("writing to a Vec cannot fail")
+        }
+        Compression::Zstd => zstd::bulk::compress(&raw, ZSTD_LEVEL).expect("zstd compression of a buffer"),
     }
 }
 

@@ -54,8 +54,11 @@ fn populated() -> String {
     m.transform_reload("swapped");
     m.transform_counter("redact", "redacted", 1);
     m.set_active_chain(&[("redact".into(), "sha256:00".into())]);
-    let mut stats =
-        flowgate::post::FlowStats::new(flowgate::config::FlowMetricsConfig { max_series: 5, namespaces: None });
+    let mut stats = flowgate::post::FlowStats::new(flowgate::config::FlowMetricsConfig {
+        max_series: 5,
+        namespaces: None,
+        otlp: None,
+    });
     for f in (FlowGen { seed: 5, keys: 200 }).bucket(1_800_000_000) {
         stats.observe(&f, &m.flow);
     }

@@ -286,3 +286,120 @@ async fn aggregation_conserves_every_sum_per_bucket_and_reduces_the_records() {
         println!("{level:?}: {} flows -> {} records ({ratio:.2}x)", m.aggregation_flows_in.get(), bodies.len());
     }
 }
+
+/// Metric name → series → value, from one OTLP metrics request (Prometheus' view: the same label sets).
+fn otlp_series(
+    req: &opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest,
+) -> HashMap<String, HashMap<Labels, f64>> {
+    use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
+    use opentelemetry_proto::tonic::metrics::v1::{AggregationTemporality, metric::Data, number_data_point};
+    let mut out: HashMap<String, HashMap<Labels, f64>> = HashMap::new();
+    for rm in &req.resource_metrics {
+        for sm in &rm.scope_metrics {
+            assert_eq!(sm.scope.as_ref().unwrap().name, "flowgate.flow_metrics");
+            for m in &sm.metrics {
+                let Some(Data::Sum(sum)) = &m.data else { panic!("{} is not a sum", m.name) };
+                assert!(sum.is_monotonic, "{}", m.name);
+                assert_eq!(sum.aggregation_temporality, AggregationTemporality::Cumulative as i32);
+                for p in &sum.data_points {
+                    assert!(p.start_time_unix_nano > 0 && p.start_time_unix_nano <= p.time_unix_nano);
+                    let labels: Labels = p
+                        .attributes
+                        .iter()
+                        .map(|kv| match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                            Some(Any::StringValue(s)) => (kv.key.clone(), s.clone()),
+                            other => panic!("attribute {} is {other:?}", kv.key),
+                        })
+                        .collect();
+                    let Some(number_data_point::Value::AsInt(v)) = p.value else { panic!("{} not an int", m.name) };
+                    let previous = out.entry(m.name.clone()).or_default().insert(labels, v as f64);
+                    assert!(previous.is_none(), "{} has a series twice", m.name);
+                }
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flow_metrics_pushed_over_otlp_equal_prometheus_and_survive_a_failing_endpoint() {
+    use flowgate::post::metrics::*;
+    let (sim, _dir) = simulator(sim_config(200)).await;
+    let rx = receiver(accept_all()).await;
+    // The metrics endpoint fails first: cumulative sums mean the pushes after it carry everything.
+    rx.set_metrics_status(503);
+    let mut raw = raw_config(&sim, &rx.base_url());
+    raw.flow_metrics.enabled = Some(true);
+    raw.flow_metrics.otlp.enabled = Some(true);
+    raw.flow_metrics.otlp.interval_ms = Some(200);
+    let mut gw = Gateway::start(resolve(raw)).await;
+    wait_until(WAIT, "two buckets exported, metrics pushes failing", || {
+        rx.bodies().len() >= 400 && settled(&sim, &gw) && gw.metrics.flow.pushes("error") >= 2
+    })
+    .await;
+    assert!(rx.metrics().is_empty());
+    rx.set_metrics_status(200);
+    wait_until(WAIT, "a push accepted", || gw.metrics.flow.pushes("ok") >= 2).await;
+    gw.shutdown().await.unwrap();
+
+    let pushes = rx.metrics();
+    let last = otlp_series(pushes.last().unwrap());
+    // The last push came after the drain: it is exactly what /metrics shows, series for series.
+    let text = gw.metrics.encode();
+    let families = [
+        POLICY_FLOWS,
+        POLICY_PACKETS,
+        POLICY_BYTES,
+        END_OF_TIER_FLOWS,
+        END_OF_TIER_PACKETS,
+        END_OF_TIER_BYTES,
+        TRAFFIC_FLOWS,
+        TRAFFIC_PACKETS,
+        TRAFFIC_BYTES,
+        TRAFFIC_STARTED,
+        TRAFFIC_COMPLETED,
+    ];
+    for d in families {
+        let prometheus = samples(&text, &format!("flowgate_{}_total", d.prometheus));
+        assert!(!prometheus.is_empty(), "{}", d.prometheus);
+        assert_eq!(last.get(d.name), Some(&prometheus), "{} vs flowgate_{}_total", d.name, d.prometheus);
+    }
+    assert_eq!(last.len(), families.len(), "no other metric: {:?}", last.keys().collect::<Vec<_>>());
+    // And the totals by hand, from what the receiver got.
+    let e = expected(&rx.bodies());
+    assert_same("otlp policy flows", &last[POLICY_FLOWS.name], &e.policy_flows);
+    assert_same("otlp traffic bytes", &last[TRAFFIC_BYTES.name], &e.traffic_bytes);
+    assert_same("otlp end of tier", &last[END_OF_TIER_FLOWS.name], &e.end_of_tier_flows);
+    // Cumulative: no series ever goes down from one accepted push to the next.
+    for pair in pushes.windows(2) {
+        let (a, b) = (otlp_series(&pair[0]), otlp_series(&pair[1]));
+        for (metric, series) in &a {
+            for (l, v) in series {
+                assert!(b[metric][l] >= *v, "{metric}{l:?} went down");
+            }
+        }
+    }
+    let resource = pushes[0].resource_metrics[0].resource.as_ref().unwrap();
+    assert!(resource.attributes.iter().any(|kv| kv.key == "service.name"), "the logs' resource");
+    assert_eq!(gw.metrics.flow.otlp_points.get() as usize, last.values().map(HashMap::len).sum::<usize>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_pushes_the_final_flow_metrics_before_the_period_is_up() {
+    let (sim, _dir) = simulator(sim_config(150)).await;
+    let rx = receiver(accept_all()).await;
+    let mut raw = raw_config(&sim, &rx.base_url());
+    raw.flow_metrics.enabled = Some(true);
+    raw.flow_metrics.otlp.enabled = Some(true);
+    raw.flow_metrics.otlp.interval_ms = Some(600_000);
+    let mut gw = Gateway::start(resolve(raw)).await;
+    wait_until(WAIT, "two buckets exported", || rx.bodies().len() >= 300 && settled(&sim, &gw)).await;
+    assert!(rx.metrics().is_empty(), "nothing pushed before the period");
+    gw.shutdown().await.unwrap();
+    let pushes = rx.metrics();
+    assert_eq!(pushes.len(), 1, "one push, at shutdown");
+    let last = otlp_series(&pushes[0]);
+    let e = expected(&rx.bodies());
+    assert_same("traffic flows", &last["flowgate.traffic.flows"], &e.traffic_flows);
+    assert_same("policy bytes", &last["flowgate.policy.bytes"], &e.policy_bytes);
+}

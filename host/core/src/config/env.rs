@@ -84,6 +84,16 @@ pub(crate) fn apply_env(raw: &mut RawConfig, env: &Env, p: &mut Problems, warnin
     } else if let Some(v) = env.get("OTEL_EXPORTER_OTLP_ENDPOINT") {
         o.endpoint = Some(format!("{}/v1/logs", v.trim().trim_end_matches('/')));
     }
+    // The flow metrics' OTLP push, per the OTLP exporter spec: the metrics variable is a full URL, used as is;
+    // the generic one is covered by deriving from the logs URL.
+    if let Some(v) = env.get("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT") {
+        raw.flow_metrics.otlp.endpoint = Some(v.trim().to_string());
+    }
+    if let Some(v) = env.get("OTEL_METRIC_EXPORT_INTERVAL") {
+        raw.flow_metrics.otlp.interval_ms =
+            parse("OTEL_METRIC_EXPORT_INTERVAL", v, p).or(raw.flow_metrics.otlp.interval_ms);
+    }
+    let o = &mut raw.otlp;
     if let Some((name, v)) = env.otlp("PROTOCOL")
         && v.trim() != "http/protobuf"
     {

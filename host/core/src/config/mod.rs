@@ -80,6 +80,21 @@ pub struct RawFlowMetrics {
     pub max_series: Option<usize>,
     /// When set, namespace label values outside this list become `__other__`.
     pub namespaces: Option<Vec<String>>,
+    /// The same counters pushed as OTLP metrics (cumulative sums), besides Prometheus.
+    pub otlp: RawFlowMetricsOtlp,
+}
+
+/// Pushing the flow metrics as OTLP/HTTP metrics, with the logs exporter's TLS, headers, compression and timeout.
+#[derive(Debug, Default, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawFlowMetricsOtlp {
+    pub enabled: Option<bool>,
+    /// Full metrics URL (like `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`); by default the logs endpoint with
+    /// `/v1/logs` replaced by `/v1/metrics`.
+    pub endpoint: Option<String>,
+    /// Push period (like `OTEL_METRIC_EXPORT_INTERVAL`); the counters are cumulative, so a failed push loses
+    /// nothing: the next one carries the totals.
+    pub interval_ms: Option<u64>,
 }
 
 /// Merging flows with equal final keys within one 15 s bucket, after the transform chain.
@@ -392,6 +407,18 @@ pub const DEFAULT_AGGREGATION_MAX_GROUPS: usize = 500_000;
 pub struct FlowMetricsConfig {
     pub max_series: usize,
     pub namespaces: Option<std::collections::HashSet<String>>,
+    pub otlp: Option<FlowMetricsOtlpConfig>,
+}
+
+/// Default push period of the OTLP flow metrics (the OpenTelemetry SDK's `OTEL_METRIC_EXPORT_INTERVAL`).
+pub const DEFAULT_FLOW_METRICS_OTLP_INTERVAL_MS: u64 = 60_000;
+/// Shortest push period accepted.
+pub const MIN_FLOW_METRICS_OTLP_INTERVAL_MS: u64 = 100;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlowMetricsOtlpConfig {
+    pub endpoint: url::Url,
+    pub interval: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -750,9 +777,11 @@ impl RawConfig {
         };
 
         let fm = self.flow_metrics;
+        let fm_otlp = flow_metrics_otlp(&fm, &otlp.endpoint, &mut p);
         let flow_metrics = fm.enabled.unwrap_or(false).then(|| FlowMetricsConfig {
             max_series: fm.max_series.unwrap_or(DEFAULT_FLOW_METRICS_MAX_SERIES),
             namespaces: fm.namespaces.clone().map(|n| n.into_iter().collect()),
+            otlp: fm_otlp,
         });
         if fm.max_series == Some(0) {
             p.push("flow_metrics.max_series", "must be at least 1");
@@ -783,6 +812,54 @@ impl RawConfig {
             warnings,
         })
     }
+}
+
+/// The OTLP push of the flow metrics, when asked for: its URL (explicit, or the logs URL with `/v1/logs` made
+/// `/v1/metrics`) and period.
+fn flow_metrics_otlp(fm: &RawFlowMetrics, logs: &url::Url, p: &mut Problems) -> Option<FlowMetricsOtlpConfig> {
+    let o = &fm.otlp;
+    if !o.enabled.unwrap_or(false) {
+        return None;
+    }
+    if !fm.enabled.unwrap_or(false) {
+        p.push("flow_metrics.otlp.enabled", "needs flow_metrics.enabled: true (nothing is counted otherwise)");
+        return None;
+    }
+    let interval_ms = o.interval_ms.unwrap_or(DEFAULT_FLOW_METRICS_OTLP_INTERVAL_MS);
+    if interval_ms < MIN_FLOW_METRICS_OTLP_INTERVAL_MS {
+        p.push("flow_metrics.otlp.interval_ms", format!("must be at least {MIN_FLOW_METRICS_OTLP_INTERVAL_MS}"));
+    }
+    let endpoint = match &o.endpoint {
+        Some(text) => match url::Url::parse(text) {
+            Ok(u) if u.scheme() == "http" || u.scheme() == "https" => Some(u),
+            Ok(u) => {
+                p.push("flow_metrics.otlp.endpoint", format!("scheme {:?} is not http or https", u.scheme()));
+                None
+            }
+            Err(e) => {
+                p.push("flow_metrics.otlp.endpoint", format!("{text:?} is not a URL: {e}"));
+                None
+            }
+        },
+        None => match logs.path().strip_suffix("/v1/logs") {
+            Some(base) => {
+                let mut u = logs.clone();
+                u.set_path(&format!("{base}/v1/metrics"));
+                Some(u)
+            }
+            None => {
+                p.push(
+                    "flow_metrics.otlp.endpoint",
+                    format!(
+                        "the logs endpoint {logs} does not end in /v1/logs, so the metrics URL cannot be derived \
+                         from it: set it (or OTEL_EXPORTER_OTLP_METRICS_ENDPOINT)"
+                    ),
+                );
+                None
+            }
+        },
+    }?;
+    Some(FlowMetricsOtlpConfig { endpoint, interval: Duration::from_millis(interval_ms) })
 }
 
 fn validate_filter(f: &FilterConfig, p: &mut Problems) {
