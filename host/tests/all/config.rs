@@ -183,3 +183,42 @@ fn yaml_is_strict_and_environment_wins_over_it() {
     let err = config::load(Some(&dir.path().join("absent.yaml")), &env(&[])).unwrap_err().to_string();
     assert!(err.contains("absent.yaml") && err.contains("cannot read"), "{err}");
 }
+
+#[test]
+fn flow_metrics_otlp_push_follows_the_logs_endpoint_or_the_metrics_variables() {
+    let on = |extra: &[(&'static str, &'static str)], yaml: &str| {
+        let mut raw = RawConfig::from_yaml(yaml, Path::new("t.yaml")).unwrap();
+        raw.flow_metrics.enabled = Some(true);
+        raw.flow_metrics.otlp.enabled = Some(true);
+        resolve_with_env(raw, &env(extra))
+    };
+    // Derived from the logs URL, path prefix kept; the SDK's default period.
+    let cfg = on(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "https://collector:4318/otlp/")], "").unwrap();
+    let push = cfg.flow_metrics.unwrap().otlp.unwrap();
+    assert_eq!(push.endpoint.as_str(), "https://collector:4318/otlp/v1/metrics");
+    assert_eq!(push.interval, Duration::from_secs(60));
+    // The metrics variables win, as the OTLP exporter spec has them.
+    let cfg = on(
+        &[("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "http://metrics:9000/in"), ("OTEL_METRIC_EXPORT_INTERVAL", "15000")],
+        "",
+    )
+    .unwrap();
+    let push = cfg.flow_metrics.unwrap().otlp.unwrap();
+    assert_eq!(push.endpoint.as_str(), "http://metrics:9000/in");
+    assert_eq!(push.interval, Duration::from_secs(15));
+    // A custom logs URL gives no metrics URL to derive: say so, naming the field.
+    let err = on(&[("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "http://c:4318/ingest")], "").unwrap_err().to_string();
+    assert!(err.contains("flow_metrics.otlp.endpoint") && err.contains("/v1/logs"), "{err}");
+    let err = on(&[], "flow_metrics:\n  otlp:\n    interval_ms: 5\n").unwrap_err().to_string();
+    assert!(err.contains("flow_metrics.otlp.interval_ms"), "{err}");
+    // Pushing needs counting.
+    let mut raw = RawConfig::default();
+    raw.flow_metrics.otlp.enabled = Some(true);
+    let err = resolve_with_env(raw, &env(&[])).unwrap_err().to_string();
+    assert!(err.contains("needs flow_metrics.enabled"), "{err}");
+    // Off unless asked for, even with the metrics variables set.
+    let mut raw = RawConfig::default();
+    raw.flow_metrics.enabled = Some(true);
+    let cfg = resolve_with_env(raw, &env(&[("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "http://m:1/x")])).unwrap();
+    assert_eq!(cfg.flow_metrics.unwrap().otlp, None);
+}

@@ -1,5 +1,6 @@
 //! Against the real OpenTelemetry Collector (OTLP/HTTP receiver -> file exporter), built by
-//! `tools/otelcol/build.sh`: every flow arrives intact, with gzip and zstd.
+//! `tools/otelcol/build.sh`: every flow arrives intact, with gzip and zstd, and the flow metrics' OTLP push is
+//! accepted as the sums it claims to be.
 //!
 //! The binary is looked up at `$FLOWGATE_OTELCOL`, else `target/otelcol/otelcol-flowgate`. Without it the test
 //! fails under CI (`CI` set) and is skipped with a message elsewhere.
@@ -55,7 +56,8 @@ async fn start_collector(bin: &PathBuf, dir: &std::path::Path, out: &std::path::
         format!(
             "receivers:\n  otlp:\n    protocols:\n      http:\n        endpoint: 127.0.0.1:{port}\n\
              exporters:\n  file:\n    path: {}\n    flush_interval: 100ms\n\
-             service:\n  telemetry:\n    metrics:\n      level: none\n  pipelines:\n    logs:\n      receivers: [otlp]\n      exporters: [file]\n",
+             service:\n  telemetry:\n    metrics:\n      level: none\n  pipelines:\n    logs:\n      receivers: [otlp]\n      exporters: [file]\n\
+             \x20   metrics:\n      receivers: [otlp]\n      exporters: [file]\n",
             out.display()
         ),
     )
@@ -141,4 +143,63 @@ async fn every_flow_arrives_intact_in_the_real_collector_gzip() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_flow_arrives_intact_in_the_real_collector_zstd() {
     through_the_collector("zstd").await;
+}
+
+/// The data points of `metric` in the last metrics request the file exporter wrote: attributes -> value.
+fn last_metric(out: &std::path::Path, metric: &str) -> Vec<(Value, i64)> {
+    let text = std::fs::read_to_string(out).unwrap_or_default();
+    let Some(last) = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v.get("resourceMetrics").is_some())
+        .last()
+    else {
+        return Vec::new();
+    };
+    let mut points = Vec::new();
+    for rm in last["resourceMetrics"].as_array().into_iter().flatten() {
+        for sm in rm["scopeMetrics"].as_array().into_iter().flatten() {
+            for m in sm["metrics"].as_array().into_iter().flatten().filter(|m| m["name"] == metric) {
+                assert_eq!(m["sum"]["isMonotonic"], true, "{m}");
+                assert_eq!(m["sum"]["aggregationTemporality"], 2, "cumulative: {m}");
+                for p in m["sum"]["dataPoints"].as_array().into_iter().flatten() {
+                    points.push((p["attributes"].clone(), p["asInt"].as_str().unwrap().parse().unwrap()));
+                }
+            }
+        }
+    }
+    points
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_real_collector_takes_the_flow_metrics_push() {
+    let Some(bin) = collector_binary() else { return };
+    let (sim, dir) =
+        simulator(SimConfig { flows_per_bucket: 120, time_scale: 30.0, seed: 9, ..SimConfig::default() }).await;
+    let out = dir.path().join("telemetry.json");
+    let (_collector, port) = start_collector(&bin, dir.path(), &out).await;
+
+    let mut raw = raw_config(&sim, &format!("http://127.0.0.1:{port}"));
+    raw.otlp.compression = Some("gzip".into());
+    raw.flow_metrics.enabled = Some(true);
+    raw.flow_metrics.otlp.enabled = Some(true);
+    raw.flow_metrics.otlp.interval_ms = Some(300);
+    let mut gw = Gateway::start(resolve(raw)).await;
+    wait_until(Duration::from_secs(60), "two buckets through the collector", || {
+        records(&out).len() >= 240 && gw.metrics.flows_exported.get() == gw.metrics.flows_received.get()
+    })
+    .await;
+    gw.shutdown().await.unwrap();
+    let flows = gw.metrics.flows_exported.get() as i64;
+    // The final push follows the drain; the file exporter flushes every 100 ms.
+    wait_until(Duration::from_secs(10), "the final push in the collector's file", || {
+        last_metric(&out, "flowgate.traffic.flows").iter().map(|(_, v)| v).sum::<i64>() == flows
+    })
+    .await;
+    assert_eq!(gw.metrics.flow.pushes("error"), 0, "the collector refused a push");
+    let text = gw.metrics.encode();
+    let bytes = last_metric(&out, "flowgate.traffic.bytes");
+    let prometheus: f64 = samples(&text, "flowgate_traffic_bytes_total").values().sum();
+    assert_eq!(bytes.iter().map(|(_, v)| *v as f64).sum::<f64>(), prometheus);
+    assert!(bytes.iter().all(|(attrs, _)| attrs.as_array().unwrap().iter().any(|a| a["key"] == "direction")));
 }
