@@ -233,26 +233,26 @@ fn record_count(r: &ExportLogsServiceRequest) -> usize {
     r.resource_logs.iter().flat_map(|r| &r.scope_logs).map(|s| s.log_records.len()).sum()
 }
 
-/// The request in `body`, undoing `Content-Encoding`; or the response refusing it.
-fn decode_request<M: prost::Message + Default>(headers: &HeaderMap, body: &[u8]) -> Result<M, Response> {
+/// The request in `body`, undoing `Content-Encoding`; or the status and message refusing it.
+fn decode_request<M: prost::Message + Default>(headers: &HeaderMap, body: &[u8]) -> Result<M, (StatusCode, String)> {
     let compression = match headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()) {
         None | Some("identity") => Compression::None,
         Some("gzip") => Compression::Gzip,
         Some("zstd") => Compression::Zstd,
         Some(other) => {
-            return Err((StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("encoding {other}")).into_response());
+            return Err((StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("encoding {other}")));
         }
     };
     decompress(compression, body, body.len() * 4)
         .map_err(|e| e.to_string())
         .and_then(|raw| M::decode(raw.as_slice()).map_err(|e| e.to_string()))
-        .map_err(|e| (StatusCode::BAD_REQUEST, format!("undecodable request: {e}")).into_response())
+        .map_err(|e| (StatusCode::BAD_REQUEST, format!("undecodable request: {e}")))
 }
 
 async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
     let request: ExportMetricsServiceRequest = match decode_request(&headers, &body) {
         Ok(r) => r,
-        Err(response) => return response,
+        Err(refusal) => return refusal.into_response(),
     };
     let code = shared.metrics_status.load(Ordering::SeqCst);
     if code != 200 {
@@ -270,7 +270,7 @@ async fn logs(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes
     shared.headers.lock().expect("receiver lock").push(headers.clone());
     let request: ExportLogsServiceRequest = match decode_request(&headers, &body) {
         Ok(r) => r,
-        Err(response) => return response,
+        Err(refusal) => return refusal.into_response(),
     };
     let mut reply = (shared.responder)(n, record_count(&request));
     if let Reply::AcceptAfter(delay) = reply {
