@@ -150,9 +150,9 @@ fn last_metric(out: &std::path::Path, metric: &str) -> Vec<(Value, i64)> {
     let text = std::fs::read_to_string(out).unwrap_or_default();
     let Some(last) = text
         .lines()
+        .rev()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|v| v.get("resourceMetrics").is_some())
-        .last()
+        .find(|v| v.get("resourceMetrics").is_some())
     else {
         return Vec::new();
     };
