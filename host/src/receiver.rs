@@ -6,7 +6,7 @@
 //! [`Receiver::set_metrics_status`].
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -68,7 +68,7 @@ struct Shared {
     notify: Option<mpsc::UnboundedSender<ExportLogsServiceRequest>>,
     metrics: Mutex<Vec<ExportMetricsServiceRequest>>,
     /// Status answered to metrics requests; 200 keeps them.
-    metrics_status: std::sync::atomic::AtomicU16,
+    metrics_status: AtomicU16,
 }
 
 /// A running receiver.
@@ -111,7 +111,7 @@ impl Receiver {
             max_in_flight: AtomicU64::new(0),
             notify,
             metrics: Mutex::new(Vec::new()),
-            metrics_status: std::sync::atomic::AtomicU16::new(200),
+            metrics_status: AtomicU16::new(200),
         });
         let stop = CancellationToken::new();
         let app =

@@ -3,13 +3,12 @@
 //! client (TLS, headers, compression, timeout). Values are cumulative from when counting began, so a failed push
 //! loses nothing: the next one carries the totals. At shutdown, a last push follows the drain.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::metrics::v1::{ExportMetricsServiceRequest, ExportMetricsServiceResponse};
-use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
+use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::metrics::v1::{
     AggregationTemporality, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, metric, number_data_point,
 };
@@ -18,10 +17,10 @@ use prost::Message as _;
 use tokio_util::sync::CancellationToken;
 
 use super::Post;
-use super::metrics::Point;
+use super::metrics::{Descriptor, Point};
 use crate::config::{Compression, FlowMetricsOtlpConfig};
 use crate::sink::Exporter;
-use crate::sink::otlp::{compress, string_kv};
+use crate::sink::otlp::{compress, string_value};
 use crate::telemetry::Metrics;
 
 /// The instrumentation scope of the pushed metrics.
@@ -49,33 +48,41 @@ pub fn request(
     now: SystemTime,
 ) -> ExportMetricsServiceRequest {
     let (start, now) = (unix_nanos(start), unix_nanos(now));
-    let mut order: Vec<&'static str> = Vec::new();
-    let mut by_metric: BTreeMap<&'static str, Metric> = BTreeMap::new();
+    let mut sums: Vec<(Descriptor, Vec<NumberDataPoint>)> = Vec::new();
     for p in points {
-        let metric = by_metric.entry(p.metric.name).or_insert_with(|| {
-            order.push(p.metric.name);
-            Metric {
-                name: p.metric.name.to_string(),
-                unit: p.metric.unit.to_string(),
-                description: format!("flowgate_{}_total on /metrics", p.metric.prometheus),
-                data: Some(metric::Data::Sum(Sum {
-                    data_points: Vec::new(),
-                    aggregation_temporality: AggregationTemporality::Cumulative as i32,
-                    is_monotonic: true,
-                })),
-                ..Metric::default()
+        let i = match sums.iter().position(|(d, _)| *d == p.metric) {
+            Some(i) => i,
+            None => {
+                sums.push((p.metric, Vec::new()));
+                sums.len() - 1
             }
-        });
-        let Some(metric::Data::Sum(sum)) = &mut metric.data else { unreachable!("built as a sum above") };
-        sum.data_points.push(NumberDataPoint {
-            attributes: p.attributes.iter().map(|(k, v)| string_kv(k, v)).collect(),
+        };
+        sums[i].1.push(NumberDataPoint {
+            attributes: p
+                .attributes
+                .into_iter()
+                .map(|(k, v)| KeyValue { key: k.to_string(), value: Some(string_value(v)), ..KeyValue::default() })
+                .collect(),
             start_time_unix_nano: start,
             time_unix_nano: now,
             value: Some(number_data_point::Value::AsInt(p.value.min(i64::MAX as u64) as i64)),
             ..NumberDataPoint::default()
         });
     }
-    let metrics = order.into_iter().filter_map(|name| by_metric.remove(name)).collect();
+    let metrics = sums
+        .into_iter()
+        .map(|(d, data_points)| Metric {
+            name: d.name.to_string(),
+            unit: d.unit.to_string(),
+            description: format!("flowgate_{}_total on /metrics", d.prometheus),
+            data: Some(metric::Data::Sum(Sum {
+                data_points,
+                aggregation_temporality: AggregationTemporality::Cumulative as i32,
+                is_monotonic: true,
+            })),
+            ..Metric::default()
+        })
+        .collect();
     ExportMetricsServiceRequest {
         resource_metrics: vec![ResourceMetrics {
             resource: Some(resource),

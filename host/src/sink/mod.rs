@@ -230,11 +230,14 @@ impl Exporter {
         }
     }
 
-    async fn post(&self, batch: &Encoded) -> Attempt {
+    /// One POST of `body` to `url` with the current client (TLS reloads swap it) and the configured headers.
+    async fn send(&self, url: &reqwest::Url, body: bytes::Bytes) -> reqwest::Result<reqwest::Response> {
         let client = self.client.read().expect("client lock").clone();
-        let response =
-            client.post(self.endpoint.clone()).headers(self.headers.clone()).body(batch.body.clone()).send().await;
-        let response = match response {
+        client.post(url.clone()).headers(self.headers.clone()).body(body).send().await
+    }
+
+    async fn post(&self, batch: &Encoded) -> Attempt {
+        let response = match self.send(&self.endpoint, batch.body.clone()).await {
             Ok(r) => r,
             Err(e) => {
                 let reason = if e.is_timeout() {
@@ -280,14 +283,7 @@ impl Exporter {
     /// metrics' push): same client, TLS, headers and timeout. One attempt, answering the response body or why it
     /// failed; its caller sends cumulative values, so the next push covers a failed one.
     pub async fn post_once(&self, url: &reqwest::Url, body: bytes::Bytes) -> Result<bytes::Bytes, String> {
-        let client = self.client.read().expect("client lock").clone();
-        let response = client
-            .post(url.clone())
-            .headers(self.headers.clone())
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| crate::source::error_chain(&e))?;
+        let response = self.send(url, body).await.map_err(|e| crate::source::error_chain(&e))?;
         let status = response.status();
         let body = tokio::time::timeout(self.timeout, response.bytes()).await;
         let body = match body {

@@ -631,17 +631,8 @@ impl RawConfig {
 
         let o = self.otlp;
         let endpoint_text = o.endpoint.unwrap_or_else(|| format!("{DEFAULT_OTLP_ENDPOINT}/v1/logs"));
-        let endpoint = match url::Url::parse(&endpoint_text) {
-            Ok(u) if u.scheme() == "http" || u.scheme() == "https" => u,
-            Ok(u) => {
-                p.push("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", format!("scheme {:?} is not http or https", u.scheme()));
-                url::Url::parse("http://invalid/").expect("static URL")
-            }
-            Err(e) => {
-                p.push("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", format!("{endpoint_text:?} is not a URL: {e}"));
-                url::Url::parse("http://invalid/").expect("static URL")
-            }
-        };
+        let endpoint = http_url(&endpoint_text, "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", &mut p)
+            .unwrap_or_else(|| url::Url::parse("http://invalid/").expect("static URL"));
         let compression = match o.compression.as_deref().map(str::to_ascii_lowercase).as_deref() {
             None | Some("none") | Some("") => Compression::None,
             Some("gzip") => Compression::Gzip,
@@ -814,6 +805,21 @@ impl RawConfig {
     }
 }
 
+/// `text` as an http or https URL, or a problem reported against `field`.
+fn http_url(text: &str, field: &str, p: &mut Problems) -> Option<url::Url> {
+    match url::Url::parse(text) {
+        Ok(u) if u.scheme() == "http" || u.scheme() == "https" => Some(u),
+        Ok(u) => {
+            p.push(field, format!("scheme {:?} is not http or https", u.scheme()));
+            None
+        }
+        Err(e) => {
+            p.push(field, format!("{text:?} is not a URL: {e}"));
+            None
+        }
+    }
+}
+
 /// The OTLP push of the flow metrics, when asked for: its URL (explicit, or the logs URL with `/v1/logs` made
 /// `/v1/metrics`) and period.
 fn flow_metrics_otlp(fm: &RawFlowMetrics, logs: &url::Url, p: &mut Problems) -> Option<FlowMetricsOtlpConfig> {
@@ -830,17 +836,7 @@ fn flow_metrics_otlp(fm: &RawFlowMetrics, logs: &url::Url, p: &mut Problems) -> 
         p.push("flow_metrics.otlp.interval_ms", format!("must be at least {MIN_FLOW_METRICS_OTLP_INTERVAL_MS}"));
     }
     let endpoint = match &o.endpoint {
-        Some(text) => match url::Url::parse(text) {
-            Ok(u) if u.scheme() == "http" || u.scheme() == "https" => Some(u),
-            Ok(u) => {
-                p.push("flow_metrics.otlp.endpoint", format!("scheme {:?} is not http or https", u.scheme()));
-                None
-            }
-            Err(e) => {
-                p.push("flow_metrics.otlp.endpoint", format!("{text:?} is not a URL: {e}"));
-                None
-            }
-        },
+        Some(text) => http_url(text, "flow_metrics.otlp.endpoint", p),
         None => match logs.path().strip_suffix("/v1/logs") {
             Some(base) => {
                 let mut u = logs.clone();
