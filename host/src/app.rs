@@ -39,9 +39,27 @@ pub async fn run(
     tls::client_config(&cfg.goldmane.tls, &[b"h2"]).context("Goldmane client TLS")?;
     let encoder = Arc::new(RequestEncoder::new(resource(&cfg.otlp.resource_attributes), cfg.otlp.compression));
     let exporter = Arc::new(Exporter::new(&cfg.otlp, encoder.clone(), metrics.clone()).context("OTLP exporter")?);
+    // The stream cursor lets a restart resume the stream where the safe data ends: beside the persistent queue
+    // (what it holds is safe), or in the state directory (what the endpoint acknowledged is safe).
+    let progress = match (&cfg.queue.persistent, &cfg.state_dir) {
+        (Some(p), _) => Some(Arc::new(source::Progress::new(&p.dir, p.fsync == Fsync::Always))),
+        (None, Some(dir)) => {
+            writable_dir(dir).with_context(|| format!("state_dir (FLOWGATE_STATE_DIR) {}", dir.display()))?;
+            Some(Arc::new(source::Progress::new(dir, false)))
+        }
+        (None, None) => {
+            tracing::info!(
+                "no state directory (FLOWGATE_STATE_DIR) and no persistent queue: a restart starts the stream from now, and flows Goldmane streamed while Flowgate was down are not exported"
+            );
+            None
+        }
+    };
     let queue = match &cfg.queue.persistent {
         Some(p) => ExportQueue::Disk(DiskQueue::open(p.clone(), metrics.clone()).context("persistent queue")?),
-        None => ExportQueue::Memory(Queue::new(cfg.queue.max_bytes, cfg.queue.max_records, metrics.clone())),
+        None => ExportQueue::Memory(
+            Queue::new(cfg.queue.max_bytes, cfg.queue.max_records, metrics.clone()),
+            progress.clone().map(batch::Acks::new),
+        ),
     };
 
     let admin_shutdown = CancellationToken::new();
@@ -58,9 +76,6 @@ pub async fn run(
     let (record_tx, record_rx) = mpsc::channel(STAGE_CHANNEL_CHUNKS);
     let pipeline_opts = transforms(&cfg, &metrics, &shutdown).await?;
     let post = pipeline_opts.post.clone();
-    // With the persistent queue, a cursor beside it lets a restart resume the stream where the queue ends.
-    let progress =
-        cfg.queue.persistent.as_ref().map(|p| Arc::new(source::Progress::new(&p.dir, p.fsync == Fsync::Always)));
     let source =
         tokio::spawn(source::run(cfg.goldmane.clone(), flow_tx, metrics.clone(), progress.clone(), shutdown.clone()));
     let pipeline = tokio::spawn(pipeline::run(flow_rx, record_tx, metrics.clone(), pipeline_opts));
@@ -223,6 +238,33 @@ fn report(cfg: &Config, chain: &str) -> String {
             None => format!("in memory, {} records / {} bytes", cfg.queue.max_records, cfg.queue.max_bytes),
         }
     );
+    let _ = writeln!(
+        out,
+        "state:     {}",
+        match (&cfg.queue.persistent, &cfg.state_dir) {
+            (Some(p), _) => format!("stream cursor beside the persistent queue in {}", p.dir.display()),
+            (None, Some(d)) => format!("stream cursor in {} (moves with the endpoint's acknowledgements)", d.display()),
+            (None, None) => "none: a restart starts the stream from now".to_string(),
+        }
+    );
+    match &g.reconcile {
+        Some(r) => {
+            let _ = writeln!(
+                out,
+                "  reconcile        on: List each bucket {} s after it was streamed, {} s window, growth {:?}, pages of {}",
+                r.passes.iter().map(|d| d.as_secs().to_string()).collect::<Vec<_>>().join("/"),
+                r.window.as_secs(),
+                r.growth,
+                r.page_size
+            );
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "  reconcile        off: flows reaching Goldmane after their bucket was streamed are not exported"
+            );
+        }
+    }
     let _ = writeln!(out, "admin:     http://{}/metrics /healthz /readyz", cfg.admin_listen);
     match &cfg.flow_metrics {
         Some(m) => {
@@ -261,6 +303,15 @@ fn report(cfg: &Config, chain: &str) -> String {
         let _ = writeln!(out, "warning:   {w}");
     }
     out
+}
+
+/// Creates `dir` if needed and proves a file can be written in it.
+fn writable_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).context("cannot create it")?;
+    let probe = dir.join(".flowgate-write-test");
+    std::fs::write(&probe, b"ok").context("is not writable")?;
+    let _ = std::fs::remove_file(probe);
+    Ok(())
 }
 
 fn display(p: &Option<std::path::PathBuf>) -> String {

@@ -90,6 +90,34 @@ pub struct Chunk {
     pub flows: Vec<RawFlow>,
 }
 
+/// A flow's counters, in field order: packets in/out, bytes in/out, connections started/completed/live.
+pub type Counters = [i64; 7];
+
+/// How a flow reached the gateway.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Origin {
+    /// Streamed by Goldmane (live or backfill): the usual case.
+    #[default]
+    Stream,
+    /// Found by reconciliation: Goldmane holds it but never streamed it live (it arrived after its bucket rolled
+    /// over).
+    Late,
+    /// Found by reconciliation: the growth of a key already exported for this bucket; its counters are the
+    /// difference, so sums over records stay right.
+    Delta,
+}
+
+impl Origin {
+    /// The `flowgate.reconciled` attribute's value, for flows reconciliation found.
+    pub fn attribute(self) -> Option<&'static str> {
+        match self {
+            Origin::Stream => None,
+            Origin::Late => Some("late"),
+            Origin::Delta => Some("delta"),
+        }
+    }
+}
+
 /// A flow as received: its encoded `goldmane.Flow`, plus what routing and dedupe need.
 #[derive(Debug, Clone)]
 pub struct RawFlow {
@@ -100,6 +128,9 @@ pub struct RawFlow {
     /// The encoded `FlowKey` (a slice of `wire`; empty when absent): the identity dedupe hashes. Goldmane
     /// encodes a key the same way every time it sends it, so equal keys have equal bytes.
     pub key: Bytes,
+    /// Its counters (fields 6 to 12), read in the same pass.
+    pub counters: Counters,
+    pub origin: Origin,
 }
 
 /// Splits an encoded `FlowResult` into its flow (field 2), without copying. `None` when it carries no flow.
@@ -121,6 +152,7 @@ pub fn flow_of_result(result: &Bytes) -> Result<Option<RawFlow>, WireError> {
     }
     let Some(wire) = flow else { return Ok(None) };
     let (mut start_time, mut end_time) = (0, 0);
+    let mut counters: Counters = [0; 7];
     let mut key: &[u8] = &[];
     let mut r = Reader::new(&wire);
     while !r.is_empty() {
@@ -128,12 +160,13 @@ pub fn flow_of_result(result: &Bytes) -> Result<Option<RawFlow>, WireError> {
             (1, WIRE_LEN) => key = r.len_delimited()?,
             (2, WIRE_VARINT) => start_time = r.varint()? as i64,
             (3, WIRE_VARINT) => end_time = r.varint()? as i64,
-            (1..=3, _) => return Err(WireError("Flow field with the wrong wire type")),
+            (n @ 6..=12, WIRE_VARINT) => counters[n as usize - 6] = r.varint()? as i64,
+            (1..=3 | 6..=12, _) => return Err(WireError("Flow field with the wrong wire type")),
             (_, wire_type) => r.skip(wire_type)?,
         }
     }
     let key = wire.slice_ref(key);
-    Ok(Some(RawFlow { wire, start_time, end_time, key }))
+    Ok(Some(RawFlow { wire, start_time, end_time, key, counters, origin: Origin::Stream }))
 }
 
 #[cfg(test)]
@@ -157,7 +190,11 @@ mod tests {
         assert_eq!(raw.start_time, 1_764_970_845);
         assert_eq!(raw.end_time, 1_764_970_860);
         assert_eq!(Flow::decode(raw.wire.clone()).unwrap(), flow);
-        assert_eq!(raw.key, flow.key.unwrap().encode_to_vec());
+        assert_eq!(raw.key, flow.key.clone().unwrap().encode_to_vec());
+        assert_eq!(raw.counters, [0; 7]);
+        let counted = Flow { packets_in: 1, bytes_out: 4, num_connections_live: 7, ..flow.clone() };
+        let result = Bytes::from(FlowResult { id: 7, flow: Some(counted) }.encode_to_vec());
+        assert_eq!(flow_of_result(&result).unwrap().unwrap().counters, [1, 0, 0, 4, 0, 0, 7]);
         assert!(flow_of_result(&Bytes::from(FlowResult { id: 1, flow: None }.encode_to_vec())).unwrap().is_none());
         assert!(flow_of_result(&Bytes::from_static(&[0x12, 0x05, 0x01])).is_err());
     }

@@ -335,7 +335,8 @@ impl DiskQueue {
             let path = seg_path(&self.cfg.dir, e.segment);
             match tokio::task::spawn_blocking(move || read_body(&path, &e)).await.expect("queue read task") {
                 Ok(body) => {
-                    let encoded = Encoded { body, records: e.records as usize, raw_bytes: e.raw_bytes as usize };
+                    let encoded =
+                        Encoded { body, records: e.records as usize, raw_bytes: e.raw_bytes as usize, batch: 0 };
                     return Some(Taken { encoded, seq: e.seq });
                 }
                 Err(error) => {
@@ -499,7 +500,7 @@ mod tests {
     }
 
     fn batch(tag: u8, len: usize) -> Encoded {
-        Encoded { body: Bytes::from(vec![tag; len]), records: 10, raw_bytes: len * 2 }
+        Encoded { body: Bytes::from(vec![tag; len]), records: 10, raw_bytes: len * 2, batch: 0 }
     }
 
     #[tokio::test]

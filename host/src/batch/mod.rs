@@ -3,11 +3,15 @@
 //! A request is encoded (and compressed) once here; the exporter only sends bytes, so retries cost no CPU and
 //! the queue holds compact requests. Pushing into a full queue waits, which stops the pipeline and, behind it,
 //! the Goldmane stream.
+//!
+//! The stream cursor moves over source chunks whose records are safe: in the persistent queue once pushed, in
+//! the in-memory queue once the endpoint took every batch up to the one that completed them (acknowledged).
 
 pub mod disk;
 pub mod queue;
 
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
@@ -24,8 +28,74 @@ pub use queue::{Queue, Weighted};
 /// Where encoded batches wait for the exporters: in memory (the default) or on disk.
 #[derive(Clone)]
 pub enum ExportQueue {
-    Memory(Arc<Queue<Encoded>>),
+    /// With acknowledgements tracked when a stream cursor is kept beside it.
+    Memory(Arc<Queue<Encoded>>, Option<Arc<Acks>>),
     Disk(Arc<disk::DiskQueue>),
+}
+
+/// Moves the stream cursor over chunks once the endpoint acknowledged every batch up to the one that completed
+/// them (batches finish out of order; a chunk's records may span batches before it).
+pub struct Acks {
+    progress: Arc<Progress>,
+    inner: Mutex<AckState>,
+}
+
+#[derive(Default)]
+struct AckState {
+    next: u64,
+    /// Every batch up to this one is acknowledged.
+    prefix: u64,
+    done: BTreeSet<u64>,
+    /// Chunks completed by each batch not yet under the prefix.
+    chunks: BTreeMap<u64, Vec<u64>>,
+}
+
+impl Acks {
+    pub fn new(progress: Arc<Progress>) -> Arc<Self> {
+        Arc::new(Acks { progress, inner: Mutex::new(AckState { next: 1, ..AckState::default() }) })
+    }
+
+    /// Numbers the next batch.
+    fn number(&self) -> u64 {
+        let mut s = self.inner.lock().expect("acks lock");
+        let n = s.next;
+        s.next += 1;
+        n
+    }
+
+    /// `chunks` are complete once batch `batch` (and every earlier one) is acknowledged; batch 0: the last
+    /// numbered one (chunks whose records all went before, or were dropped).
+    fn completes(&self, batch: u64, chunks: &mut Vec<u64>) {
+        if chunks.is_empty() {
+            return;
+        }
+        let ready = {
+            let mut s = self.inner.lock().expect("acks lock");
+            let batch = if batch == 0 { s.next - 1 } else { batch };
+            if batch <= s.prefix {
+                std::mem::take(chunks)
+            } else {
+                s.chunks.entry(batch).or_default().append(chunks);
+                Vec::new()
+            }
+        };
+        self.progress.persisted(&ready);
+    }
+
+    fn acked(&self, batch: u64) {
+        let ready = {
+            let mut guard = self.inner.lock().expect("acks lock");
+            let s = &mut *guard;
+            s.done.insert(batch);
+            while s.done.remove(&(s.prefix + 1)) {
+                s.prefix += 1;
+            }
+            let later = s.chunks.split_off(&(s.prefix + 1));
+            let ready: Vec<u64> = std::mem::replace(&mut s.chunks, later).into_values().flatten().collect();
+            ready
+        };
+        self.progress.persisted(&ready);
+    }
 }
 
 /// A batch taken for export; give it back with [`ExportQueue::done`].
@@ -38,15 +108,34 @@ pub struct Ticket {
 impl ExportQueue {
     pub async fn push(&self, e: Encoded) -> Result<(), Encoded> {
         match self {
-            ExportQueue::Memory(q) => q.push(e).await,
+            ExportQueue::Memory(q, _) => q.push(e).await,
             ExportQueue::Disk(q) => q.push(e).await,
+        }
+    }
+
+    /// These chunks' records are all pushed, the last in the batch pushed last: the cursor may move over them
+    /// now (on disk) or once the endpoint acknowledged that batch (in memory).
+    fn chunks_queued(&self, progress: Option<&Progress>, last_batch: u64, chunks: &mut Vec<u64>) {
+        match (self, progress) {
+            (ExportQueue::Memory(_, Some(acks)), _) => acks.completes(last_batch, chunks),
+            (ExportQueue::Disk(_), Some(p)) => p.persisted(chunks),
+            _ => {}
+        }
+        chunks.clear();
+    }
+
+    /// The number of the next batch pushed, when acknowledgements are tracked (else 0).
+    fn number(&self) -> u64 {
+        match self {
+            ExportQueue::Memory(_, Some(acks)) => acks.number(),
+            _ => 0,
         }
     }
 
     pub async fn pop(&self) -> Option<(Encoded, Ticket)> {
         match self {
-            ExportQueue::Memory(q) => q.pop().await.map(|e| {
-                let t = Ticket { bytes: e.body.len(), records: e.records, seq: None };
+            ExportQueue::Memory(q, _) => q.pop().await.map(|e| {
+                let t = Ticket { bytes: e.body.len(), records: e.records, seq: (e.batch != 0).then_some(e.batch) };
                 (e, t)
             }),
             ExportQueue::Disk(q) => q.pop().await.map(|t| {
@@ -60,14 +149,19 @@ impl ExportQueue {
     pub fn done(&self, t: Ticket) {
         match (self, t.seq) {
             (ExportQueue::Disk(q), Some(seq)) => q.ack(seq),
-            (ExportQueue::Memory(q), _) => q.release(t.bytes, t.records),
+            (ExportQueue::Memory(q, acks), seq) => {
+                q.release(t.bytes, t.records);
+                if let (Some(acks), Some(batch)) = (acks, seq) {
+                    acks.acked(batch);
+                }
+            }
             (ExportQueue::Disk(_), None) => {}
         }
     }
 
     pub fn close(&self) {
         match self {
-            ExportQueue::Memory(q) => q.close(),
+            ExportQueue::Memory(q, _) => q.close(),
             ExportQueue::Disk(q) => q.close(),
         }
     }
@@ -76,7 +170,7 @@ impl ExportQueue {
     /// them for the next start. Returns whether records were lost.
     pub fn abandon(&self) -> bool {
         match self {
-            ExportQueue::Memory(q) => {
+            ExportQueue::Memory(q, _) => {
                 q.abandon();
                 true
             }
@@ -89,7 +183,7 @@ impl ExportQueue {
 
     pub fn records(&self) -> usize {
         match self {
-            ExportQueue::Memory(q) => q.records(),
+            ExportQueue::Memory(q, _) => q.records(),
             ExportQueue::Disk(q) => q.records(),
         }
     }
@@ -100,7 +194,8 @@ const RECORD_FRAMING_BYTES: usize = 6;
 
 /// Runs until `input` closes; flushes the last partial batch, then returns. Queue closing is the caller's job.
 ///
-/// With `progress`, source chunks are reported persisted once every record they produced is in the queue.
+/// With `progress`, source chunks are reported safe once every record they produced is in the persistent queue,
+/// or acknowledged by the endpoint (in-memory queue).
 pub async fn run(
     cfg: BatchConfig,
     encoder: Arc<RequestEncoder>,
@@ -110,12 +205,10 @@ pub async fn run(
 ) {
     // Chunks whose records are all in `pending` (or already queued).
     let mut unflushed: Vec<u64> = Vec::new();
-    let persisted = |chunks: &mut Vec<u64>| {
-        if let Some(p) = &progress {
-            p.persisted(chunks);
-        }
-        chunks.clear();
-    };
+    // The number of the last batch pushed (in-memory queue with a cursor).
+    let mut last_batch = 0u64;
+    let q = queue.clone();
+    let persisted = |chunks: &mut Vec<u64>, last_batch: u64| q.chunks_queued(progress.as_deref(), last_batch, chunks);
     let mut pending: Vec<LogRecord> = Vec::with_capacity(cfg.max_records);
     let mut pending_bytes = 0usize;
     // The delay counts from the oldest record in the batch.
@@ -130,8 +223,8 @@ pub async fn run(
         let records = tokio::select! {
             r = input.recv() => r,
             () = timer => {
-                flush(&encoder, &queue, &mut pending, &mut pending_bytes).await;
-                persisted(&mut unflushed);
+                flush(&encoder, &queue, &mut pending, &mut pending_bytes, &mut last_batch).await;
+                persisted(&mut unflushed, last_batch);
                 deadline = None;
                 continue;
             }
@@ -140,8 +233,8 @@ pub async fn run(
         for record in records {
             let size = record.encoded_len() + RECORD_FRAMING_BYTES;
             if !pending.is_empty() && pending_bytes + size > cfg.max_bytes {
-                flush(&encoder, &queue, &mut pending, &mut pending_bytes).await;
-                persisted(&mut unflushed);
+                flush(&encoder, &queue, &mut pending, &mut pending_bytes, &mut last_batch).await;
+                persisted(&mut unflushed, last_batch);
             }
             if pending.is_empty() {
                 deadline = Some(Instant::now() + cfg.delay.max(Duration::from_millis(1)));
@@ -149,30 +242,40 @@ pub async fn run(
             pending.push(record);
             pending_bytes += size;
             if pending.len() >= cfg.max_records {
-                flush(&encoder, &queue, &mut pending, &mut pending_bytes).await;
-                persisted(&mut unflushed);
+                flush(&encoder, &queue, &mut pending, &mut pending_bytes, &mut last_batch).await;
+                persisted(&mut unflushed, last_batch);
                 deadline = None;
             }
         }
         unflushed.extend(chunks);
         if pending.is_empty() {
-            persisted(&mut unflushed);
+            persisted(&mut unflushed, last_batch);
         }
     }
-    flush(&encoder, &queue, &mut pending, &mut pending_bytes).await;
-    persisted(&mut unflushed);
+    flush(&encoder, &queue, &mut pending, &mut pending_bytes, &mut last_batch).await;
+    persisted(&mut unflushed, last_batch);
     if let Some(p) = &progress {
         p.flush();
     }
 }
 
-async fn flush(encoder: &RequestEncoder, queue: &ExportQueue, pending: &mut Vec<LogRecord>, pending_bytes: &mut usize) {
+async fn flush(
+    encoder: &RequestEncoder,
+    queue: &ExportQueue,
+    pending: &mut Vec<LogRecord>,
+    pending_bytes: &mut usize,
+    last_batch: &mut u64,
+) {
     if pending.is_empty() {
         return;
     }
     let records = std::mem::take(pending);
     *pending_bytes = 0;
-    let encoded = encoder.encode(records);
+    let mut encoded = encoder.encode(records);
+    encoded.batch = queue.number();
+    if encoded.batch != 0 {
+        *last_batch = encoded.batch;
+    }
     if let Err(lost) = queue.push(encoded).await {
         // Only after a failed shutdown drain: the queue was abandoned and its records already counted as dropped.
         tracing::error!(records = lost.records, "export queue closed before a batch could be queued");
@@ -201,7 +304,7 @@ mod tests {
         let queue = Queue::new(usize::MAX, usize::MAX, Metrics::new());
         let encoder = Arc::new(RequestEncoder::new(resource(&[]), Compression::None));
         let (tx, rx) = mpsc::channel(8);
-        let task = tokio::spawn(run(cfg, encoder, rx, ExportQueue::Memory(queue.clone()), None));
+        let task = tokio::spawn(run(cfg, encoder, rx, ExportQueue::Memory(queue.clone(), None), None));
         for chunk in input {
             tx.send(Records { records: chunk, chunks: vec![] }).await.unwrap();
         }
@@ -242,7 +345,7 @@ mod tests {
         let queue = Queue::new(usize::MAX, usize::MAX, Metrics::new());
         let encoder = Arc::new(RequestEncoder::new(resource(&[]), Compression::None));
         let (tx, rx) = mpsc::channel(8);
-        let task = tokio::spawn(run(cfg, encoder, rx, ExportQueue::Memory(queue.clone()), None));
+        let task = tokio::spawn(run(cfg, encoder, rx, ExportQueue::Memory(queue.clone(), None), None));
         tx.send(Records { records: vec![record(10), record(10)], chunks: vec![] }).await.unwrap();
         tokio::time::sleep(Duration::from_millis(300)).await;
         // Still open: only the delay can have flushed it.

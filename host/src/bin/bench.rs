@@ -87,7 +87,69 @@ fn main() {
         );
     }
     post_chain(&flows);
+    reconciliation();
     transforms(&flows, &wire);
+}
+
+/// The reconciliation ledger at the design point: 100,000 flows a bucket over the default 330 s window.
+fn reconciliation() {
+    use flowgate::source::identity;
+    use flowgate::source::ledger::{Ledger, Verdict};
+
+    const KEYS: usize = 100_000;
+    const BUCKETS: i64 = 22;
+    println!("\nreconciliation ledger ({KEYS} flows a bucket, {BUCKETS} buckets = the 330 s window)");
+    let keys: Vec<(Bytes, [i64; 7])> = FlowGen { seed: 9, keys: KEYS }
+        .bucket(0)
+        .iter()
+        .map(|f| {
+            let w = Bytes::from(FlowResult { id: 0, flow: Some(f.clone()) }.encode_to_vec());
+            let raw = flow_of_result(&w).unwrap().unwrap();
+            (raw.key, raw.counters)
+        })
+        .collect();
+    let rss_before = rss_bytes();
+    let mut ledger = Ledger::default();
+    ledger.set_floor(0);
+    let started = Instant::now();
+    for b in 0..BUCKETS {
+        let start = b * 15;
+        for (key, counters) in &keys {
+            ledger.record(start, identity(key, start) as u64, counters);
+        }
+        ledger.seal(start);
+    }
+    let record = started.elapsed();
+    let rss_after = rss_bytes();
+    let entries = ledger.entries();
+    report("record a streamed flow (incl. seal)", record / (BUCKETS as u32) * (FLOWS as u32) / (KEYS as u32), None);
+    let started = Instant::now();
+    let mut known = 0;
+    for (key, counters) in &keys {
+        let start = 7 * 15;
+        if ledger.classify(start, identity(key, start) as u64, counters) == Some(Verdict::Known) {
+            known += 1;
+        }
+    }
+    assert_eq!(known, KEYS);
+    let judge = started.elapsed();
+    report("judge a listed flow (hash + lookup)", judge * (FLOWS as u32) / (KEYS as u32), None);
+    let mib = |b: usize| b as f64 / (1 << 20) as f64;
+    println!(
+        "  {entries} entries: {:.1} MiB held ({:.1} B an entry; bound 36 B = {:.1} MiB), process RSS +{:.1} MiB",
+        mib(ledger.bytes()),
+        ledger.bytes() as f64 / entries as f64,
+        mib(entries * 36),
+        mib(rss_after.saturating_sub(rss_before))
+    );
+}
+
+/// Resident memory of this process, from /proc (0 where there is none).
+fn rss_bytes() -> usize {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<usize>().ok())
+        .map_or(0, |pages| pages * 4096)
 }
 
 /// Flow metrics and aggregation (after the chain), and aggregation's reduction on the simulator's flows.

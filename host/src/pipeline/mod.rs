@@ -26,6 +26,9 @@ use crate::wire::{Chunk, RawFlow};
 
 /// OTLP `SEVERITY_NUMBER_INFO`.
 pub const SEVERITY_INFO: i32 = 9;
+/// The attribute on records of flows reconciliation found: `late` (never streamed live) or `delta` (the growth
+/// of a key already exported for that bucket: its counters are the difference).
+pub const RECONCILED_ATTRIBUTE: &str = "flowgate.reconciled";
 
 /// The chain serving now; replaced whole by the reloader.
 #[derive(Default)]
@@ -167,7 +170,16 @@ fn passthrough(flows: &[RawFlow], metrics: &Metrics) -> Vec<LogRecord> {
     let mut records = Vec::with_capacity(flows.len());
     for flow in flows {
         match flow_record(&flow.wire, now) {
-            Ok(record) => records.push(record),
+            Ok(mut record) => {
+                if let Some(v) = flow.origin.attribute() {
+                    record.attributes.push(opentelemetry_proto::tonic::common::v1::KeyValue {
+                        key: RECONCILED_ATTRIBUTE.to_string(),
+                        value: Some(string_value(v.to_string())),
+                        ..Default::default()
+                    });
+                }
+                records.push(record)
+            }
             Err(e) => {
                 metrics.dropped(DropReason::Malformed, 1);
                 tracing::warn!(error = %e, "a flow from Goldmane could not be rendered; skipped");
@@ -180,28 +192,59 @@ fn passthrough(flows: &[RawFlow], metrics: &Metrics) -> Vec<LogRecord> {
 /// Decodes the flows and runs the chain (possibly empty) over them.
 fn transformed(worker: &mut Worker, chain: &Chain, raw: Vec<RawFlow>, metrics: &Metrics) -> Vec<Item> {
     let mut flows = Vec::with_capacity(raw.len());
+    let mut origins = Vec::with_capacity(raw.len());
     for r in &raw {
         match Flow::decode(r.wire.as_ref()) {
-            Ok(f) => flows.push(f),
+            Ok(f) => {
+                flows.push(f);
+                origins.push(r.origin);
+            }
             Err(e) => {
                 metrics.dropped(DropReason::Malformed, 1);
                 tracing::warn!(error = %e, "a flow from Goldmane could not be decoded; skipped");
             }
         }
     }
+    let reconciled = |mut item: Item, origin: crate::wire::Origin| {
+        if let Some(v) = origin.attribute() {
+            item.attributes.push((RECONCILED_ATTRIBUTE.to_string(), crate::wasm::Value::Str(v.to_string())));
+        }
+        item
+    };
     if chain.is_empty() {
-        return flows.into_iter().map(Item::new).collect();
+        return flows.into_iter().zip(origins).map(|(f, o)| reconciled(Item::new(f), o)).collect();
     }
     let received = flows.len() as u64;
+    if origins.iter().any(|o| o.attribute().is_some()) {
+        // Rare (late flows): each origin runs as its own batch, so its records carry the attribute whatever the
+        // chain does to them.
+        let mut groups: [(crate::wire::Origin, Vec<Flow>); 3] =
+            [crate::wire::Origin::Stream, crate::wire::Origin::Late, crate::wire::Origin::Delta]
+                .map(|o| (o, Vec::new()));
+        for (f, o) in flows.into_iter().zip(origins) {
+            groups[o as usize].1.push(f);
+        }
+        let mut items = Vec::new();
+        for (o, group) in groups {
+            if !group.is_empty() {
+                items.extend(worker.run(chain, group).into_iter().map(|i| reconciled(i, o)));
+            }
+        }
+        account(received, items.len() as u64, metrics);
+        return items;
+    }
     let items = worker.run(chain, flows);
-    // Flows the chain removed are accounted for (they are not lost: a transform decided).
-    let out = items.len() as u64;
+    account(received, items.len() as u64, metrics);
+    items
+}
+
+/// Flows the chain removed are accounted for (they are not lost: a transform decided).
+fn account(received: u64, out: u64, metrics: &Metrics) {
     if out < received {
         metrics.dropped(DropReason::Transform, received - out);
     } else if out > received {
         metrics.expanded(out - received);
     }
-    items
 }
 
 /// The old exporter's record for one encoded `goldmane.Flow`.

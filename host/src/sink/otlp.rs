@@ -23,6 +23,8 @@ pub struct Encoded {
     pub records: usize,
     /// Size before compression.
     pub raw_bytes: usize,
+    /// Its number in the in-memory queue when acknowledgements move the stream cursor (0: not tracked).
+    pub batch: u64,
 }
 
 impl Weighted for Encoded {
@@ -107,7 +109,7 @@ impl RequestEncoder {
         let n = records.len();
         let raw = self.request(records).encode_to_vec();
         let raw_bytes = raw.len();
-        Encoded { body: Bytes::from(compress(self.compression, raw)), records: n, raw_bytes }
+        Encoded { body: Bytes::from(compress(self.compression, raw)), records: n, raw_bytes, batch: 0 }
     }
 
     /// The records of an encoded request, to split it after a 413.

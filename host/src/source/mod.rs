@@ -1,9 +1,16 @@
-//! The Goldmane client: `Flows/Stream` over mTLS, reconnecting with backoff and resuming without loss.
+//! The Goldmane client: `Flows/Stream` over mTLS, reconnecting with backoff and resuming without loss, and
+//! reconciliation (`Flows/List`) for the flows Goldmane holds but never streams live.
 //!
 //! Flows leave in chunks over a bounded channel. When the pipeline behind is full, `send` waits, the stream is not
 //! polled, and HTTP/2 flow control slows Goldmane down: backpressure, not loss.
+//!
+//! The stream counts as open once the connection (TLS, HTTP/2) is up and the request drew no error within
+//! [`OPEN_GRACE`]: Goldmane (grpc-go) sends its response headers only with the first message, which a quiet
+//! cluster or a filter matching nothing may never send.
 
 pub mod cursor;
+pub mod ledger;
+pub mod reconcile;
 mod resume;
 
 use std::sync::Arc;
@@ -21,19 +28,23 @@ use tonic::transport::Endpoint;
 pub use resume::{BUCKET_SECONDS, HISTORY_SECONDS, Resume, identity};
 
 use crate::backoff::{Backoff, Jitter};
-use crate::config::{FilterConfig, GoldmaneConfig, MatchTypeConfig};
+use crate::config::{FilterConfig, GoldmaneConfig, Growth, MatchTypeConfig};
 use crate::proto::{self, FlowStreamRequest};
 use crate::telemetry::{DropReason, Metrics};
 use crate::tls;
 use crate::wire::{Chunk, RawFlow, flow_of_result};
 pub use cursor::Progress;
+pub use reconcile::Shared;
 
 /// Flows read per poll of the stream, at most; a chunk is whatever is already buffered.
 const CHUNK: usize = 512;
 /// A stream that stayed up this long resets the reconnect backoff.
 const HEALTHY_AFTER: Duration = Duration::from_secs(30);
-/// Largest gRPC message accepted (a flow with thousands of labels is still far below).
+/// Largest gRPC message accepted (a flow with thousands of labels is still far below; a `List` page of 5,000
+/// flows is ~2.5 MB).
 const MAX_MESSAGE_BYTES: usize = 64 << 20;
+/// A stream request that drew no error this long after it was sent counts as open, headers or not.
+pub const OPEN_GRACE: Duration = Duration::from_millis(500);
 
 /// Why one stream attempt ended.
 #[derive(Debug, thiserror::Error)]
@@ -42,15 +53,16 @@ pub enum StreamError {
     Tls(#[from] tls::TlsError),
     #[error("cannot connect to Goldmane at {target}: {detail}")]
     Connect { target: String, detail: String },
-    #[error("Goldmane refused the stream: {0}")]
+    #[error("Goldmane refused the stream: {}", brief(.0))]
     Open(tonic::Status),
-    #[error("the Goldmane stream broke: {0}")]
+    #[error("the Goldmane stream broke: {}", brief(.0))]
     Broken(tonic::Status),
     #[error("Goldmane ended the stream")]
     Ended,
 }
 
-/// Runs the source until `shutdown` fires. Returns once the last chunk read has been handed on.
+/// Runs the source until `shutdown` fires. Returns once the last chunk read has been handed on (reconciliation
+/// included).
 pub async fn run(
     cfg: GoldmaneConfig,
     out: mpsc::Sender<Chunk>,
@@ -58,130 +70,251 @@ pub async fn run(
     progress: Option<Arc<Progress>>,
     shutdown: CancellationToken,
 ) {
+    let shared = reconcile::Shared::new(cfg.reconcile.is_some());
     let mut resume = Resume::default();
     if let Some(c) = progress.as_ref().and_then(|p| p.load()) {
         tracing::info!(
             bucket = c.bucket,
-            flows_already_queued = c.seen.len(),
-            "resuming the Goldmane stream where the persistent queue ends"
+            flows_already_handed_on = c.seen.len(),
+            "resuming the Goldmane stream where the last run's acknowledged data ends"
         );
         if let Some(p) = &progress {
             p.seed(&c);
         }
+        if let Some(mut ledger) = shared.ledger() {
+            // Those flows were exported, their counters unknown: a late key of that bucket is still found.
+            ledger.set_floor(c.bucket);
+            for id in &c.seen {
+                ledger.record_unknown(c.bucket, *id as u64);
+            }
+        }
         resume = Resume::from_cursor(c.bucket, c.last_end, c.seen);
     }
-    let mut backoff = Backoff::new(cfg.reconnect_initial, cfg.reconnect_max, Jitter::Equal);
-    let mut first = true;
-    while !shutdown.is_cancelled() {
-        if !first {
-            metrics.reconnects.inc();
-        }
-        first = false;
-        let start_time_gte = resume.start_time_gte(unix_now(), cfg.start_time_gte);
-        let opened = Instant::now();
-        let outcome =
-            stream_once(&cfg, start_time_gte, &mut resume, &out, &metrics, progress.as_deref(), &shutdown).await;
-        metrics.stream_connected.set(0);
-        match outcome {
-            Ok(()) => return, // shutdown, or the pipeline closed
-            Err(e) => {
-                if opened.elapsed() >= HEALTHY_AFTER {
-                    backoff.reset();
-                }
-                let wait = backoff.next_wait();
-                tracing::warn!(
-                    error = %e,
-                    resume_from = resume.start_time_gte(unix_now(), cfg.start_time_gte),
-                    retry_in_ms = wait.as_millis() as u64,
-                    "Goldmane stream down; reconnecting"
-                );
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(wait) => {}
+    let stop_reconciler = shutdown.child_token();
+    let reconciler = cfg.reconcile.clone().map(|rc| {
+        let (cfg, shared, out, metrics, stop) =
+            (cfg.clone(), shared.clone(), out.clone(), metrics.clone(), stop_reconciler.clone());
+        tokio::spawn(reconcile::run(cfg, rc, shared, out, metrics, stop))
+    });
+    let stream = Stream { cfg: &cfg, out: &out, metrics: &metrics, progress: progress.as_deref(), shared: &shared };
+    stream.run(&mut resume, &shutdown).await;
+    if let Some(r) = reconciler {
+        // It ends with shutdown; a pipeline gone early ends it too.
+        stop_reconciler.cancel();
+        let _ = r.await;
+    }
+}
+
+/// The stream side of the source.
+struct Stream<'a> {
+    cfg: &'a GoldmaneConfig,
+    out: &'a mpsc::Sender<Chunk>,
+    metrics: &'a Metrics,
+    progress: Option<&'a Progress>,
+    shared: &'a reconcile::Shared,
+}
+
+impl Stream<'_> {
+    /// Connects, streams, reconnects with backoff, until shutdown or the pipeline closes.
+    async fn run(&self, resume: &mut Resume, shutdown: &CancellationToken) {
+        let (cfg, metrics) = (self.cfg, self.metrics);
+        let mut backoff = Backoff::new(cfg.reconnect_initial, cfg.reconnect_max, Jitter::Equal);
+        let mut first = true;
+        while !shutdown.is_cancelled() {
+            if !first {
+                metrics.reconnects.inc();
+            }
+            let start_time_gte = resume.start_time_gte(unix_now(), cfg.start_time_gte);
+            let opened = Instant::now();
+            let outcome = self.once(start_time_gte, first, resume, shutdown).await;
+            first = false;
+            metrics.stream_connected.set(0);
+            self.shared.closed();
+            match outcome {
+                Ok(()) => return, // shutdown, or the pipeline closed
+                Err(e) => {
+                    if opened.elapsed() >= HEALTHY_AFTER {
+                        backoff.reset();
+                    }
+                    let wait = backoff.next_wait();
+                    tracing::warn!(
+                        error = %e,
+                        resume_from = resume.start_time_gte(unix_now(), cfg.start_time_gte),
+                        retry_in_ms = wait.as_millis() as u64,
+                        "Goldmane stream down; reconnecting"
+                    );
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(wait) => {}
+                    }
                 }
             }
         }
     }
-}
 
-/// One connection: connect, open the stream, forward flows until it breaks or shutdown.
-async fn stream_once(
-    cfg: &GoldmaneConfig,
-    start_time_gte: i64,
-    resume: &mut Resume,
-    out: &mpsc::Sender<Chunk>,
-    metrics: &Metrics,
-    progress: Option<&Progress>,
-    shutdown: &CancellationToken,
-) -> Result<(), StreamError> {
-    let channel = tokio::select! {
-        _ = shutdown.cancelled() => return Ok(()),
-        c = connect(cfg) => c?,
-    };
-    let request =
-        FlowStreamRequest { start_time_gte, filter: cfg.filter.as_ref().map(filter_proto), aggregation_interval: 0 };
-    let response = tokio::select! {
-        _ = shutdown.cancelled() => return Ok(()),
-        r = open_stream(channel, request) => r.map_err(StreamError::Open)?,
-    };
-    tracing::info!(target = %cfg.uri, start_time_gte, "Goldmane stream open");
-    metrics.stream_connected.set(1);
-    let mut chunks = response.ready_chunks(CHUNK);
-    loop {
-        let chunk = tokio::select! {
+    /// One connection: connect, open the stream, forward flows until it breaks or shutdown.
+    async fn once(
+        &self,
+        start_time_gte: i64,
+        first: bool,
+        resume: &mut Resume,
+        shutdown: &CancellationToken,
+    ) -> Result<(), StreamError> {
+        let (cfg, metrics) = (self.cfg, self.metrics);
+        let channel = tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
-            c = chunks.next() => c,
+            c = connect(cfg) => c?,
         };
-        let Some(chunk) = chunk else {
-            return Err(StreamError::Ended);
+        let request = FlowStreamRequest {
+            start_time_gte,
+            filter: cfg.filter.as_ref().map(filter_proto),
+            aggregation_interval: 0,
         };
-        metrics.message_seen();
+        // Goldmane sends headers with its first message: a request that drew no error within the grace is open.
+        let mut opening = Box::pin(open_stream(channel, request));
+        let early = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            r = &mut opening => Some(r.map_err(StreamError::Open)?),
+            () = tokio::time::sleep(OPEN_GRACE) => None,
+        };
+        tracing::info!(goldmane = %cfg.uri, start_time_gte, "Goldmane stream open");
+        metrics.stream_connected.set(1);
+        self.shared.opened(first, first_bucket(resume, start_time_gte));
+        let response = match early {
+            Some(r) => r,
+            None => {
+                self.shared.idle(true);
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    r = opening => r.map_err(StreamError::Open)?,
+                }
+            }
+        };
+        let growth = cfg.reconcile.as_ref().map_or(Growth::Delta, |r| r.growth);
+        let mut chunks = response.ready_chunks(CHUNK);
+        loop {
+            self.shared.idle(true);
+            let chunk = tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                c = chunks.next() => c,
+            };
+            self.shared.idle(false);
+            let Some(chunk) = chunk else {
+                return Err(StreamError::Ended);
+            };
+            metrics.message_seen();
+            let (flows, ids, broken) = self.take(chunk, resume, growth);
+            // Hand on what arrived before any error: it is received, and resume state already counts it.
+            if !flows.is_empty() {
+                let seq = self.progress.map_or(0, |p| p.sent(&ids, resume));
+                if self.out.send(Chunk { seq, flows }).await.is_err() {
+                    return Ok(());
+                }
+            }
+            if let Some(status) = broken {
+                return Err(StreamError::Broken(status));
+            }
+        }
+    }
+
+    /// The flows of one read to hand on (live, late or deltas), the cursor's identities of the fresh ones, and
+    /// the error that ended the read, if any.
+    #[allow(clippy::type_complexity)]
+    fn take(
+        &self,
+        chunk: Vec<Result<Bytes, tonic::Status>>,
+        resume: &mut Resume,
+        growth: Growth,
+    ) -> (Vec<RawFlow>, Vec<(i64, u128)>, Option<tonic::Status>) {
+        let metrics = self.metrics;
         let mut flows = Vec::with_capacity(chunk.len());
         let mut ids = Vec::new();
         let mut broken = None;
+        let mut ledger = self.shared.ledger();
         for item in chunk {
-            match item {
-                Ok(result) => match admit(&result, resume) {
-                    Ok(None) => {}
-                    Ok(Some((raw, id, new))) => {
-                        metrics.flows_received.inc();
-                        if new {
-                            if progress.is_some() {
-                                ids.push((raw.start_time, id));
-                            }
-                            flows.push(raw);
-                        } else {
-                            metrics.duplicates_skipped.inc();
-                        }
+            let result = match item {
+                Ok(result) => result,
+                Err(status) => {
+                    broken = Some(status);
+                    continue;
+                }
+            };
+            let raw = match flow_of_result(&result) {
+                Ok(Some(raw)) => raw,
+                Ok(None) => continue,
+                Err(e) => {
+                    metrics.flows_received.inc();
+                    metrics.dropped(DropReason::Malformed, 1);
+                    tracing::warn!(error = %e, "Goldmane sent a FlowResult that is not valid protobuf; skipped");
+                    continue;
+                }
+            };
+            metrics.flows_received.inc();
+            let start = raw.start_time;
+            let id = identity(&raw.key, start);
+            let fresh = resume.admit_id(id, start, raw.end_time);
+            if let (Some(previous), Some(l)) = (self.shared.delivered(start), ledger.as_deref_mut()) {
+                l.seal(previous);
+            }
+            let handed = match ledger.as_deref_mut() {
+                None => fresh.then_some(raw),
+                Some(l) => admit(l, raw, id, fresh, growth, metrics),
+            };
+            match handed {
+                Some(raw) => {
+                    if fresh && self.progress.is_some() {
+                        ids.push((start, id));
                     }
-                    Err(e) => {
-                        metrics.flows_received.inc();
-                        metrics.dropped(DropReason::Malformed, 1);
-                        tracing::warn!(error = %e, "Goldmane sent a FlowResult that is not valid protobuf; skipped");
-                    }
-                },
-                Err(status) => broken = Some(status),
+                    flows.push(raw);
+                }
+                None => {
+                    metrics.duplicates_skipped.inc();
+                }
             }
         }
-        // Hand on what arrived before any error: it is received, and resume state already counts it.
-        if !flows.is_empty() {
-            let seq = progress.map_or(0, |p| p.sent(&ids, resume));
-            if out.send(Chunk { seq, flows }).await.is_err() {
-                return Ok(());
-            }
-        }
-        if let Some(status) = broken {
-            return Err(StreamError::Broken(status));
-        }
+        drop(ledger);
+        (flows, ids, broken)
     }
 }
 
-/// The flow in an encoded `FlowResult`, its identity, and whether it is new (false: a duplicate after a resume).
-fn admit(result: &Bytes, resume: &mut Resume) -> Result<Option<(RawFlow, u128, bool)>, crate::wire::WireError> {
-    let Some(raw) = flow_of_result(result)? else { return Ok(None) };
-    let id = identity(&raw.key, raw.start_time);
-    let new = resume.admit_id(id, raw.start_time, raw.end_time);
-    Ok(Some((raw, id, new)))
+/// What to hand on of a streamed flow, with the ledger: `fresh` says the resume state had not seen it.
+fn admit(
+    l: &mut ledger::Ledger,
+    raw: RawFlow,
+    id: u128,
+    fresh: bool,
+    growth: Growth,
+    metrics: &Metrics,
+) -> Option<RawFlow> {
+    let start = raw.start_time;
+    if l.floor().is_none() && fresh {
+        // The first flow of a live-only stream says where the ledger starts.
+        l.set_floor(start);
+    }
+    if !l.judges(start) {
+        return fresh.then_some(raw);
+    }
+    if fresh && l.classify(start, id as u64, &raw.counters) == Some(ledger::Verdict::New) {
+        l.record(start, id as u64, &raw.counters);
+        return Some(raw);
+    }
+    // A bucket the stream had moved past, one received before a reconnect, or found first by reconciliation:
+    // late, grown or a duplicate.
+    reconcile::late(l, raw, id as u64, growth, metrics, "stream")
+}
+
+/// The first bucket a stream opened with `start_time_gte` delivers, when it can be known before it does.
+fn first_bucket(resume: &Resume, start_time_gte: i64) -> Option<i64> {
+    if let Some((newest, _)) = resume.position() {
+        return Some(newest);
+    }
+    let align_up = |t: i64| (t + BUCKET_SECONDS - 1).div_euclid(BUCKET_SECONDS) * BUCKET_SECONDS;
+    match start_time_gte {
+        // Live only: the first bucket it sends says where it is.
+        0 => None,
+        s if s < 0 => Some(align_up(unix_now() + s)),
+        s => Some(align_up(s)),
+    }
 }
 
 /// Connects and opens a stream once (live only), then hangs up: what `flowgate check --connect` and tests use to
@@ -190,8 +323,11 @@ pub async fn probe(cfg: &GoldmaneConfig) -> Result<(), StreamError> {
     let channel = connect(cfg).await?;
     let request =
         FlowStreamRequest { start_time_gte: 0, filter: cfg.filter.as_ref().map(filter_proto), aggregation_interval: 0 };
-    open_stream(channel, request).await.map_err(StreamError::Open)?;
-    Ok(())
+    // As the stream: no error within the grace is success (headers come with the first message).
+    match tokio::time::timeout(OPEN_GRACE, open_stream(channel, request)).await {
+        Ok(r) => r.map(drop).map_err(StreamError::Open),
+        Err(_) => Ok(()),
+    }
 }
 
 /// `/goldmane.Flows/Stream`, yielding each `FlowResult` as its protobuf bytes: flows are rendered from the wire
@@ -203,38 +339,43 @@ async fn open_stream(
     let mut grpc = tonic::client::Grpc::new(channel).max_decoding_message_size(MAX_MESSAGE_BYTES);
     grpc.ready().await.map_err(|e| tonic::Status::unavailable(format!("channel not ready: {e}")))?;
     let path = http::uri::PathAndQuery::from_static("/goldmane.Flows/Stream");
-    Ok(grpc.server_streaming(tonic::Request::new(request), path, RawCodec).await?.into_inner())
+    Ok(grpc.server_streaming(tonic::Request::new(request), path, RawCodec::default()).await?.into_inner())
 }
 
 /// Encodes the request with prost; hands each response message on as bytes.
-#[derive(Debug, Clone, Copy, Default)]
-struct RawCodec;
+struct RawCodec<T>(std::marker::PhantomData<fn(T)>);
 
-impl tonic::codec::Codec for RawCodec {
-    type Encode = FlowStreamRequest;
+impl<T> Default for RawCodec<T> {
+    fn default() -> Self {
+        RawCodec(std::marker::PhantomData)
+    }
+}
+
+impl<T: prost::Message + Send + 'static> tonic::codec::Codec for RawCodec<T> {
+    type Encode = T;
     type Decode = Bytes;
-    type Encoder = RawCodec;
-    type Decoder = RawCodec;
+    type Encoder = RawCodec<T>;
+    type Decoder = RawCodec<T>;
 
     fn encoder(&mut self) -> Self::Encoder {
-        RawCodec
+        RawCodec::default()
     }
 
     fn decoder(&mut self) -> Self::Decoder {
-        RawCodec
+        RawCodec::default()
     }
 }
 
-impl tonic::codec::Encoder for RawCodec {
-    type Item = FlowStreamRequest;
+impl<T: prost::Message> tonic::codec::Encoder for RawCodec<T> {
+    type Item = T;
     type Error = tonic::Status;
 
     fn encode(&mut self, item: Self::Item, dst: &mut tonic::codec::EncodeBuf<'_>) -> Result<(), Self::Error> {
-        prost::Message::encode(&item, dst).map_err(|e| tonic::Status::internal(format!("encoding the request: {e}")))
+        item.encode(dst).map_err(|e| tonic::Status::internal(format!("encoding the request: {e}")))
     }
 }
 
-impl tonic::codec::Decoder for RawCodec {
+impl<T: Send + 'static> tonic::codec::Decoder for RawCodec<T> {
     type Item = Bytes;
     type Error = tonic::Status;
 
@@ -281,6 +422,35 @@ async fn connect(cfg: &GoldmaneConfig) -> Result<tonic::transport::Channel, Stre
     })
 }
 
+/// A gRPC status in one sentence: its code and message, or what its transport cause means (a Goldmane restart
+/// otherwise shows as a hyper/rustls chain ending in a documentation link).
+fn brief(status: &tonic::Status) -> String {
+    let chain = error_chain(status);
+    let cause = if chain.contains("close_notify") || chain.contains("UnexpectedEof") {
+        Some("Goldmane closed the connection abruptly (it exited or restarted)")
+    } else if chain.contains("Connection reset") || chain.contains("connection reset") {
+        Some("the connection was reset")
+    } else if chain.contains("GOAWAY") || chain.contains("go away") {
+        Some("Goldmane sent GOAWAY (it is shutting down or refused our pings)")
+    } else {
+        None
+    };
+    // The innermost cause says what happened (a TLS alert, a refused connection), without its documentation link.
+    let mut root = None;
+    let mut next = std::error::Error::source(status);
+    while let Some(e) = next {
+        root = Some(e.to_string());
+        next = e.source();
+    }
+    let root = root.map(|r| r.split(": http").next().unwrap_or_default().to_string());
+    match (cause, root) {
+        (Some(c), _) => format!("{c} ({:?})", status.code()),
+        (None, Some(r)) if r != status.message() => format!("{:?}: {}: {r}", status.code(), status.message()),
+        (None, _) if status.message().is_empty() => format!("{:?}", status.code()),
+        (None, _) => format!("{:?}: {}", status.code(), status.message()),
+    }
+}
+
 /// `e: cause: cause…`, skipping repeated messages, so TLS and socket errors are not hidden behind "transport error".
 pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut parts: Vec<String> = vec![e.to_string()];
@@ -323,4 +493,25 @@ fn filter_proto(f: &FilterConfig) -> proto::Filter {
 
 pub fn unix_now() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_goldmane_restart_is_one_sentence_not_a_transport_chain() {
+        let eof = std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "peer closed connection without sending TLS close_notify: https://docs.rs/rustls/latest/rustls/manual/_03_howto/index.html#unexpected-eof",
+        );
+        let status = tonic::Status::from_error(Box::new(eof));
+        let text = StreamError::Broken(status).to_string();
+        assert_eq!(
+            text,
+            "the Goldmane stream broke: Goldmane closed the connection abruptly (it exited or restarted) (Unknown)"
+        );
+        let refused = StreamError::Open(tonic::Status::resource_exhausted("too many streams")).to_string();
+        assert_eq!(refused, "Goldmane refused the stream: ResourceExhausted: too many streams");
+    }
 }

@@ -95,6 +95,14 @@ struct DigestLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LateLabels {
+    /// `new` (a key Goldmane never streamed live) or `growth` (a key already exported whose counters grew).
+    kind: &'static str,
+    /// `list` (reconciliation) or `stream` (a backfill or a re-sent bucket).
+    found_by: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct InfoLabels {
     version: &'static str,
 }
@@ -136,6 +144,11 @@ pub struct Metrics {
     /// Records found in the persistent queue at startup.
     pub queue_replayed: Counter,
     pub queue_disk_errors: Counter,
+    flows_late: Family<LateLabels, Counter>,
+    reconcile_passes: Family<OutcomeLabels, Counter>,
+    reconcile_listed: Counter,
+    reconcile_ledger_entries: Gauge,
+    reconcile_ledger_bytes: Gauge,
 }
 
 impl Metrics {
@@ -177,9 +190,43 @@ impl Metrics {
             aggregation_groups: Gauge::default(),
             queue_replayed: Counter::default(),
             queue_disk_errors: Counter::default(),
+            flows_late: Family::default(),
+            reconcile_passes: Family::default(),
+            reconcile_listed: Counter::default(),
+            reconcile_ledger_entries: Gauge::default(),
+            reconcile_ledger_bytes: Gauge::default(),
             registry: Registry::default(),
         };
-        registry.register("flows_received", "Flows read from the Goldmane stream", m.flows_received.clone());
+        registry.register(
+            "flows_received",
+            "Flows read from Goldmane: the stream, and late flows reconciliation found",
+            m.flows_received.clone(),
+        );
+        registry.register(
+            "flows_late",
+            "Flows Goldmane held but never streamed live, found by reconciliation (found_by=list) or a backfill (found_by=stream); kind=growth: a key already exported whose counters grew",
+            m.flows_late.clone(),
+        );
+        registry.register(
+            "reconcile_passes",
+            "Reconciliation passes (one bucket listed), by outcome (ok, error)",
+            m.reconcile_passes.clone(),
+        );
+        registry.register(
+            "reconcile_flows_listed",
+            "Flows Goldmane's List returned to reconciliation (compared, mostly already exported)",
+            m.reconcile_listed.clone(),
+        );
+        registry.register(
+            "reconcile_ledger_entries",
+            "(flow key, bucket) entries the reconciliation ledger holds over its window",
+            m.reconcile_ledger_entries.clone(),
+        );
+        registry.register(
+            "reconcile_ledger_bytes",
+            "Memory the reconciliation ledger's entries take",
+            m.reconcile_ledger_bytes.clone(),
+        );
         registry.register("flows_exported", "Flows accepted by the OTLP endpoint", m.flows_exported.clone());
         registry.register(
             "records_expanded",
@@ -397,6 +444,35 @@ impl Metrics {
 
     pub fn retries_count(&self, status: &str) -> u64 {
         self.export_retries.get_or_create(&StatusLabel { status: status.to_string() }).get()
+    }
+
+    pub fn flows_late(&self, kind: &'static str, found_by: &'static str) {
+        self.flows_late.get_or_create(&LateLabels { kind, found_by }).inc();
+    }
+
+    /// Late flows of a kind, found either way.
+    pub fn flows_late_count(&self, kind: &'static str) -> u64 {
+        ["list", "stream"]
+            .map(|found_by| self.flows_late.get_or_create(&LateLabels { kind, found_by }).get())
+            .iter()
+            .sum()
+    }
+
+    pub fn reconcile_pass(&self, ok: bool) {
+        self.reconcile_passes.get_or_create(&OutcomeLabels { outcome: if ok { "ok" } else { "error" } }).inc();
+    }
+
+    pub fn reconcile_passes_count(&self, ok: bool) -> u64 {
+        self.reconcile_passes.get_or_create(&OutcomeLabels { outcome: if ok { "ok" } else { "error" } }).get()
+    }
+
+    pub fn reconcile_listed(&self, n: u64) {
+        self.reconcile_listed.inc_by(n);
+    }
+
+    pub fn reconcile_ledger(&self, entries: usize, bytes: usize) {
+        self.reconcile_ledger_entries.set(entries as i64);
+        self.reconcile_ledger_bytes.set(bytes as i64);
     }
 
     pub fn message_seen(&self) {

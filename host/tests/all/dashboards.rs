@@ -54,6 +54,8 @@ fn populated() -> String {
     m.transform_reload("swapped");
     m.transform_counter("redact", "redacted", 1);
     m.set_active_chain(&[("redact".into(), "sha256:00".into())]);
+    m.flows_late("new", "list");
+    m.reconcile_pass(true);
     let mut stats = flowgate::post::FlowStats::new(flowgate::config::FlowMetricsConfig {
         max_series: 5,
         namespaces: None,

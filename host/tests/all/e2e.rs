@@ -300,7 +300,7 @@ async fn the_default_queue_absorbs_a_100k_flow_burst_while_the_endpoint_is_down(
         time_scale: 5.0,
         seed: 8,
         stall_timeout: Duration::from_secs(10),
-        origin_unix: None,
+        ..SimConfig::default()
     };
     let (sim, _dir) = simulator(sim_cfg).await;
     let (rx, down) = receiver_down_while().await;

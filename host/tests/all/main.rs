@@ -7,6 +7,7 @@ mod e2e;
 mod export;
 mod faults;
 mod flowstats;
+mod goldmane;
 mod otelcol;
 mod reload;
 mod render;

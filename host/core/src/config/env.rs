@@ -77,6 +77,16 @@ pub(crate) fn apply_env(raw: &mut RawConfig, env: &Env, p: &mut Problems, warnin
     if let Some(v) = env.get("FLOWGATE_TRANSFORMS_DIR") {
         raw.transforms.dir = Some(PathBuf::from(v.trim()));
     }
+    if let Some(v) = env.get("FLOWGATE_STATE_DIR") {
+        raw.state_dir = Some(PathBuf::from(v.trim()));
+    }
+    if let Some(v) = env.get("FLOWGATE_RECONCILE") {
+        match v.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "on" => raw.goldmane.reconcile.enabled = Some(true),
+            "false" | "0" | "off" => raw.goldmane.reconcile.enabled = Some(false),
+            _ => p.push("FLOWGATE_RECONCILE", format!("{v:?} is not true or false")),
+        }
+    }
 
     let o = &mut raw.otlp;
     if let Some(v) = env.get("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT") {

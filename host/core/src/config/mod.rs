@@ -68,6 +68,9 @@ pub struct RawConfig {
     pub flow_metrics: RawFlowMetrics,
     pub aggregation: RawAggregation,
     pub shutdown_grace_ms: Option<u64>,
+    /// A writable directory for the stream cursor (`FLOWGATE_STATE_DIR`): with it, a restart resumes the stream
+    /// where the endpoint's acknowledgements end, even without the persistent queue.
+    pub state_dir: Option<PathBuf>,
 }
 
 /// Prometheus counters computed from the flows after the transform chain (so redaction protects their labels).
@@ -180,6 +183,50 @@ pub struct RawGoldmane {
     /// First connection's `start_time_gte`: 0 = now, < 0 = seconds back (at most 3585), > 0 = epoch seconds.
     pub start_time_gte: Option<i64>,
     pub filter: Option<FilterConfig>,
+    /// Finding the flows Goldmane never streams live (they reached it after their bucket was streamed).
+    pub reconcile: RawReconcile,
+}
+
+/// Reconciliation of late flows with `Flows/List`.
+#[derive(Debug, Default, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawReconcile {
+    /// On by default (`FLOWGATE_RECONCILE=false` turns it off).
+    pub enabled: Option<bool>,
+    /// How far back buckets are reconciled, in seconds (default 330: Felix re-sends its last 5 minutes).
+    pub window_secs: Option<u64>,
+    /// When each bucket is listed again, in seconds after Goldmane streamed it (default 10, 60, 300).
+    pub passes_secs: Option<Vec<u64>>,
+    /// A key already exported whose counters grew: `delta` (default) exports the difference as its own record
+    /// (attribute `flowgate.reconciled=delta`), `ignore` only counts it.
+    pub growth: Option<Growth>,
+    /// Flows per `List` page (default 5000).
+    pub page_size: Option<u64>,
+}
+
+/// What reconciliation does when a key already exported grows.
+#[derive(Debug, Default, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Growth {
+    #[default]
+    Delta,
+    Ignore,
+}
+
+/// Default reconciliation window: Felix's 5-minute replay plus two buckets.
+pub const DEFAULT_RECONCILE_WINDOW_SECS: u64 = 330;
+/// Default reconciliation passes, seconds after a bucket was streamed.
+pub const DEFAULT_RECONCILE_PASSES_SECS: [u64; 3] = [10, 60, 300];
+/// Default `List` page size.
+pub const DEFAULT_RECONCILE_PAGE_SIZE: u64 = 5_000;
+
+/// Resolved reconciliation settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReconcileConfig {
+    pub window: Duration,
+    pub passes: Vec<Duration>,
+    pub growth: Growth,
+    pub page_size: u64,
 }
 
 /// A server-side stream filter. Policy filters are left out on purpose: their wire type changed in Calico 3.32.
@@ -303,6 +350,8 @@ pub struct RawAdmin {
 /// The resolved configuration the gateway runs with.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// Where the stream cursor lives without the persistent queue (with it, the cursor sits in its directory).
+    pub state_dir: Option<PathBuf>,
     pub goldmane: GoldmaneConfig,
     pub otlp: OtlpConfig,
     pub batch: BatchConfig,
@@ -329,6 +378,8 @@ pub struct GoldmaneConfig {
     pub keepalive_interval: Option<Duration>,
     pub start_time_gte: i64,
     pub filter: Option<FilterConfig>,
+    /// Off when `None`.
+    pub reconcile: Option<ReconcileConfig>,
 }
 
 /// PEM files for a TLS client. Read at every connect, so rotated files are picked up on reconnect.
@@ -546,6 +597,41 @@ pub fn load(path: Option<&Path>, env: &Env) -> Result<Config, ConfigError> {
     Ok(cfg)
 }
 
+fn resolve_reconcile(r: &RawReconcile, p: &mut Problems) -> Option<ReconcileConfig> {
+    if r.enabled == Some(false) {
+        return None;
+    }
+    let window = r.window_secs.unwrap_or(DEFAULT_RECONCILE_WINDOW_SECS);
+    let passes = r.passes_secs.clone().unwrap_or_else(|| DEFAULT_RECONCILE_PASSES_SECS.to_vec());
+    if !(30..=3_300).contains(&window) {
+        p.push("goldmane.reconcile.window_secs", format!("{window} must be between 30 and 3300 (Goldmane keeps ~1 h)"));
+    }
+    if passes.is_empty() {
+        p.push("goldmane.reconcile.passes_secs", "needs at least one pass (or set enabled: false)");
+    }
+    if let Some(&last) = passes.iter().max()
+        && last + 30 > window
+    {
+        p.push(
+            "goldmane.reconcile.passes_secs",
+            format!("a pass {last} s after a bucket was streamed falls outside the {window} s window"),
+        );
+    }
+    if passes.windows(2).any(|w| w[0] >= w[1]) {
+        p.push("goldmane.reconcile.passes_secs", "must be increasing");
+    }
+    let page_size = r.page_size.unwrap_or(DEFAULT_RECONCILE_PAGE_SIZE);
+    if page_size == 0 {
+        p.push("goldmane.reconcile.page_size", "must be at least 1");
+    }
+    Some(ReconcileConfig {
+        window: Duration::from_secs(window),
+        passes: passes.into_iter().map(Duration::from_secs).collect(),
+        growth: r.growth.unwrap_or_default(),
+        page_size,
+    })
+}
+
 /// Overlays `env` onto `raw` and resolves.
 pub fn resolve_with_env(mut raw: RawConfig, env: &Env) -> Result<Config, ConfigError> {
     let mut problems = Problems::default();
@@ -616,6 +702,7 @@ impl RawConfig {
         if let Some(f) = &g.filter {
             validate_filter(f, &mut p);
         }
+        let reconcile = resolve_reconcile(&g.reconcile, &mut p);
         let goldmane = GoldmaneConfig {
             uri,
             host,
@@ -627,6 +714,7 @@ impl RawConfig {
             keepalive_interval,
             start_time_gte,
             filter: g.filter,
+            reconcile,
         };
 
         let o = self.otlp;
@@ -787,10 +875,16 @@ impl RawConfig {
             p.push("aggregation.max_groups", "must be at least 1");
         }
 
+        if let Some(dir) = &self.state_dir
+            && dir.as_os_str().is_empty()
+        {
+            p.push("state_dir (FLOWGATE_STATE_DIR)", "is empty");
+        }
         if !p.0.is_empty() {
             return Err(ConfigError { problems: p.0 });
         }
         Ok(Config {
+            state_dir: self.state_dir,
             goldmane,
             otlp,
             batch,
