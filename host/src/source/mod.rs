@@ -76,7 +76,7 @@ pub async fn run(
         tracing::info!(
             bucket = c.bucket,
             flows_already_handed_on = c.seen.len(),
-            "resuming the Goldmane stream where the last run's acknowledged data ends"
+            "resuming the Goldmane stream where the last run's safe data ends (queued on disk, or acknowledged by the endpoint)"
         );
         if let Some(p) = &progress {
             p.seed(&c);
