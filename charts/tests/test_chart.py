@@ -169,6 +169,26 @@ def test_the_schema_refuses_what_would_duplicate_or_break():
         _chart.validate_schema(values)
 
 
+def test_a_state_directory_keeps_the_stream_cursor_by_default():
+    # Without the persistent queue, an emptyDir holds the cursor so a restarted container resumes the stream.
+    (deploy,) = of_kind(render(SCENARIOS["default"]), "Deployment")
+    (c,) = containers(deploy)
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert env["FLOWGATE_STATE_DIR"] == "/var/lib/flowgate/state"
+    mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+    assert mounts["/var/lib/flowgate/state"] == "state"
+    vols = {v["name"]: v for v in deploy["spec"]["template"]["spec"]["volumes"]}
+    assert "emptyDir" in vols["state"], vols["state"]
+    # With the persistent queue, the cursor lives beside it: no second directory.
+    for d in of_kind(render(SCENARIOS["sharded"]), "Deployment"):
+        (c,) = containers(d)
+        assert "FLOWGATE_STATE_DIR" not in {e["name"] for e in c["env"]}
+    off = dict(SCENARIOS["default"], state={"enabled": False})
+    (deploy,) = of_kind(render(off), "Deployment")
+    (c,) = containers(deploy)
+    assert "FLOWGATE_STATE_DIR" not in {e["name"] for e in c["env"]}
+
+
 def test_shards_get_a_deployment_each_with_its_own_filter_and_queue():
     docs = render(SCENARIOS["sharded"])
     deploys = of_kind(docs, "Deployment")

@@ -222,3 +222,34 @@ fn flow_metrics_otlp_push_follows_the_logs_endpoint_or_the_metrics_variables() {
     let cfg = resolve_with_env(raw, &env(&[("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "http://m:1/x")])).unwrap();
     assert_eq!(cfg.flow_metrics.unwrap().otlp, None);
 }
+
+#[test]
+fn reconciliation_is_on_by_default_and_its_settings_are_checked() {
+    let cfg = resolve_with_env(RawConfig::default(), &env(&[])).unwrap();
+    let r = cfg.goldmane.reconcile.expect("on by default");
+    assert_eq!(r.window, Duration::from_secs(330));
+    assert_eq!(r.passes, [10, 60, 300].map(Duration::from_secs));
+    assert_eq!(r.growth, config::Growth::Delta);
+    assert_eq!(cfg.state_dir, None);
+
+    let cfg =
+        resolve_with_env(RawConfig::default(), &env(&[("FLOWGATE_RECONCILE", "false"), ("FLOWGATE_STATE_DIR", "/s")]))
+            .unwrap();
+    assert!(cfg.goldmane.reconcile.is_none());
+    assert_eq!(cfg.state_dir.as_deref(), Some(Path::new("/s")));
+
+    let yaml = "goldmane:\n  reconcile:\n    window_secs: 120\n    passes_secs: [60, 30, 200]\n    growth: sum\n";
+    let err = serde_norway::from_str::<RawConfig>(yaml).unwrap_err().to_string();
+    assert!(err.contains("growth") || err.contains("unknown variant"), "{err}");
+    let yaml = "goldmane:\n  reconcile:\n    window_secs: 120\n    passes_secs: [60, 30, 200]\n    page_size: 0\n";
+    let raw: RawConfig = serde_norway::from_str(yaml).unwrap();
+    let text = resolve_with_env(raw, &env(&[("FLOWGATE_RECONCILE", "maybe")])).unwrap_err().to_string();
+    for problem in [
+        "FLOWGATE_RECONCILE: \"maybe\" is not true or false",
+        "goldmane.reconcile.passes_secs: a pass 200 s after a bucket was streamed falls outside the 120 s window",
+        "goldmane.reconcile.passes_secs: must be increasing",
+        "goldmane.reconcile.page_size: must be at least 1",
+    ] {
+        assert!(text.contains(problem), "{problem:?} not in: {text}");
+    }
+}

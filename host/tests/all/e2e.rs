@@ -290,6 +290,18 @@ async fn check_describes_the_config_and_redacts_header_values() {
     assert!(report.contains("authorization: <redacted>"), "{report}");
     assert!(!report.contains("s3cr3t"), "a secret leaked into check output:\n{report}");
     assert!(report.contains(&sim.certs.ca_cert.display().to_string()));
+    // Without a state directory or the persistent queue, a restart starts from now: say so.
+    assert!(report.contains("state:     none: a restart starts the stream from now"), "{report}");
+    assert!(report.contains("reconcile        on: List each bucket 10/60/300 s after it was streamed"), "{report}");
+    let mut raw = raw_config(&sim, "http://127.0.0.1:4318");
+    raw.state_dir = Some("/var/lib/flowgate/state".into());
+    raw.goldmane.reconcile.enabled = Some(false);
+    let report = flowgate::app::describe(&resolve(raw));
+    assert!(
+        report.contains("stream cursor in /var/lib/flowgate/state (moves with the endpoint's acknowledgements)"),
+        "{report}"
+    );
+    assert!(report.contains("reconcile        off"), "{report}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
