@@ -87,6 +87,8 @@ struct State {
     sent: AtomicU64,
     stalled: AtomicU64,
     requests: Mutex<Vec<FlowStreamRequest>>,
+    /// The first bucket each stream was served from, in the order of `requests`.
+    first_buckets: Mutex<Vec<i64>>,
 }
 
 impl State {
@@ -145,6 +147,7 @@ impl Simulator {
             sent: AtomicU64::new(0),
             stalled: AtomicU64::new(0),
             requests: Mutex::new(Vec::new()),
+            first_buckets: Mutex::new(Vec::new()),
         });
         let stop = CancellationToken::new();
         tokio::spawn(rollovers(state.clone(), stop.clone()));
@@ -211,6 +214,12 @@ impl Simulator {
         self.state.requests.lock().expect("sim lock").clone()
     }
 
+    /// The first bucket each stream was (or is being) served from, in the order of [`Simulator::requests`]: what a
+    /// test expects the gateway's first delivered bucket to be.
+    pub fn first_buckets(&self) -> Vec<i64> {
+        self.state.first_buckets.lock().expect("sim lock").clone()
+    }
+
     /// Breaks every stream with UNAVAILABLE after `n` more flows are sent.
     pub fn cut_after(&self, n: i64) {
         self.state.cut_after.store(n, Ordering::SeqCst);
@@ -249,9 +258,10 @@ impl Flows for Service {
 
     async fn stream(&self, request: Request<FlowStreamRequest>) -> Result<Response<FlowStream>, Status> {
         let req = request.into_inner();
-        self.state.requests.lock().expect("sim lock").push(req.clone());
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let first = self.state.first_bucket(req.start_time_gte);
+        self.state.first_buckets.lock().expect("sim lock").push(first);
+        self.state.requests.lock().expect("sim lock").push(req.clone());
         tokio::spawn(feed(self.state.clone(), first, tx, self.stop.clone()));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
@@ -321,6 +331,7 @@ mod tests {
             sent: AtomicU64::new(0),
             stalled: AtomicU64::new(0),
             requests: Mutex::new(Vec::new()),
+            first_buckets: Mutex::new(Vec::new()),
         }
     }
 
