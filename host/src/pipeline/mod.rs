@@ -236,8 +236,7 @@ mod tests {
         let raw = |wire: Bytes| RawFlow { wire, start_time: 1_800_000_000, end_time: 1_800_000_015, key: Bytes::new() };
         // Field 1 (the key), length-delimited, its length varint cut short.
         let bad = Bytes::from_static(&[0x0a, 0xff]);
-        let flows =
-            vec![raw(good[0].encode_to_vec().into()), raw(bad), raw(good[1].encode_to_vec().into())];
+        let flows = vec![raw(good[0].encode_to_vec().into()), raw(bad), raw(good[1].encode_to_vec().into())];
         let expected: Vec<String> = good.iter().map(render::flow_json_string).collect();
 
         let metrics = Metrics::new();

@@ -224,19 +224,19 @@ mod tests {
             WAction::Unspecified | WAction::Allow | WAction::Deny | WAction::Pass | WAction::Unknown => {}
         };
         let _exhaustive = |w: WKind| match w {
-                WKind::Unspecified
-                | WKind::CalicoNetworkPolicy
-                | WKind::GlobalNetworkPolicy
-                | WKind::StagedNetworkPolicy
-                | WKind::StagedGlobalNetworkPolicy
-                | WKind::StagedKubernetesNetworkPolicy
-                | WKind::NetworkPolicy
-                | WKind::AdminNetworkPolicy
-                | WKind::BaselineAdminNetworkPolicy
-                | WKind::Profile
-                | WKind::EndOfTier
-                | WKind::ClusterNetworkPolicy
-                | WKind::Unknown => {}
+            WKind::Unspecified
+            | WKind::CalicoNetworkPolicy
+            | WKind::GlobalNetworkPolicy
+            | WKind::StagedNetworkPolicy
+            | WKind::StagedGlobalNetworkPolicy
+            | WKind::StagedKubernetesNetworkPolicy
+            | WKind::NetworkPolicy
+            | WKind::AdminNetworkPolicy
+            | WKind::BaselineAdminNetworkPolicy
+            | WKind::Profile
+            | WKind::EndOfTier
+            | WKind::ClusterNetworkPolicy
+            | WKind::Unknown => {}
         };
 
         let original = Flow::default();
@@ -278,10 +278,18 @@ mod tests {
             });
             let wit = flow_to_wit(&flow);
             let hit = &wit.enforced_policies[0];
-            assert_eq!((hit.kind, hit.trigger.as_ref().unwrap().kind, wit.pending_policies[0].kind), (w, w, w), "kind {n}");
+            assert_eq!(
+                (hit.kind, hit.trigger.as_ref().unwrap().kind, wit.pending_policies[0].kind),
+                (w, w, w),
+                "kind {n}"
+            );
             let trace = flow_from_wit(wit, &original).key.unwrap().policies.unwrap();
             let hit = &trace.enforced_policies[0];
-            assert_eq!((hit.kind, hit.trigger.as_ref().unwrap().kind, trace.pending_policies[0].kind), (n, n, n), "{w:?}");
+            assert_eq!(
+                (hit.kind, hit.trigger.as_ref().unwrap().kind, trace.pending_policies[0].kind),
+                (n, n, n),
+                "{w:?}"
+            );
         }
     }
 

@@ -94,7 +94,8 @@ async fn fault_1_endpoint_down_for_a_long_stretch_then_back() {
     let rx = Receiver::start(TcpListener::bind(("127.0.0.1", port)).await.unwrap(), accept_all(), None).unwrap();
     wait_until(WAIT, "everything delivered", || settled(&sim, &gw) && rx.bodies().len() >= 3_000).await;
     gw.shutdown().await.unwrap();
-    let (_, dups) = assert_nothing_missing("endpoint down 3 min", &sim, &rx.bodies(), expected_buckets(&sim, &sim, &gw.metrics));
+    let (_, dups) =
+        assert_nothing_missing("endpoint down 3 min", &sim, &rx.bodies(), expected_buckets(&sim, &sim, &gw.metrics));
     assert_eq!(dups, 0);
 }
 
@@ -221,7 +222,10 @@ async fn fault_3_sigkill_mid_burst_with_the_persistent_queue_then_restart() {
     assert!(status.success(), "SIGTERM exits 0: {status:?}\n{}", second.log());
 
     let newest_received = rx.bodies().iter().map(|b| identity(b).1).max().unwrap_or(i64::MIN);
-    assert!(newest_received >= read_before_sigterm, "bucket {read_before_sigterm} was read before SIGTERM but is missing");
+    assert!(
+        newest_received >= read_before_sigterm,
+        "bucket {read_before_sigterm} was read before SIGTERM but is missing"
+    );
     let range = (sim.first_buckets()[0], newest_received);
     let (flows, dups) = assert_nothing_missing("SIGKILL mid-burst + restart", &sim, &rx.bodies(), range);
     println!("fault: SIGKILL: {at_kill} received before the kill, {replayed} records replayed from disk");
@@ -531,10 +535,10 @@ async fn fault_8_disk_full_for_the_persistent_queue() {
     reopened.close();
     let mut requests = Vec::new();
     while let Some(taken) = reopened.pop().await {
-        requests.push(opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest::decode(
-            taken.encoded.body,
-        )
-        .unwrap());
+        requests.push(
+            opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest::decode(taken.encoded.body)
+                .unwrap(),
+        );
     }
     let bodies = flowgate::receiver::bodies(&requests);
     let range = expected_buckets(&sim, &sim, &gw.metrics);
