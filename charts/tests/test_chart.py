@@ -239,6 +239,9 @@ def test_the_rendered_configuration_is_accepted_by_the_gateway():
                 )
             assert out.returncode == 0, f"{name}/{deploy['metadata']['name']}: {out.stderr}"
             assert "configuration OK" in out.stdout
+            # Flowgate alone listens on loopback: the probes and the Service need every address, on the port named http.
+            port = next(p["containerPort"] for p in c["ports"] if p["name"] == "http")
+            assert f"admin:     http://0.0.0.0:{port}/metrics" in out.stdout, f"{name}: {out.stdout}"
             if "authorization=Bearer stand-in" in env.values():
                 assert "stand-in" not in out.stdout, "header values are redacted"
 

@@ -3,7 +3,6 @@
 
 use std::collections::HashSet;
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -16,6 +15,7 @@ use crate::config::{self, Env, RawConfig};
 use crate::receiver::{self, Receiver};
 use crate::sim::{SimCerts, SimConfig, Simulator};
 use crate::telemetry::Metrics;
+use crate::tools::print;
 
 /// Demo settings (from the command line).
 #[derive(Debug, Clone)]
@@ -78,7 +78,7 @@ pub async fn run(opts: DemoOptions, env: &Env, shutdown: CancellationToken) -> a
     let gateway_stop = CancellationToken::new();
     let gateway = tokio::spawn(crate::app::run(cfg, admin, metrics.clone(), gateway_stop.clone()));
 
-    let mut out = std::io::stdout().lock();
+    let mut out = String::new();
     writeln!(out, "flowgate demo")?;
     writeln!(
         out,
@@ -91,7 +91,7 @@ pub async fn run(opts: DemoOptions, env: &Env, shutdown: CancellationToken) -> a
         Some(d) => writeln!(out, "  running for {} s (Ctrl-C to stop early)\n", d.as_secs())?,
         None => writeln!(out, "  running until Ctrl-C\n")?,
     }
-    drop(out);
+    print(&out)?;
 
     let deadline = async {
         match opts.duration {
@@ -117,31 +117,34 @@ pub async fn run(opts: DemoOptions, env: &Env, shutdown: CancellationToken) -> a
                     let (severity, attributes) = record
                         .map(|r| (r.severity_text.clone(), r.attributes.iter().map(|a| a.key.as_str()).collect::<Vec<_>>().join(", ")))
                         .unwrap_or_default();
-                    println!("the first record's body, as Loki and SIEM parsers see it (severity {severity}):\n{pretty}\n");
+                    print(&format!("the first record's body, as Loki and SIEM parsers see it (severity {severity}):\n{pretty}\n\n"))?;
                     if !attributes.is_empty() {
-                        println!("its attributes: {attributes}\n");
+                        print(&format!("its attributes: {attributes}\n\n"))?;
                     }
-                    println!("bucket     action proto source -> destination:port (reporter) bytes in/out");
+                    print("bucket     action proto source -> destination:port (reporter) bytes in/out\n")?;
                 }
-                let text = describe(&request, !opts.quiet, &mut seen, &mut duplicates);
-                print!("{text}");
+                print(&describe(&request, !opts.quiet, &mut seen, &mut duplicates))?;
             }
         }
     }
     gateway_stop.cancel();
     gateway.await.context("gateway task")??;
     while let Ok(request) = rx.try_recv() {
-        print!("{}", describe(&request, !opts.quiet, &mut seen, &mut duplicates));
+        print(&describe(&request, !opts.quiet, &mut seen, &mut duplicates))?;
     }
     sim.stop();
 
-    println!("\nsummary");
-    println!("  flows sent by the simulator    {}", sim.sent());
-    println!("  flows received by the gateway  {}", metrics.flows_received.get());
-    println!("  flows exported                 {}", metrics.flows_exported.get());
+    let mut summary = String::new();
+    writeln!(summary, "\nsummary")?;
+    writeln!(summary, "  flows sent by the simulator    {}", sim.sent())?;
+    writeln!(summary, "  flows received by the gateway  {}", metrics.flows_received.get())?;
+    writeln!(summary, "  flows exported                 {}", metrics.flows_exported.get())?;
     if let Some(r) = &receiver {
         r.stop();
-        println!("  distinct flows at the receiver {} (duplicates: {duplicates})", seen.len());
+        writeln!(summary, "  distinct flows at the receiver {} (duplicates: {duplicates})", seen.len())?;
+    }
+    print(&summary)?;
+    if receiver.is_some() {
         anyhow::ensure!(duplicates == 0, "the receiver got {duplicates} duplicate flows");
         anyhow::ensure!(
             opts.transforms_dir.is_some() || seen.len() as u64 == sim.sent(),

@@ -111,6 +111,8 @@ fn main() -> ExitCode {
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // `flowgate demo | head`: the reader has what it wanted.
+        Err(e) if e.chain().any(|c| c.is::<flowgate::tools::StdoutClosed>()) => ExitCode::SUCCESS,
         Err(e) => {
             // A person reads `check` and `demo`; `run` is read by a log stack.
             if interactive {
@@ -135,8 +137,7 @@ async fn run(path: Option<PathBuf>, env: &Env) -> anyhow::Result<()> {
 fn check(path: Option<PathBuf>, config_only: bool, env: &Env) -> anyhow::Result<()> {
     let cfg = config::load(path.as_deref(), env)?;
     let report = if config_only { flowgate::app::describe(&cfg) } else { flowgate::app::check(&cfg)? };
-    print!("{report}");
-    Ok(())
+    flowgate::tools::print(&report)
 }
 
 fn test(
@@ -146,21 +147,19 @@ fn test(
     input: &std::path::Path,
     expected: Option<&std::path::Path>,
 ) -> anyhow::Result<()> {
-    use std::io::Write as _;
+    use flowgate::tools::print;
     let cfg = config::transforms_only(config.as_deref(), dir, components)?;
     let report = flowgate::tools::test_chain(&cfg, input, expected)?;
-    let mut out = std::io::stdout().lock();
     if expected.is_none() {
         for o in &report.outputs {
-            writeln!(out, "{o}")?;
+            print(&format!("{o}\n"))?;
         }
         return Ok(());
     }
     if report.diff.is_empty() {
-        writeln!(out, "ok: {} records as expected", report.outputs.len())?;
-        return Ok(());
+        return print(&format!("ok: {} records as expected\n", report.outputs.len()));
     }
-    write!(out, "{}", report.diff)?;
+    print(&report.diff)?;
     anyhow::bail!("the chain's records differ from {}", expected.map(|p| p.display().to_string()).unwrap_or_default())
 }
 

@@ -17,6 +17,22 @@ use crate::reload::chain_specs;
 use crate::telemetry::Metrics;
 use crate::wasm::Runtime;
 
+/// Stdout's reader went away (`flowgate demo | head`): the command stops quietly, as Unix tools do.
+#[derive(Debug, thiserror::Error)]
+#[error("stdout was closed by its reader")]
+pub struct StdoutClosed;
+
+/// Writes `text` to stdout. A closed pipe is [`StdoutClosed`] (the caller stops; `main` exits 0), where
+/// `print!` would panic.
+pub fn print(text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(StdoutClosed.into()),
+        result => Ok(result?),
+    }
+}
+
 /// Builds the configured chain (compile, instantiate, init, self-test) and describes each component.
 pub fn check_chain(cfg: &TransformsConfig) -> anyhow::Result<String> {
     let specs = chain_specs(cfg).map_err(anyhow::Error::msg)?;

@@ -14,7 +14,8 @@
 //! returns: once queued, it survives a node crash. With `fsync: never` it survives a crash of Flowgate only.
 //! Acknowledgements are never synced: a lost one means the batch is sent again (at least once), never lost.
 //! On open, a torn record at the end of the newest segment is cut off; a bad record elsewhere ends its segment
-//! (what follows it is counted as dropped, reason `corrupt`).
+//! (what follows it is lost and logged as an error with its size: its records cannot be counted). A queued batch
+//! that can no longer be read back is dropped and its records counted (reason `corrupt`).
 //!
 //! # Full disk
 //!
@@ -557,6 +558,32 @@ mod tests {
         let q = DiskQueue::open(cfg(dir.path(), 16 << 20, WhenFull::Block), Metrics::new()).unwrap();
         assert_eq!(q.records(), 10, "the damaged record is not replayed");
         assert_eq!(q.pop().await.unwrap().encoded.body[0], 1);
+    }
+
+    #[tokio::test]
+    async fn a_batch_that_cannot_be_read_back_is_counted_as_corrupt_and_the_queue_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = Metrics::new();
+        let q = DiskQueue::open(cfg(dir.path(), 16 << 20, WhenFull::Block), metrics.clone()).unwrap();
+        for tag in 1..=3 {
+            q.push(batch(tag, 500)).await.ok().unwrap();
+        }
+        // The segment loses its end under the running queue (a damaged or truncated disk): the third batch's
+        // body is gone.
+        let seg = seg_path(dir.path(), 1);
+        let f = OpenOptions::new().write(true).open(&seg).unwrap();
+        f.set_len(3 * (HEADER as u64 + 500) - 100).unwrap();
+        drop(f);
+        for tag in 1..=2 {
+            let t = q.pop().await.unwrap();
+            assert_eq!(t.encoded.body[0], tag);
+            q.ack(t.seq);
+        }
+        assert_eq!(metrics.dropped_count(DropReason::Corrupt), 0);
+        q.close();
+        assert!(q.pop().await.is_none(), "the unreadable batch is not handed on");
+        assert_eq!(metrics.dropped_count(DropReason::Corrupt), 10, "its records are counted");
+        assert_eq!(q.records(), 0);
     }
 
     #[tokio::test]

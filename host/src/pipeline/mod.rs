@@ -265,3 +265,46 @@ pub fn flow_record(wire: &[u8], now_unix_nanos: u64) -> Result<LogRecord, render
 pub fn unix_nanos() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::sim::FlowGen;
+
+    #[test]
+    fn a_flow_that_cannot_be_read_is_dropped_as_malformed_and_the_others_pass() {
+        let good = FlowGen { seed: 3, keys: 2 }.bucket(1_800_000_000);
+        let raw = |wire: Bytes| RawFlow {
+            wire,
+            start_time: 1_800_000_000,
+            end_time: 1_800_000_015,
+            key: Bytes::new(),
+            counters: [0; 7],
+            origin: crate::wire::Origin::Stream,
+        };
+        // Field 1 (the key), length-delimited, its length varint cut short.
+        let bad = Bytes::from_static(&[0x0a, 0xff]);
+        let flows = vec![raw(good[0].encode_to_vec().into()), raw(bad), raw(good[1].encode_to_vec().into())];
+        let expected: Vec<String> = good.iter().map(render::flow_json_string).collect();
+
+        let metrics = Metrics::new();
+        let bodies: Vec<String> = passthrough(&flows, &metrics)
+            .into_iter()
+            .map(|r| match r.body.and_then(|b| b.value) {
+                Some(opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(s)) => s,
+                other => panic!("not a string body: {other:?}"),
+            })
+            .collect();
+        assert_eq!(bodies, expected);
+        assert_eq!(metrics.dropped_count(DropReason::Malformed), 1);
+
+        // The decoding path (a chain, flow metrics or aggregation configured) counts it the same way.
+        let metrics = Metrics::new();
+        let mut worker = Worker::new(metrics.clone(), None);
+        let items = transformed(&mut worker, &Chain::default(), flows, &metrics);
+        assert_eq!(items.into_iter().map(|i| i.flow).collect::<Vec<_>>(), good);
+        assert_eq!(metrics.dropped_count(DropReason::Malformed), 1);
+    }
+}

@@ -249,6 +249,8 @@ struct State {
     listed: AtomicU64,
     requests: Mutex<Vec<FlowStreamRequest>>,
     list_requests: Mutex<Vec<FlowListRequest>>,
+    /// The first bucket each stream was served from, in the order of `requests`.
+    first_buckets: Mutex<Vec<i64>>,
 }
 
 impl State {
@@ -332,6 +334,7 @@ impl Simulator {
             listed: AtomicU64::new(0),
             requests: Mutex::new(Vec::new()),
             list_requests: Mutex::new(Vec::new()),
+            first_buckets: Mutex::new(Vec::new()),
         });
         let stop = CancellationToken::new();
         tokio::spawn(rollovers(state.clone(), stop.clone()));
@@ -413,6 +416,12 @@ impl Simulator {
         self.state.list_requests.lock().expect("sim lock").clone()
     }
 
+    /// The first bucket each stream was (or is being) served from, in the order of [`Simulator::requests`]: what a
+    /// test expects the gateway's first delivered bucket to be.
+    pub fn first_buckets(&self) -> Vec<i64> {
+        self.state.first_buckets.lock().expect("sim lock").clone()
+    }
+
     /// Breaks every stream with UNAVAILABLE after `n` more flows are sent.
     pub fn cut_after(&self, n: i64) {
         self.state.cut_after.store(n, Ordering::SeqCst);
@@ -451,9 +460,10 @@ impl Flows for Service {
 
     async fn stream(&self, request: Request<FlowStreamRequest>) -> Result<Response<FlowStream>, Status> {
         let req = request.into_inner();
-        self.state.requests.lock().expect("sim lock").push(req.clone());
         let (tx, mut rx) = mpsc::channel(STREAM_BUFFER);
         let first = self.state.first_bucket(req.start_time_gte);
+        self.state.first_buckets.lock().expect("sim lock").push(first);
+        self.state.requests.lock().expect("sim lock").push(req.clone());
         tokio::spawn(feed(self.state.clone(), first, tx, self.stop.clone()));
         // grpc-go sends the response headers with the first message: hold the response until there is one.
         let Some(head) = rx.recv().await else {
@@ -588,6 +598,7 @@ mod tests {
             listed: AtomicU64::new(0),
             requests: Mutex::new(Vec::new()),
             list_requests: Mutex::new(Vec::new()),
+            first_buckets: Mutex::new(Vec::new()),
         }
     }
 

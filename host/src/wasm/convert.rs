@@ -190,6 +190,109 @@ mod tests {
         }
     }
 
+    /// Each enum value, by its name in `goldmane.proto` and in the WIT, both ways, with an empty original flow so
+    /// that nothing can be filled back from it: a wrong or missing mapping shows.
+    #[test]
+    fn every_enum_value_maps_to_its_wit_case_and_back() {
+        use crate::proto::{Action as A, EndpointType as E, PolicyKind as K, Reporter as R};
+        let actions = [(0, WAction::Unspecified), (A::Allow as i32, WAction::Allow), (A::Deny as i32, WAction::Deny)];
+        let actions = actions.into_iter().chain([(A::Pass as i32, WAction::Pass)]);
+        let reporters = [(0, WReporter::Unspecified), (R::Src as i32, WReporter::Src), (R::Dst as i32, WReporter::Dst)];
+        let endpoints = [
+            (0, WEndpoint::Unspecified),
+            (E::WorkloadEndpoint as i32, WEndpoint::WorkloadEndpoint),
+            (E::HostEndpoint as i32, WEndpoint::HostEndpoint),
+            (E::NetworkSet as i32, WEndpoint::NetworkSet),
+            (E::Network as i32, WEndpoint::Network),
+        ];
+        let kinds = [
+            (0, WKind::Unspecified),
+            (K::CalicoNetworkPolicy as i32, WKind::CalicoNetworkPolicy),
+            (K::GlobalNetworkPolicy as i32, WKind::GlobalNetworkPolicy),
+            (K::StagedNetworkPolicy as i32, WKind::StagedNetworkPolicy),
+            (K::StagedGlobalNetworkPolicy as i32, WKind::StagedGlobalNetworkPolicy),
+            (K::StagedKubernetesNetworkPolicy as i32, WKind::StagedKubernetesNetworkPolicy),
+            (K::NetworkPolicy as i32, WKind::NetworkPolicy),
+            (K::AdminNetworkPolicy as i32, WKind::AdminNetworkPolicy),
+            (K::BaselineAdminNetworkPolicy as i32, WKind::BaselineAdminNetworkPolicy),
+            (K::Profile as i32, WKind::Profile),
+            (K::EndOfTier as i32, WKind::EndOfTier),
+            (K::ClusterNetworkPolicy as i32, WKind::ClusterNetworkPolicy),
+        ];
+        // The tables name every WIT case (a new case fails to compile here until it is added above).
+        let _exhaustive = |w: WAction| match w {
+            WAction::Unspecified | WAction::Allow | WAction::Deny | WAction::Pass | WAction::Unknown => {}
+        };
+        let _exhaustive = |w: WKind| match w {
+            WKind::Unspecified
+            | WKind::CalicoNetworkPolicy
+            | WKind::GlobalNetworkPolicy
+            | WKind::StagedNetworkPolicy
+            | WKind::StagedGlobalNetworkPolicy
+            | WKind::StagedKubernetesNetworkPolicy
+            | WKind::NetworkPolicy
+            | WKind::AdminNetworkPolicy
+            | WKind::BaselineAdminNetworkPolicy
+            | WKind::Profile
+            | WKind::EndOfTier
+            | WKind::ClusterNetworkPolicy
+            | WKind::Unknown => {}
+        };
+
+        let original = Flow::default();
+        let template = FlowGen { seed: 4, keys: 1 }.flow(0, 0);
+        let with_key = |edit: &dyn Fn(&mut FlowKey)| {
+            let mut f = template.clone();
+            edit(f.key.as_mut().unwrap());
+            f
+        };
+        for (n, w) in actions {
+            let flow = with_key(&|k| {
+                k.action = n;
+                k.policies.as_mut().unwrap().enforced_policies[0].action = n;
+            });
+            let wit = flow_to_wit(&flow);
+            assert_eq!((wit.action, wit.enforced_policies[0].action), (w, w), "action {n}");
+            let back = flow_from_wit(wit, &original);
+            let key = back.key.as_ref().unwrap();
+            assert_eq!((key.action, key.policies.as_ref().unwrap().enforced_policies[0].action), (n, n), "{w:?}");
+        }
+        for (n, w) in reporters {
+            let wit = flow_to_wit(&with_key(&|k| k.reporter = n));
+            assert_eq!(wit.reporter, w, "reporter {n}");
+            assert_eq!(flow_from_wit(wit, &original).key.unwrap().reporter, n, "{w:?}");
+        }
+        for (n, w) in endpoints {
+            let wit = flow_to_wit(&with_key(&|k| (k.source_type, k.dest_type) = (n, n)));
+            assert_eq!((wit.source_type, wit.dest_type), (w, w), "endpoint type {n}");
+            let key = flow_from_wit(wit, &original).key.unwrap();
+            assert_eq!((key.source_type, key.dest_type), (n, n), "{w:?}");
+        }
+        for (n, w) in kinds {
+            let flow = with_key(&|k| {
+                let trace = k.policies.as_mut().unwrap();
+                let trigger = PolicyHit { kind: n, trigger: None, ..trace.enforced_policies[0].clone() };
+                trace.enforced_policies[0].kind = n;
+                trace.enforced_policies[0].trigger = Some(Box::new(trigger));
+                trace.pending_policies = vec![PolicyHit { kind: n, ..PolicyHit::default() }];
+            });
+            let wit = flow_to_wit(&flow);
+            let hit = &wit.enforced_policies[0];
+            assert_eq!(
+                (hit.kind, hit.trigger.as_ref().unwrap().kind, wit.pending_policies[0].kind),
+                (w, w, w),
+                "kind {n}"
+            );
+            let trace = flow_from_wit(wit, &original).key.unwrap().policies.unwrap();
+            let hit = &trace.enforced_policies[0];
+            assert_eq!(
+                (hit.kind, hit.trigger.as_ref().unwrap().kind, trace.pending_policies[0].kind),
+                (n, n, n),
+                "{w:?}"
+            );
+        }
+    }
+
     #[test]
     fn unknown_enum_numbers_survive_a_round_trip() {
         let mut flow = FlowGen { seed: 4, keys: 1 }.flow(0, 0);

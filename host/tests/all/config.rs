@@ -253,3 +253,33 @@ fn reconciliation_is_on_by_default_and_its_settings_are_checked() {
         assert!(text.contains(problem), "{problem:?} not in: {text}");
     }
 }
+
+#[test]
+fn the_admin_listener_is_loopback_by_default_and_moved_by_flowgate_admin_listen() {
+    let cfg = resolve_with_env(RawConfig::default(), &env(&[])).unwrap();
+    assert_eq!(cfg.admin_listen.to_string(), "127.0.0.1:9090", "no unauthenticated port on every address by default");
+
+    let cfg = resolve_with_env(RawConfig::default(), &env(&[("FLOWGATE_ADMIN_LISTEN", "0.0.0.0:9191")])).unwrap();
+    assert_eq!(cfg.admin_listen.to_string(), "0.0.0.0:9191");
+    let cfg = resolve_with_env(RawConfig::default(), &env(&[("FLOWGATE_ADMIN_LISTEN", "[::]:9090")])).unwrap();
+    assert_eq!(cfg.admin_listen.to_string(), "[::]:9090");
+
+    // The environment wins over the file, as every other variable does.
+    let mut raw = RawConfig::default();
+    raw.admin.listen = Some("127.0.0.1:7000".into());
+    let cfg = resolve_with_env(raw.clone(), &env(&[])).unwrap();
+    assert_eq!(cfg.admin_listen.to_string(), "127.0.0.1:7000");
+    let cfg = resolve_with_env(raw, &env(&[("FLOWGATE_ADMIN_LISTEN", "0.0.0.0:9090")])).unwrap();
+    assert_eq!(cfg.admin_listen.to_string(), "0.0.0.0:9090");
+}
+
+#[test]
+fn a_malformed_flowgate_admin_listen_is_an_error_naming_the_variable() {
+    for bad in ["9090", "0.0.0.0", "localhost:9090", "0.0.0.0:http"] {
+        let err = resolve_with_env(RawConfig::default(), &env(&[("FLOWGATE_ADMIN_LISTEN", bad)])).unwrap_err();
+        let problem = err.problems.iter().find(|p| p.field == "FLOWGATE_ADMIN_LISTEN");
+        let problem = problem.unwrap_or_else(|| panic!("{bad:?}: FLOWGATE_ADMIN_LISTEN not named in {err}"));
+        assert!(problem.message.contains(&format!("{bad:?} is not addr:port")), "{bad:?}: {}", problem.message);
+        assert!(!err.to_string().contains("admin.listen"), "the file was not at fault: {err}");
+    }
+}

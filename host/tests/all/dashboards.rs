@@ -1,7 +1,7 @@
 //! The Grafana dashboards under `dashboards/` ask only for what the gateway exports: every Prometheus metric name
 //! in a query is one `/metrics` serves, every Loki field is one the record body has.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
 use flowgate::config::SERVICE_NAME;
@@ -61,6 +61,14 @@ fn populated() -> String {
         namespaces: None,
         otlp: None,
     });
+    // A flow denied by a policy rule (the simulator's denials are all end-of-tier), seen first so that its series
+    // is kept whole.
+    let mut denied = (FlowGen { seed: 5, keys: 1 }).flow(0, 1_800_000_000);
+    let key = denied.key.as_mut().unwrap();
+    key.action = flowgate::proto::Action::Deny as i32;
+    let hit = &mut key.policies.as_mut().unwrap().enforced_policies[0];
+    (hit.kind, hit.action) = (flowgate::proto::PolicyKind::CalicoNetworkPolicy as i32, key.action);
+    stats.observe(&denied, &m.flow);
     for f in (FlowGen { seed: 5, keys: 200 }).bucket(1_800_000_000) {
         stats.observe(&f, &m.flow);
     }
@@ -95,6 +103,79 @@ fn prometheus_queries_name_only_metrics_the_gateway_exports() {
         }
     }
     assert!(checked >= 36, "{checked} metric references checked");
+}
+
+/// Each metric's label names, with the values seen, in a Prometheus text exposition.
+fn labels_by_metric(text: &str) -> HashMap<String, HashMap<String, HashSet<String>>> {
+    let mut out: HashMap<String, HashMap<String, HashSet<String>>> = HashMap::new();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((name, rest)) = line.split_once('{') else { continue };
+        let labels = out.entry(name.to_string()).or_default();
+        let (pairs, _) = rest.rsplit_once("} ").unwrap();
+        for pair in pairs.split("\",").filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once("=\"").unwrap();
+            labels.entry(k.to_string()).or_default().insert(v.trim_end_matches('"').to_string());
+        }
+    }
+    out
+}
+
+/// The label names in `by (...)` and `without (...)` clauses of a query.
+fn grouping_labels(expr: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for clause in ["by (", "without ("] {
+        for (i, _) in expr.match_indices(clause) {
+            let inner = &expr[i + clause.len()..];
+            let inner = &inner[..inner.find(')').unwrap()];
+            out.extend(inner.split(',').map(|l| l.trim().to_string()));
+        }
+    }
+    out
+}
+
+/// (metric, label, `Some(value)` for an equality matcher) of every label matcher `metric{label op "value"}`.
+fn matchers(expr: &str) -> Vec<(String, String, Option<String>)> {
+    let mut out = Vec::new();
+    for (i, _) in expr.match_indices('{') {
+        let metric = words(&expr[..i], |w| w.starts_with("flowgate_")).pop().unwrap();
+        assert!(expr[..i].ends_with(&metric), "a selector not right after a metric name: {expr}");
+        let inner = &expr[i + 1..];
+        for m in inner[..inner.find('}').unwrap()].split(',') {
+            let at = m.find(['=', '!']).unwrap();
+            let (label, rest) = m.split_at(at);
+            let value = rest.strip_prefix('=').filter(|v| !v.starts_with('~')).map(|v| v.trim_matches('"').to_string());
+            out.push((metric.clone(), label.trim().to_string(), value));
+        }
+    }
+    out
+}
+
+#[test]
+fn prometheus_queries_use_only_labels_and_values_the_gateway_exports() {
+    let exported = labels_by_metric(&populated());
+    let mut checked = 0;
+    for (file, d) in dashboards() {
+        for (ds, expr) in queries(&d) {
+            if ds != "prometheus" {
+                continue;
+            }
+            let used = words(&expr, |w| w.starts_with("flowgate_"));
+            for label in grouping_labels(&expr) {
+                let known = used.iter().any(|m| exported.get(m).is_some_and(|l| l.contains_key(&label)));
+                assert!(known, "{file}: no metric of the query has the label {label:?}: {expr}");
+                checked += 1;
+            }
+            for (metric, label, value) in matchers(&expr) {
+                let values = exported.get(&metric).and_then(|l| l.get(&label));
+                let values = values.unwrap_or_else(|| panic!("{file}: {metric} has no label {label:?}: {expr}"));
+                if let Some(v) = value {
+                    assert!(values.contains(&v), "{file}: {metric}{{{label}}} is never {v:?} (seen: {values:?})");
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 40, "{checked} label references checked");
 }
 
 /// The body as Loki's `| json` flattens it: nested keys joined with `_`.

@@ -18,6 +18,10 @@ fn sim_config(flows_per_bucket: usize) -> SimConfig {
     SimConfig { flows_per_bucket, time_scale: 30.0, seed: 42, ..SimConfig::default() }
 }
 
+/// Goldmane's 60 s stall timeout at the simulator's speed (a bucket every half second instead of 15 s) is 2 s:
+/// a stream held back that long would lose flows, and a test waiting longer can see it.
+const STALL: Duration = Duration::from_secs(2);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_flow_arrives_once_with_the_old_exporters_record_shape() {
     let (sim, _dir) = simulator(sim_config(200)).await;
@@ -32,7 +36,8 @@ async fn every_flow_arrives_once_with_the_old_exporters_record_shape() {
     assert_eq!((status, ready.as_str()), (200, "ready\n"));
     gw.shutdown().await.unwrap();
 
-    let (buckets, flows) = assert_exactly_once(&sim, &rx.bodies());
+    let (first, last) = expected_buckets(&sim, &sim, &gw.metrics);
+    let (buckets, flows) = assert_exactly_once(&sim, &rx.bodies(), first, last);
     assert!(buckets >= 3 && flows >= 600, "{buckets} buckets, {flows} flows");
 
     let requests = rx.accepted();
@@ -89,24 +94,25 @@ async fn stream_cut_mid_bucket_resumes_with_no_loss_and_no_duplicate() {
     let m = &gw.metrics;
     assert_eq!(m.duplicates_skipped.get(), 150, "the half-bucket sent before the cut came again and was skipped");
     assert!(m.reconnects.get() >= 1);
-    let (buckets, _) = assert_exactly_once(&sim, &rx.bodies());
+    let (first, last) = expected_buckets(&sim, &sim, &gw.metrics);
+    let (buckets, _) = assert_exactly_once(&sim, &rx.bodies(), first, last);
     assert!(buckets >= 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn endpoint_503_for_30_seconds_then_recovers_with_nothing_lost() {
-    let (sim, _dir) = simulator(sim_config(100)).await;
+    let (sim, _dir) = simulator(SimConfig { stall_timeout: STALL, ..sim_config(100) }).await;
     let (rx, failing) = receiver_down_while().await;
     let mut raw = raw_config(&sim, &rx.base_url());
     raw.otlp.retry_max_ms = Some(2_000);
     let mut gw = Gateway::start(resolve(raw)).await;
 
     tokio::time::sleep(Duration::from_secs(30)).await;
+    assert_eq!(sim.stalled(), 0, "Goldmane never had to drop a bucket for us (stall timeout {STALL:?})");
     let held = gw.metrics.flows_received.get();
     assert!(held >= 100 * 50, "the stream kept being read while the endpoint failed: {held} flows");
     assert_eq!(gw.metrics.flows_exported.get(), 0);
     assert!(gw.metrics.retries_count("503") > 0);
-    assert_eq!(sim.stalled(), 0, "Goldmane never had to drop a bucket for us");
     failing.store(false, Ordering::SeqCst);
 
     wait_until(WAIT, "backlog exported", || settled(&sim, &gw) && rx.bodies().len() % 100 == 0).await;
@@ -114,7 +120,8 @@ async fn endpoint_503_for_30_seconds_then_recovers_with_nothing_lost() {
     for reason in [DropReason::Rejected, DropReason::Shutdown, DropReason::TooLarge] {
         assert_eq!(gw.metrics.dropped_count(reason), 0, "{reason:?}");
     }
-    let (buckets, _) = assert_exactly_once(&sim, &rx.bodies());
+    let (first, last) = expected_buckets(&sim, &sim, &gw.metrics);
+    let (buckets, _) = assert_exactly_once(&sim, &rx.bodies(), first, last);
     assert!(buckets >= 50, "{buckets}");
 }
 
@@ -137,7 +144,8 @@ async fn retry_after_429_is_honoured() {
     assert_eq!(gw.metrics.retries_count("429"), 1);
     wait_until(WAIT, "settled", || settled(&sim, &gw)).await;
     gw.shutdown().await.unwrap();
-    assert_exactly_once(&sim, &rx.bodies());
+    let (first, last) = expected_buckets(&sim, &sim, &gw.metrics);
+    assert_exactly_once(&sim, &rx.bodies(), first, last);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -162,7 +170,8 @@ async fn payload_too_large_splits_the_batch_until_it_fits() {
     assert!(gw.metrics.retries_count("413") > 0);
     assert_eq!(gw.metrics.dropped_count(DropReason::TooLarge), 0);
     assert!(largest_accepted.load(Ordering::SeqCst) > 50, "halves, not single records");
-    assert_exactly_once(&sim, &rx.bodies());
+    let (first, last) = expected_buckets(&sim, &sim, &gw.metrics);
+    assert_exactly_once(&sim, &rx.bodies(), first, last);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -191,11 +200,17 @@ async fn permanent_400_goes_to_the_dead_letter_file_and_export_continues() {
         let body: serde_json::Value = serde_json::from_str(l["body"].as_str().unwrap()).unwrap();
         assert!(body["Key"].is_object(), "the original body is kept: {body}");
     }
-    // Nothing rejected ever reached the receiver, everything else did, once.
+    // Nothing rejected ever reached the receiver, everything else did, once: the two sets are disjoint and
+    // together hold every flow the gateway read, each once.
     let accepted = rx.bodies();
-    let mut all: Vec<String> = accepted.clone();
-    all.extend(lines.iter().map(|l| l["body"].as_str().unwrap().to_string()));
-    assert_eq!(all.len() as u64, gw.metrics.flows_received.get());
+    let rejected_bodies: Vec<String> = lines.iter().map(|l| l["body"].as_str().unwrap().to_string()).collect();
+    let accepted_ids: std::collections::HashSet<_> = accepted.iter().map(|b| identity(b)).collect();
+    for b in &rejected_bodies {
+        assert!(!accepted_ids.contains(&identity(b)), "a rejected flow reached the receiver: {b}");
+    }
+    let all: Vec<String> = accepted.into_iter().chain(rejected_bodies).collect();
+    let (first, last) = expected_buckets(&sim, &sim, &gw.metrics);
+    assert_exactly_once(&sim, &all, first, last);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -210,7 +225,10 @@ async fn partial_success_rejections_are_counted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_queue_stops_the_stream_instead_of_dropping() {
-    let (sim, _dir) = simulator(sim_config(2_000)).await;
+    // The endpoint refuses everything for 8 buckets (4 s), holding the stream back that long on purpose; the
+    // simulator drops flows for a stream held back 10 s, so reading must resume soon after the endpoint does.
+    let stall_timeout = Duration::from_secs(10);
+    let (sim, _dir) = simulator(SimConfig { stall_timeout, ..sim_config(2_000) }).await;
     let (rx, blocked) = receiver_down_while().await;
     let mut raw = raw_config(&sim, &rx.base_url());
     raw.queue.max_records = Some(500);
@@ -227,10 +245,12 @@ async fn a_full_queue_stops_the_stream_instead_of_dropping() {
     // chunk in hand in each of three stages (chunks are at most 512 flows): 6,182 flows. 16,000 were offered.
     assert!(received <= 6_182, "the gateway kept reading into memory: {received} flows received");
     blocked.store(false, Ordering::SeqCst);
-    wait_until(WAIT, "caught up", || settled(&sim, &gw) && rx.bodies().len() % 2_000 == 0).await;
+    // A stall loses the rest of a bucket, so whole buckets would never arrive: stop waiting and say so.
+    wait_until(WAIT, "caught up", || sim.stalled() > 0 || (settled(&sim, &gw) && rx.bodies().len() % 2_000 == 0)).await;
+    assert_eq!(sim.stalled(), 0, "backpressure never outlasted the stall timeout ({stall_timeout:?})");
     gw.shutdown().await.unwrap();
-    assert_eq!(sim.stalled(), 0, "backpressure never lasted long enough for Goldmane to drop a bucket");
-    let (buckets, _) = assert_exactly_once(&sim, &rx.bodies());
+    let (first, last) = expected_buckets(&sim, &sim, &gw.metrics);
+    let (buckets, _) = assert_exactly_once(&sim, &rx.bodies(), first, last);
     assert!(buckets >= 8);
 }
 
@@ -328,7 +348,8 @@ async fn the_default_queue_absorbs_a_100k_flow_burst_while_the_endpoint_is_down(
     wait_until(Duration::from_secs(120), "the burst exported", || gw.metrics.flows_exported.get() >= 100_000).await;
     gw.shutdown().await.unwrap();
     assert_eq!(sim.stalled(), 0);
-    let (buckets, flows) = assert_exactly_once(&sim, &rx.bodies());
+    let (first, last) = expected_buckets(&sim, &sim, &gw.metrics);
+    let (buckets, flows) = assert_exactly_once(&sim, &rx.bodies(), first, last);
     assert!(flows >= 100_000, "{buckets} buckets, {flows} flows");
 }
 
@@ -381,5 +402,58 @@ async fn a_negative_start_backfills_history_then_continues_live() {
     let bodies = rx.bodies();
     let history = bodies.iter().filter(|b| identity(b).1 < live_from).count();
     assert!(history >= 6 * 40, "backfilled {history} flows from before the connection");
-    assert_exactly_once(&sim, &bodies);
+    let (first, last) = expected_buckets(&sim, &sim, &gw.metrics);
+    assert_exactly_once(&sim, &bodies, first, last);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_beyond_the_request_timeout_holds_the_batch() {
+    let (sim, _dir) = simulator(sim_config(50)).await;
+    let rx = receiver(Arc::new(|n, _| {
+        if n == 0 { Reply::Status { code: 503, retry_after: Some("3".into()) } } else { Reply::Accept { rejected: 0 } }
+    }))
+    .await;
+    let mut raw = raw_config(&sim, &rx.base_url());
+    raw.otlp.max_in_flight = Some(1);
+    // Retry-After (3 s) is three request timeouts.
+    raw.otlp.timeout_ms = Some(1_000);
+    let mut gw = Gateway::start(resolve(raw)).await;
+    wait_until(WAIT, "retry accepted", || !rx.accepted().is_empty()).await;
+    let times = rx.request_times();
+    let gap = times[1] - times[0];
+    assert!(gap >= Duration::from_millis(2_950), "Retry-After: 3 but retried after {gap:?}");
+    assert!(gap < Duration::from_secs(5), "retried only after {gap:?}");
+    assert_eq!(gw.metrics.retries_count("503"), 1);
+    wait_until(WAIT, "settled", || settled(&sim, &gw)).await;
+    gw.shutdown().await.unwrap();
+    for reason in [DropReason::Rejected, DropReason::Shutdown, DropReason::TooLarge] {
+        assert_eq!(gw.metrics.dropped_count(reason), 0, "{reason:?}: the held batch was never dropped");
+    }
+    let (first, last) = expected_buckets(&sim, &sim, &gw.metrics);
+    assert_exactly_once(&sim, &rx.bodies(), first, last);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_is_not_ready_while_the_endpoint_rejects_everything() {
+    let (sim, _dir) = simulator(sim_config(50)).await;
+    let rejecting = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let r = rejecting.clone();
+    let rx = receiver(Arc::new(move |_, _| {
+        if r.load(Ordering::SeqCst) {
+            Reply::Status { code: 400, retry_after: None }
+        } else {
+            Reply::Accept { rejected: 0 }
+        }
+    }))
+    .await;
+    let mut gw = Gateway::start(resolve(raw_config(&sim, &rx.base_url()))).await;
+    wait_until(WAIT, "a batch rejected", || gw.metrics.dropped_count(DropReason::Rejected) > 0).await;
+    assert_eq!(gw.metrics.stream_connected.get(), 1, "the stream is up: only the endpoint makes it not ready");
+    let (status, body) = gw.admin_get("/readyz").await;
+    assert_eq!((status, body.as_str()), (503, "not ready: OTLP endpoint rejects every request permanently\n"));
+    rejecting.store(false, Ordering::SeqCst);
+    wait_until(WAIT, "a batch accepted", || gw.metrics.flows_exported.get() > 0).await;
+    let (status, body) = gw.admin_get("/readyz").await;
+    assert_eq!((status, body.as_str()), (200, "ready\n"));
+    gw.shutdown().await.unwrap();
 }

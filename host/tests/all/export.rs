@@ -45,7 +45,8 @@ async fn https_endpoint_with_custom_ca_client_certificate_and_headers() {
     let mut gw = Gateway::start(resolve(raw)).await;
     wait_until(WAIT, "two buckets over mTLS", || rx.bodies().len() >= 200 && settled(&sim, &gw)).await;
     gw.shutdown().await.unwrap();
-    assert_exactly_once(&sim, &rx.bodies());
+    let (first, last) = expected_buckets(&sim, &sim, &gw.metrics);
+    assert_exactly_once(&sim, &rx.bodies(), first, last);
     let headers = rx.headers();
     assert_eq!(headers[0]["authorization"], "Bearer t0ken");
     assert_eq!(headers[0]["x-scope-orgid"], "tenant-1");
@@ -96,7 +97,8 @@ async fn an_endpoint_that_is_not_up_yet_gets_everything_once_it_is() {
     let rx = receiver_on(port).await;
     wait_until(WAIT, "backlog exported", || settled(&sim, &gw) && gw.metrics.flows_exported.get() >= 300).await;
     gw.shutdown().await.unwrap();
-    assert_exactly_once(&sim, &rx.bodies());
+    let (first, last) = expected_buckets(&sim, &sim, &gw.metrics);
+    assert_exactly_once(&sim, &rx.bodies(), first, last);
 }
 
 async fn receiver_on(port: u16) -> Receiver {
@@ -117,7 +119,8 @@ async fn shutdown_drains_what_is_queued() {
     assert_eq!(gw.metrics.flows_exported.get(), received, "every flow read before SIGTERM was exported");
     assert_eq!(gw.metrics.dropped_count(DropReason::Shutdown), 0);
     assert_eq!(rx.bodies().len() as u64, received);
-    assert_exactly_once(&sim, &rx.bodies());
+    let (first, last) = expected_buckets(&sim, &sim, &gw.metrics);
+    assert_exactly_once(&sim, &rx.bodies(), first, last);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -65,10 +65,11 @@ fn dedupe(bodies: &[String]) -> (Vec<String>, usize) {
     (seen.into_values().cloned().collect(), dups)
 }
 
-/// Asserts none is missing (every bucket whole, the newest a prefix) after dedupe; prints and returns the counts.
-fn assert_nothing_missing(scenario: &str, sim: &Simulator, bodies: &[String]) -> (usize, usize) {
+/// Asserts none is missing (every bucket of `range` whole, the last a prefix) after dedupe; prints and returns the
+/// counts.
+fn assert_nothing_missing(scenario: &str, sim: &Simulator, bodies: &[String], range: (i64, i64)) -> (usize, usize) {
     let (unique, dups) = dedupe(bodies);
-    let (buckets, flows) = assert_exactly_once(sim, &unique);
+    let (buckets, flows) = assert_exactly_once(sim, &unique, range.0, range.1);
     println!(
         "fault: {scenario}: {flows} flows in {buckets} buckets, none missing; {dups} duplicates at the receiver ({} received)",
         bodies.len()
@@ -93,7 +94,8 @@ async fn fault_1_endpoint_down_for_a_long_stretch_then_back() {
     let rx = Receiver::start(TcpListener::bind(("127.0.0.1", port)).await.unwrap(), accept_all(), None).unwrap();
     wait_until(WAIT, "everything delivered", || settled(&sim, &gw) && rx.bodies().len() >= 3_000).await;
     gw.shutdown().await.unwrap();
-    let (_, dups) = assert_nothing_missing("endpoint down 3 min", &sim, &rx.bodies());
+    let (_, dups) =
+        assert_nothing_missing("endpoint down 3 min", &sim, &rx.bodies(), expected_buckets(&sim, &sim, &gw.metrics));
     assert_eq!(dups, 0);
 }
 
@@ -124,7 +126,8 @@ async fn fault_2_throttling_too_large_slow_and_reset_requests() {
     assert_eq!(m.flows_exported.get(), m.flows_received.get(), "the shutdown drained everything");
     let resets = m.retries_count("io") + m.retries_count("connect");
     assert!(resets > 0, "resets were exercised");
-    let (_, dups) = assert_nothing_missing("429/503/413/slow/reset", &sim, &rx.bodies());
+    let range = expected_buckets(&sim, &sim, &gw.metrics);
+    let (_, dups) = assert_nothing_missing("429/503/413/slow/reset", &sim, &rx.bodies(), range);
     assert_eq!(dups, 0, "nothing the endpoint acknowledged was sent again");
 }
 
@@ -203,6 +206,9 @@ async fn fault_3_sigkill_mid_burst_with_the_persistent_queue_then_restart() {
     let mut second = Child::start(&config, &env, dir.path().join("second.log"));
     wait_until(WAIT, "three more buckets exported", || rx.bodies().len() >= at_kill + 9_000).await;
     let replayed = scrape(admin, "flowgate_queue_replayed_records_total").await.unwrap_or(0.0);
+    // Buckets emitted before SIGTERM: a bucket takes ~0.1 s to go through, the next comes 1 s later, so the
+    // one before the newest has been read whole. The child's own counters die with it, so this is the bound.
+    let read_before_sigterm = sim.newest_bucket() - 15;
     std::process::Command::new("kill").args(["-TERM", &second.child.id().to_string()]).status().unwrap();
     let status = within(Duration::from_secs(40), "exit after SIGTERM", async {
         loop {
@@ -215,7 +221,13 @@ async fn fault_3_sigkill_mid_burst_with_the_persistent_queue_then_restart() {
     .await;
     assert!(status.success(), "SIGTERM exits 0: {status:?}\n{}", second.log());
 
-    let (flows, dups) = assert_nothing_missing("SIGKILL mid-burst + restart", &sim, &rx.bodies());
+    let newest_received = rx.bodies().iter().map(|b| identity(b).1).max().unwrap_or(i64::MIN);
+    assert!(
+        newest_received >= read_before_sigterm,
+        "bucket {read_before_sigterm} was read before SIGTERM but is missing"
+    );
+    let range = (sim.first_buckets()[0], newest_received);
+    let (flows, dups) = assert_nothing_missing("SIGKILL mid-burst + restart", &sim, &rx.bodies(), range);
     println!("fault: SIGKILL: {at_kill} received before the kill, {replayed} records replayed from disk");
     assert!(flows >= 9_000);
     // Known to the gateway and removed: flows it had queued (the cursor names them). Unknowable: batches the
@@ -225,9 +237,28 @@ async fn fault_3_sigkill_mid_burst_with_the_persistent_queue_then_restart() {
     let logs = first.log() + &second.log();
     assert!(logs.contains("resuming the Goldmane stream where the last run"), "{logs}");
     assert!(!logs.contains(secret), "a header secret reached the logs");
+    // Every distinctive string of a flow: workload and service names, labels, policy names (namespaces are
+    // common words, such as `default`, and are left out), and the body's field names.
+    let mut fields = std::collections::BTreeSet::new();
     for f in sim.flow_gen().bucket(0).iter().take(200) {
         let k = f.key.as_ref().unwrap();
-        assert!(!logs.contains(&k.source_name), "flow contents ({}) reached the logs", k.source_name);
+        let trace = k.policies.as_ref().unwrap();
+        let policies = trace.enforced_policies.iter().chain(&trace.pending_policies).map(|h| &h.name);
+        fields.extend(
+            [&k.source_name, &k.dest_name, &k.dest_service_name]
+                .into_iter()
+                .chain(&f.source_labels)
+                .chain(&f.dest_labels)
+                .chain(policies)
+                .filter(|s| s.len() > 3)
+                .cloned(),
+        );
+    }
+    for field in &fields {
+        assert!(!logs.contains(field.as_str()), "flow contents ({field}) reached the logs");
+    }
+    for name in ["sourceName", "source_name", "destLabels", "dest_labels", "enforcedPolicies"] {
+        assert!(!logs.contains(name), "a flow's field ({name}) reached the logs");
     }
 }
 
@@ -252,7 +283,8 @@ async fn fault_4_stream_cut_mid_bucket_and_goldmane_restarted() {
     wait_until(WAIT, "three buckets from the restarted Goldmane", || rx.bodies().len() >= before + 1_500).await;
     gw.shutdown().await.unwrap();
     // Same seed: both simulators generate the same flows for a bucket.
-    let (_, dups) = assert_nothing_missing("cut mid-bucket + Goldmane restart", &sim2, &rx.bodies());
+    let range = expected_buckets(&sim, &sim2, &gw.metrics);
+    let (_, dups) = assert_nothing_missing("cut mid-bucket + Goldmane restart", &sim2, &rx.bodies(), range);
     assert_eq!(dups, 0);
 }
 
@@ -284,7 +316,8 @@ async fn fault_5_component_swapped_during_a_100k_flow_burst() {
             assert_eq!(chains, 1, "every record names the one chain that shaped it");
         }
     }
-    let (_, dups) = assert_nothing_missing("swap during a 100k burst", &sim, &rx.bodies());
+    let range = expected_buckets(&sim, &sim, &gw.metrics);
+    let (_, dups) = assert_nothing_missing("swap during a 100k burst", &sim, &rx.bodies(), range);
     assert_eq!(dups, 0);
     let digests = rx
         .accepted()
@@ -367,7 +400,7 @@ async fn fault_6_certificates_rotated_while_streaming() {
     gw.shutdown().await.unwrap();
     let bodies: Vec<String> = rx_a.bodies().into_iter().chain(rx_b.bodies()).collect();
     // A request the old endpoint took as it went down may be sent again to the new one (at least once).
-    assert_nothing_missing("certificates rotated", &sim_b, &bodies);
+    assert_nothing_missing("certificates rotated", &sim_b, &bodies, expected_buckets(&sim, &sim_b, &gw.metrics));
     assert!(!sim_b.stream_requests().is_empty(), "the gateway reconnected to Goldmane with the new pair");
 }
 
@@ -423,11 +456,46 @@ async fn fault_7_a_transform_trapping_on_one_percent_of_flows() {
     println!("fault: 1% traps: {trapping} trapping flows dropped by policy, {passed} passed, none lost");
 }
 
+/// The segment files of a persistent queue, read as the format says (`batch/disk.rs`): every file must be a
+/// sequence of whole records with good checksums, nothing after the last. Returns the records (flows) they hold.
+fn whole_records_on_disk(dir: &Path) -> u64 {
+    let mut flows = 0;
+    let mut segments = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "seg") {
+            continue;
+        }
+        segments += 1;
+        let data = std::fs::read(&path).unwrap();
+        let mut at = 0;
+        while at < data.len() {
+            let h = data.get(at..at + 28).unwrap_or_else(|| panic!("{}: a partial header at {at}", path.display()));
+            assert_eq!(&h[..4], b"FGQ1", "{}: no record starts at {at}", path.display());
+            let field = |i: usize| u32::from_le_bytes(h[i..i + 4].try_into().unwrap());
+            let body = data
+                .get(at + 28..at + 28 + field(4) as usize)
+                .unwrap_or_else(|| panic!("{}: a partial body at {at}", path.display()));
+            let mut crc = crc32fast::Hasher::new();
+            crc.update(&h[4..24]);
+            crc.update(body);
+            assert_eq!(crc.finalize(), field(24), "{}: checksum of the record at {at}", path.display());
+            flows += u64::from(field(8));
+            at += 28 + body.len();
+        }
+    }
+    assert!(segments > 0, "no segment in {}", dir.display());
+    flows
+}
+
 /// 8. The persistent queue's disk is full: a clear error, backpressure, no corruption, and recovery.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fault_8_disk_full_for_the_persistent_queue() {
+    use flowgate::telemetry::DropReason;
+    use prost::Message as _;
     let (sim, dir) = simulator(sim_config(200, 8)).await;
-    let rx = receiver(accept_all()).await;
+    // The endpoint stays down throughout: what the gateway reads stays on disk, where it is checked below.
+    let (rx, _down) = receiver_down_while().await;
     let queue = dir.path().join("queue");
     std::fs::create_dir_all(&queue).unwrap();
     // The first segment is the kernel's always-full device: every write fails with ENOSPC.
@@ -435,31 +503,47 @@ async fn fault_8_disk_full_for_the_persistent_queue() {
     std::os::unix::fs::symlink("/dev/full", &segment).unwrap();
     let mut raw = raw_config(&sim, &rx.base_url());
     raw.queue.persistent = persistent(&queue);
+    raw.shutdown_grace_ms = Some(500);
     let mut gw = Gateway::start(resolve(raw)).await;
     wait_until(WAIT, "write errors", || gw.metrics.queue_disk_errors.get() >= 2).await;
-    assert!(rx.bodies().is_empty(), "nothing got past a full disk");
-    assert_eq!(gw.metrics.dropped_count(flowgate::telemetry::DropReason::QueueFull), 0, "block: nothing dropped");
+    assert_eq!(rx.requests(), 0, "nothing got past a full disk");
+    assert_eq!(gw.metrics.dropped_count(DropReason::QueueFull), 0, "block: nothing dropped");
     // Space comes back.
     std::fs::remove_file(&segment).unwrap();
-    wait_until(WAIT, "everything delivered after the disk recovers", || {
-        settled(&sim, &gw) && rx.bodies().len() >= 1_000
-    })
-    .await;
+    wait_until(WAIT, "1,000 flows queued after the disk recovers", || gw.metrics.queue_records.get() >= 1_000).await;
     gw.shutdown().await.unwrap();
-    let (_, dups) = assert_nothing_missing("disk full", &sim, &rx.bodies());
-    assert_eq!(dups, 0);
-    // What is on disk is whole records only: a fresh open finds no damage.
+    assert_eq!(gw.metrics.flows_exported.get(), 0);
+
+    // On the files themselves: whole records only, holding every flow read.
+    let on_disk = whole_records_on_disk(&queue);
+    assert_eq!(on_disk, gw.metrics.flows_received.get(), "every flow read is on disk");
+    // Reopened, the queue finds all of it, cuts nothing and drops nothing; the batches hold every flow once.
+    let metrics = flowgate::telemetry::Metrics::new();
     let reopened = flowgate::batch::disk::DiskQueue::open(
         flowgate::config::PersistentQueueConfig {
-            dir: queue,
+            dir: queue.clone(),
             max_bytes: 64 << 20,
             fsync: Fsync::Always,
             when_full: WhenFull::Block,
         },
-        flowgate::telemetry::Metrics::new(),
+        metrics.clone(),
     )
     .unwrap();
-    assert_eq!(reopened.records(), 0, "everything was acknowledged");
+    assert_eq!(reopened.records() as u64, on_disk);
+    assert_eq!(whole_records_on_disk(&queue), on_disk, "opening cut nothing off");
+    assert_eq!(metrics.dropped_count(DropReason::Corrupt), 0);
+    reopened.close();
+    let mut requests = Vec::new();
+    while let Some(taken) = reopened.pop().await {
+        requests.push(
+            opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest::decode(taken.encoded.body)
+                .unwrap(),
+        );
+    }
+    let bodies = flowgate::receiver::bodies(&requests);
+    let range = expected_buckets(&sim, &sim, &gw.metrics);
+    let (_, dups) = assert_nothing_missing("disk full", &sim, &bodies, range);
+    assert_eq!(dups, 0);
 }
 
 /// 9. Goldmane restarts and loses every bucket; Felix nodes come back on their own 1-10 s backoff and re-send
@@ -544,6 +628,8 @@ async fn fault_10_sigkill_with_only_the_cursor_directory_then_restart() {
 
     let mut second = Child::start(&config, &env, dir.path().join("second.log"));
     wait_until(WAIT, "three more buckets exported", || rx.bodies().len() >= at_kill + 9_000).await;
+    // As in fault 3: the bucket before the newest emitted has been read whole before SIGTERM.
+    let read_before_sigterm = sim.newest_bucket() - 15;
     std::process::Command::new("kill").args(["-TERM", &second.child.id().to_string()]).status().unwrap();
     let status = within(Duration::from_secs(40), "exit after SIGTERM", async {
         loop {
@@ -555,7 +641,13 @@ async fn fault_10_sigkill_with_only_the_cursor_directory_then_restart() {
     })
     .await;
     assert!(status.success(), "SIGTERM exits 0: {status:?}\n{}", second.log());
-    let (flows, dups) = assert_nothing_missing("SIGKILL, cursor directory only", &sim, &rx.bodies());
+    let newest_received = rx.bodies().iter().map(|b| identity(b).1).max().unwrap_or(i64::MIN);
+    assert!(
+        newest_received >= read_before_sigterm,
+        "bucket {read_before_sigterm} was read before SIGTERM but is missing"
+    );
+    let range = (sim.first_buckets()[0], newest_received);
+    let (flows, dups) = assert_nothing_missing("SIGKILL, cursor directory only", &sim, &rx.bodies(), range);
     assert!(flows >= 9_000);
     // Unknowable to the gateway: the batches in flight at the kill (max_in_flight 2; the endpoint may have taken
     // them, or acknowledged one after an earlier still in flight: the cursor moves over a contiguous prefix), and

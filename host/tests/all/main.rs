@@ -1,6 +1,7 @@
 //! Integration tests, compiled into one binary. Every peer is real and on loopback: the Goldmane simulator
 //! serves gRPC over mTLS, the receiver decodes OTLP protobuf over HTTP.
 
+mod cli;
 mod config;
 mod dashboards;
 mod e2e;

@@ -104,10 +104,13 @@ pub fn identity(body: &str) -> (String, i64) {
     (v["Key"].to_string(), v["startTime"].as_str().and_then(|s| s.parse().ok()).unwrap_or(0))
 }
 
-/// Asserts the receiver got every flow of every bucket it saw exactly once, each body equal to the rendering of
-/// what the simulator generated. The newest bucket may be cut short by the gateway's shutdown (it stops reading
-/// mid-burst); then it must hold exactly the flows the simulator sent first. Returns (buckets, flows).
-pub fn assert_exactly_once(sim: &Simulator, bodies: &[String]) -> (usize, usize) {
+/// Asserts the receiver got every flow of every bucket from `first` to `last` (bucket starts) exactly once, each
+/// body equal to the rendering of what the simulator generated, and nothing outside that range. The last bucket
+/// may be cut short by the gateway's shutdown (it stops reading mid-burst); then it must hold exactly the flows
+/// the simulator sent first, and at least one. Empty input fails. Returns (buckets, flows).
+pub fn assert_exactly_once(sim: &Simulator, bodies: &[String], first: i64, last: i64) -> (usize, usize) {
+    assert!(!bodies.is_empty(), "no flow reached the receiver (expected buckets {first}..={last})");
+    assert!(first <= last && (last - first) % 15 == 0, "not a bucket range: {first}..={last}");
     let mut by_bucket: HashMap<i64, Vec<&String>> = HashMap::new();
     let mut seen = std::collections::HashSet::new();
     for b in bodies {
@@ -119,14 +122,12 @@ pub fn assert_exactly_once(sim: &Simulator, bodies: &[String]) -> (usize, usize)
     let mut buckets: Vec<_> = by_bucket.keys().copied().collect();
     buckets.sort();
     let counts: Vec<(i64, usize)> = buckets.iter().map(|b| (*b, by_bucket[b].len())).collect();
-    for w in buckets.windows(2) {
-        assert_eq!(w[1] - w[0], 15, "a whole bucket is missing between {} and {}: {counts:?}", w[0], w[1]);
-    }
-    for (n, start) in buckets.iter().enumerate() {
+    let expected_buckets: Vec<i64> = (first..=last).step_by(15).collect();
+    assert_eq!(buckets, expected_buckets, "buckets at the receiver differ from {first}..={last}: {counts:?}");
+    for start in &buckets {
         let mut got: Vec<String> = by_bucket[start].iter().map(|s| s.to_string()).collect();
-        let last = n + 1 == buckets.len();
         // The simulator sends a bucket's flows in generation order, so a cut-short bucket is a prefix.
-        let take = if last { got.len() } else { flows.keys };
+        let take = if *start == last { got.len() } else { flows.keys };
         let mut expected: Vec<String> = flows.bucket(*start).iter().take(take).map(render::flow_json_string).collect();
         expected.sort();
         got.sort();
@@ -140,6 +141,19 @@ pub fn assert_exactly_once(sim: &Simulator, bodies: &[String]) -> (usize, usize)
         assert_eq!(got, expected, "bucket {start}: bodies differ from what the simulator sent first");
     }
     (buckets.len(), bodies.len())
+}
+
+/// The bucket range the gateway must have delivered, from sources other than the receiver: the first bucket the
+/// simulator `first_from` served to the gateway's first stream, to the bucket of the last distinct flow the gateway
+/// read (its own count; buckets are sent whole, in order, `flows_per_bucket` each). For in-process gateways that
+/// read every flow they were sent (no stall).
+pub fn expected_buckets(first_from: &Simulator, sim: &Simulator, metrics: &Metrics) -> (i64, i64) {
+    let first = *first_from.first_buckets().first().expect("the gateway opened a stream");
+    assert_eq!(sim.stalled(), 0, "the simulator dropped flows for a stalled stream: no range can be computed");
+    let distinct = metrics.flows_received.get() - metrics.duplicates_skipped.get();
+    assert!(distinct > 0, "the gateway read no flow");
+    let per_bucket = sim.flow_gen().keys as u64;
+    (first, first + 15 * ((distinct - 1) / per_bucket) as i64)
 }
 
 /// A receiver answering 503 while the returned switch is on, accepting once it is turned off.

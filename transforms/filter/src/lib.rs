@@ -95,12 +95,49 @@ mod tests {
         assert!(f.keep(&sample_flow()));
     }
 
+    /// Each option both ways: what it keeps and what it drops.
+    #[test]
+    fn each_option_keeps_what_it_names_and_drops_the_rest() {
+        let with = |edit: &dyn Fn(&mut Flow)| {
+            let mut flow = sample_flow();
+            edit(&mut flow);
+            flow
+        };
+        // No option: everything kept.
+        let mut none = filter(&[]);
+        for a in [Action::Allow, Action::Deny, Action::Pass] {
+            assert!(none.keep(&with(&|f| f.action = a)), "{a:?} kept with no option");
+        }
+        // actions: only the listed ones.
+        let mut f = filter(&[("actions", "Deny,Pass")]);
+        assert!(f.keep(&with(&|f| f.action = Action::Deny)));
+        assert!(f.keep(&with(&|f| f.action = Action::Pass)));
+        assert!(!f.keep(&with(&|f| f.action = Action::Allow)));
+        // drop_namespaces: a match on either side drops; no match keeps.
+        let mut f = filter(&[("drop_namespaces", "kube-*,monitoring")]);
+        assert!(f.keep(&sample_flow()), "checkout -> payments matches no glob");
+        assert!(!f.keep(&with(&|f| f.source_namespace = "kube-system".into())), "source side");
+        assert!(!f.keep(&with(&|f| f.dest_namespace = "monitoring".into())), "destination side");
+        assert!(f.keep(&with(&|f| f.dest_namespace = "monitoring-2".into())), "a glob matches whole names");
+        // ports: only the listed destination ports.
+        let mut f = filter(&[("ports", "443,5432")]);
+        assert!(f.keep(&sample_flow()), "5432 is listed");
+        assert!(f.keep(&with(&|f| f.dest_port = 443)));
+        assert!(!f.keep(&with(&|f| f.dest_port = 80)), "80 is not listed");
+        // allow_sample_rate 0: no allowed flow kept, denied flows untouched.
+        let mut f = filter(&[("allow_sample_rate", "0")]);
+        assert!(!f.keep(&sample_flow()));
+        assert!(f.keep(&with(&|f| f.action = Action::Deny)));
+    }
+
     #[test]
     fn bad_config_is_refused_with_the_key_named() {
         let err = FlowFilter::init(&Config::new(vec![("actions".into(), "Block".into())])).err().unwrap();
         assert!(err.contains("actions"));
         let err = FlowFilter::init(&Config::new(vec![("allow_sample_rate".into(), "2".into())])).err().unwrap();
         assert!(err.contains("allow_sample_rate"));
+        let err = FlowFilter::init(&Config::new(vec![("ports".into(), "443,https".into())])).err().unwrap();
+        assert!(err.contains("ports") && err.contains("https"), "{err}");
     }
 
     #[test]

@@ -87,6 +87,12 @@ pub(crate) fn apply_env(raw: &mut RawConfig, env: &Env, p: &mut Problems, warnin
             _ => p.push("FLOWGATE_RECONCILE", format!("{v:?} is not true or false")),
         }
     }
+    if let Some(v) = env.get("FLOWGATE_ADMIN_LISTEN") {
+        match v.trim().parse::<std::net::SocketAddr>() {
+            Ok(_) => raw.admin.listen = Some(v.trim().to_string()),
+            Err(e) => p.push("FLOWGATE_ADMIN_LISTEN", format!("{v:?} is not addr:port (e.g. 0.0.0.0:9090): {e}")),
+        }
+    }
 
     let o = &mut raw.otlp;
     if let Some(v) = env.get("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT") {

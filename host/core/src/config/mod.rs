@@ -48,8 +48,9 @@ pub const DEFAULT_QUEUE_MAX_BYTES: usize = 512 << 20;
 pub const DEFAULT_QUEUE_MAX_RECORDS: usize = 250_000;
 /// A Goldmane burst Flowgate must absorb without stalling the stream.
 pub const BURST_RECORDS: usize = 100_000;
-/// Admin HTTP listener (metrics, probes).
-pub const DEFAULT_ADMIN_LISTEN: &str = "0.0.0.0:9090";
+/// Admin HTTP listener (metrics, probes): loopback unless moved (`FLOWGATE_ADMIN_LISTEN`, `admin.listen`), since
+/// it has no authentication. The Helm chart moves it to every address of the pod for probes and scraping.
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
 /// Grace period to flush on SIGTERM (Kubernetes' default termination grace is 30 s).
 pub const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 25_000;
 /// The old exporter's `service.name` and scope name, which users' dashboards select on.
