@@ -179,7 +179,7 @@ impl Stream<'_> {
         };
         tracing::info!(goldmane = %cfg.uri, start_time_gte, "Goldmane stream open");
         metrics.stream_connected.set(1);
-        self.shared.opened(first, first_bucket(resume, start_time_gte));
+        self.shared.opened(first, first_bucket(resume));
         let response = match early {
             Some(r) => r,
             None => {
@@ -303,18 +303,11 @@ fn admit(
     reconcile::late(l, raw, id as u64, growth, metrics, "stream")
 }
 
-/// The first bucket a stream opened with `start_time_gte` delivers, when it can be known before it does.
-fn first_bucket(resume: &Resume, start_time_gte: i64) -> Option<i64> {
-    if let Some((newest, _)) = resume.position() {
-        return Some(newest);
-    }
-    let align_up = |t: i64| (t + BUCKET_SECONDS - 1).div_euclid(BUCKET_SECONDS) * BUCKET_SECONDS;
-    match start_time_gte {
-        // Live only: the first bucket it sends says where it is.
-        0 => None,
-        s if s < 0 => Some(align_up(unix_now() + s)),
-        s => Some(align_up(s)),
-    }
+/// The first bucket a stream delivers, when it is known before it does: a resumed stream's. Otherwise the first
+/// flow delivered says where the ledger starts (the server's clock, not ours, decides what a relative or live-only
+/// start means; a floor before it would make reconciliation export buckets the stream was never asked for).
+fn first_bucket(resume: &Resume) -> Option<i64> {
+    resume.position().map(|(newest, _)| newest)
 }
 
 /// Connects and opens a stream once (live only), then hangs up: what `flowgate check --connect` and tests use to

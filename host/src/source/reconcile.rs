@@ -281,6 +281,7 @@ async fn reconcile_bucket(
 ) -> Result<usize, PassError> {
     let mut grpc = tonic::client::Grpc::new(channel).max_decoding_message_size(super::MAX_MESSAGE_BYTES);
     let mut found = 0;
+    // Pages count from zero, as Calico's own UI asks for them; a page past the last is not requested.
     let mut page = 0;
     loop {
         let request = FlowListRequest {
@@ -329,10 +330,10 @@ fn judge(bucket: i64, results: &[Bytes], shared: &Shared, growth: Growth, metric
                 continue;
             }
         };
-        if raw.start_time != bucket || raw.end_time != bucket + BUCKET_SECONDS {
-            // A flow summed over more than this bucket: not comparable with what was streamed.
-            continue;
-        }
+        let raw = match in_bucket(raw, bucket) {
+            Some(raw) => raw,
+            None => continue,
+        };
         let fp = identity(&raw.key, raw.start_time) as u64;
         if let Some(flow) = late(&mut ledger, raw, fp, growth, metrics, "list") {
             flows.push(flow);
@@ -365,6 +366,24 @@ pub(super) fn late(
             }
         }
     }
+}
+
+/// A listed flow as the stream would have sent it: its bucket's start and end. `List` sums over the window asked
+/// for (one bucket); should a server report other times within it, they are set to the bucket's, so the flow's
+/// identity and body match what the stream sends. A flow reaching outside the bucket is not comparable: `None`.
+fn in_bucket(raw: RawFlow, bucket: i64) -> Option<RawFlow> {
+    let end = bucket + BUCKET_SECONDS;
+    if raw.start_time == bucket && raw.end_time == end {
+        return Some(raw);
+    }
+    if raw.start_time < bucket || raw.end_time > end || raw.start_time >= end {
+        return None;
+    }
+    let mut flow = Flow::decode(raw.wire.as_ref()).ok()?;
+    (flow.start_time, flow.end_time) = (bucket, end);
+    let wire = Bytes::from(flow.encode_to_vec());
+    let key = raw.key.clone();
+    Some(RawFlow { wire, start_time: bucket, end_time: end, key, ..raw })
 }
 
 /// The flow with its counters replaced by `delta`.
@@ -451,6 +470,29 @@ mod tests {
         assert_eq!(pages, 4);
         let decoded: Vec<Flow> = results.iter().map(|r| FlowResult::decode(r.clone()).unwrap().flow.unwrap()).collect();
         assert_eq!(decoded, vec![flow("a"), flow("b")]);
+    }
+
+    #[test]
+    fn a_listed_flow_takes_its_buckets_times_and_one_reaching_outside_is_skipped() {
+        let f = Flow {
+            key: Some(FlowKey { source_name: "a".into(), ..FlowKey::default() }),
+            start_time: 1503,
+            end_time: 1503,
+            packets_in: 2,
+            ..Flow::default()
+        };
+        let raw = |f: &Flow| {
+            flow_of_result(&Bytes::from(FlowResult { id: 1, flow: Some(f.clone()) }.encode_to_vec())).unwrap().unwrap()
+        };
+        let fixed = in_bucket(raw(&f), 1500).unwrap();
+        let decoded = Flow::decode(fixed.wire.as_ref()).unwrap();
+        assert_eq!((fixed.start_time, fixed.end_time, decoded.start_time, decoded.end_time), (1500, 1515, 1500, 1515));
+        assert_eq!(decoded.packets_in, 2);
+        assert_eq!(fixed.key, raw(&f).key);
+        let wide = Flow { start_time: 1500, end_time: 1530, ..f.clone() };
+        assert!(in_bucket(raw(&wide), 1500).is_none());
+        let exact = Flow { start_time: 1500, end_time: 1515, ..f };
+        assert_eq!(in_bucket(raw(&exact), 1500).unwrap().wire, raw(&exact).wire, "already right: untouched");
     }
 
     #[test]
