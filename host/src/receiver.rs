@@ -60,6 +60,10 @@ pub fn accept_all() -> Responder {
 struct Shared {
     responder: Responder,
     requests: AtomicU64,
+    /// Log records accepted.
+    records: AtomicU64,
+    /// Keep accepted requests (tests); off, only count them (benchmarks).
+    keep: bool,
     accepted: Mutex<Vec<ExportLogsServiceRequest>>,
     headers: Mutex<Vec<HeaderMap>>,
     times: Mutex<Vec<Instant>>,
@@ -86,12 +90,23 @@ impl Receiver {
         responder: Responder,
         notify: Option<mpsc::UnboundedSender<ExportLogsServiceRequest>>,
     ) -> std::io::Result<Self> {
-        Self::serve(listener, responder, notify, None)
+        Self::serve(listener, responder, notify, None, true)
+    }
+
+    /// Serves plain HTTP, accepting everything and keeping only the count of records (for benchmarks: memory
+    /// stays flat however many arrive).
+    pub fn start_counting(listener: TcpListener) -> std::io::Result<Self> {
+        Self::serve(listener, accept_all(), None, None, false)
+    }
+
+    /// Log records accepted so far.
+    pub fn records(&self) -> u64 {
+        self.shared.records.load(Ordering::SeqCst)
     }
 
     /// Serves HTTPS (HTTP/1.1 and h2 by ALPN) with `tls`, e.g. requiring client certificates.
     pub fn start_tls(listener: TcpListener, responder: Responder, tls: rustls::ServerConfig) -> std::io::Result<Self> {
-        Self::serve(listener, responder, None, Some(tls))
+        Self::serve(listener, responder, None, Some(tls), true)
     }
 
     fn serve(
@@ -99,11 +114,14 @@ impl Receiver {
         responder: Responder,
         notify: Option<mpsc::UnboundedSender<ExportLogsServiceRequest>>,
         tls: Option<rustls::ServerConfig>,
+        keep: bool,
     ) -> std::io::Result<Self> {
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             responder,
             requests: AtomicU64::new(0),
+            records: AtomicU64::new(0),
+            keep,
             accepted: Mutex::new(Vec::new()),
             headers: Mutex::new(Vec::new()),
             times: Mutex::new(Vec::new()),
@@ -291,7 +309,10 @@ async fn logs(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes
             if let Some(tx) = &shared.notify {
                 let _ = tx.send(request.clone());
             }
-            shared.accepted.lock().expect("receiver lock").push(request);
+            shared.records.fetch_add(record_count(&request) as u64, Ordering::SeqCst);
+            if shared.keep {
+                shared.accepted.lock().expect("receiver lock").push(request);
+            }
             let response = ExportLogsServiceResponse {
                 partial_success: (rejected > 0).then(|| ExportLogsPartialSuccess {
                     rejected_log_records: rejected,

@@ -658,4 +658,9 @@ async fn fault_10_sigkill_with_only_the_cursor_directory_then_restart() {
     println!("fault: SIGKILL, cursor directory only: {at_kill} received before the kill");
     let logs = first.log() + &second.log();
     assert!(logs.contains("resuming the Goldmane stream where"), "{logs}");
+    // JSON log lines name the module once: the Goldmane URL is the `goldmane` field, never a second `target`.
+    assert!(logs.contains("\"goldmane\":\"https://localhost:"), "{logs}");
+    for line in logs.lines() {
+        assert!(line.matches("\"target\":").count() <= 1, "a log line with two targets: {line}");
+    }
 }
