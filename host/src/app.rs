@@ -14,9 +14,9 @@ use tokio_util::sync::CancellationToken;
 use crate::batch::disk::DiskQueue;
 use crate::batch::{self, ExportQueue, Queue};
 use crate::config::{Config, Fsync};
-use crate::post::otlp::MetricsPush;
+use crate::otlp::{RequestEncoder, resource};
 use crate::sink::Exporter;
-use crate::sink::otlp::{RequestEncoder, resource};
+use crate::sink::metrics_push::MetricsPush;
 use crate::telemetry::{DropReason, Metrics};
 use crate::{admin, pipeline, reload, source, tls};
 
@@ -159,7 +159,7 @@ async fn transforms(
         workers: t.workers,
         provenance: t.provenance,
         dead_letter: t.dead_letter_path.clone().map(|p| Arc::new(pipeline::DeadLetter::new(p))),
-        post: crate::post::Post::new(cfg.flow_metrics.clone(), cfg.aggregation, metrics.clone()),
+        post: crate::pipeline::post::Post::new(cfg.flow_metrics.clone(), cfg.aggregation, metrics.clone()),
     };
     if t.dir.is_none() && t.chain.is_none() && t.config_file.is_none() {
         // No chain: one worker renders straight from the wire; decoding for the post-chain stages takes more.

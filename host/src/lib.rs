@@ -2,28 +2,32 @@
 //!
 //! # Layout
 //!
-//! The module tree follows the data path:
+//! The module tree follows the data path; each stage depends only on earlier stages and on leaves, never on a
+//! later one (`tests/all/modules.rs` checks there is no import circle):
 //!
 //! ```text
-//! Goldmane --mTLS gRPC--> source --> pipeline --> batch --> sink --> OTLP/HTTP endpoint
-//!                         (resume,    (flow ->     (count/    (retry, split,
-//!                          dedupe)     record)      bytes/     dead-letter)
-//!                                                   delay)
+//! Goldmane --mTLS gRPC--> source --------> pipeline --------------> batch --------> sink --> OTLP/HTTP endpoint
+//!   Stream + List         resume, dedupe,  flow -> record;          count/bytes/    retry, split, dead-letter;
+//!                         reconcile late   wasm chain (reload);     delay; memory   the flow metrics' OTLP
+//!                         flows (ledger),  post: flow metrics,      or disk queue,  push (metrics_push)
+//!                         cursor           aggregation              acks -> cursor
 //! ```
 //!
-//! Beside it: [`config`] (YAML + the old exporter's environment), [`tls`], [`telemetry`] (logs, metrics),
-//! [`admin`] (metrics and probes), [`render`] (the old exporter's JSON body), [`sim`] (a Goldmane simulator
-//! for tests and the demo), [`demo`], and [`app`], which wires the stages together.
+//! Leaves below the stages: [`otlp`] (the OTLP form: records, values, requests, compression), [`telemetry`]
+//! (logs, metrics, error chains), [`config`], [`render`] and [`wire`] (from `flowgate-core`), [`tls`],
+//! [`backoff`]. Beside them: [`wasm`] (the wasmtime host) and [`reload`] (hot reload of the chain), [`admin`]
+//! (metrics and probes), [`sim`] (a Goldmane simulator for tests and the demo), [`receiver`] (an OTLP test peer),
+//! [`demo`], [`tools`] (`flowgate test`, `check`), and [`app`], which wires the stages together.
 
-pub use flowgate_core::{config, protojson, render, wire};
+pub use flowgate_core::{config, flowgen, protojson, render, wire};
 
 pub mod admin;
 pub mod app;
 pub mod backoff;
 pub mod batch;
 pub mod demo;
+pub mod otlp;
 pub mod pipeline;
-pub mod post;
 pub mod receiver;
 pub mod reload;
 pub mod sim;

@@ -26,7 +26,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Compression;
-use crate::sink::otlp::decompress;
+use crate::otlp::decompress;
 
 /// What the receiver answers to one request.
 #[derive(Debug, Clone, PartialEq, Eq)]

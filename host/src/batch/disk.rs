@@ -34,7 +34,7 @@ use bytes::Bytes;
 use tokio::sync::Notify;
 
 use crate::config::{Fsync, PersistentQueueConfig, WhenFull};
-use crate::sink::otlp::Encoded;
+use crate::otlp::Encoded;
 use crate::telemetry::{DropReason, Metrics};
 
 const MAGIC: &[u8; 4] = b"FGQ1";

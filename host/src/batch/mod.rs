@@ -20,8 +20,8 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::config::BatchConfig;
+use crate::otlp::{Encoded, RequestEncoder};
 use crate::pipeline::Records;
-use crate::sink::otlp::{Encoded, RequestEncoder};
 use crate::source::Progress;
 pub use queue::{Queue, Weighted};
 
@@ -288,8 +288,7 @@ mod tests {
 
     use super::*;
     use crate::config::Compression;
-    use crate::pipeline::SEVERITY_INFO;
-    use crate::sink::otlp::{resource, string_value};
+    use crate::otlp::{SEVERITY_INFO, resource, string_value};
     use crate::telemetry::Metrics;
 
     fn record(body_len: usize) -> LogRecord {

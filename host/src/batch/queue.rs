@@ -10,12 +10,22 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 
+use crate::otlp::Encoded;
 use crate::telemetry::Metrics;
 
 /// What an item weighs against the queue's bounds.
 pub trait Weighted {
     fn bytes(&self) -> usize;
     fn records(&self) -> usize;
+}
+
+impl Weighted for Encoded {
+    fn bytes(&self) -> usize {
+        self.body.len()
+    }
+    fn records(&self) -> usize {
+        self.records
+    }
 }
 
 struct State<T> {

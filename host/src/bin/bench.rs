@@ -8,11 +8,12 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use flowgate::config::Compression;
-use flowgate::pipeline::{flow_record, unix_nanos};
+use flowgate::otlp::flow_record;
+use flowgate::otlp::{RequestEncoder, resource};
+use flowgate::pipeline::unix_nanos;
 use flowgate::proto::FlowResult;
 use flowgate::render::flow_json_from_wire;
 use flowgate::sim::FlowGen;
-use flowgate::sink::otlp::{RequestEncoder, resource};
 use flowgate::wire::flow_of_result;
 use prost::Message as _;
 
@@ -158,7 +159,7 @@ fn rss_bytes() -> usize {
 fn post_chain(flows: &[flowgate::proto::Flow]) {
     use flowgate::config::{AggregationConfig, AggregationLevel, FlowMetricsConfig};
     use flowgate::pipeline::Item;
-    use flowgate::post::{Aggregator, FlowFamilies, FlowStats};
+    use flowgate::pipeline::post::{Aggregator, FlowFamilies, FlowStats};
 
     println!("\nafter the chain (on decoded flows)");
     let families = FlowFamilies::default();
@@ -175,9 +176,9 @@ fn post_chain(flows: &[flowgate::proto::Flow]) {
     let push = best(|| {
         let p = stats.points();
         points = p.len();
-        let req = flowgate::post::otlp::request(
+        let req = flowgate::sink::metrics_push::request(
             p,
-            flowgate::sink::otlp::resource(&[]),
+            flowgate::otlp::resource(&[]),
             stats.started,
             std::time::SystemTime::now(),
         );

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use crate::config::FailurePolicy;
-use crate::sim::FlowGen;
+use crate::flowgen::FlowGen;
 use crate::wasm::{Limits, LoadedComponent, Outcome, Runtime, WasmError};
 
 /// One chain entry as configured.

@@ -6,6 +6,7 @@
 //! instances; the chain is read at every chunk, so a new one is swapped in at a batch boundary.
 
 pub mod chain;
+pub mod post;
 pub mod worker;
 
 use std::sync::{Arc, Mutex, RwLock};
@@ -18,14 +19,11 @@ use tokio::sync::mpsc;
 pub use chain::{Chain, EntrySpec, FailurePolicy};
 pub use worker::{DeadLetter, Item, PROVENANCE_ATTRIBUTE, Worker};
 
+use crate::otlp::{flow_record, string_value};
 use crate::proto::Flow;
-use crate::render;
-use crate::sink::otlp::string_value;
 use crate::telemetry::{DropReason, Metrics};
 use crate::wire::{Chunk, RawFlow};
 
-/// OTLP `SEVERITY_NUMBER_INFO`.
-pub const SEVERITY_INFO: i32 = 9;
 /// The attribute on records of flows reconciliation found: `late` (never streamed live) or `delta` (the growth
 /// of a key already exported for that bucket: its counters are the difference).
 pub const RECONCILED_ATTRIBUTE: &str = "flowgate.reconciled";
@@ -53,7 +51,7 @@ pub struct PipelineOptions {
     pub provenance: bool,
     pub dead_letter: Option<Arc<DeadLetter>>,
     /// Flow metrics and aggregation after the chain, when configured.
-    pub post: Option<Arc<crate::post::Post>>,
+    pub post: Option<Arc<crate::pipeline::post::Post>>,
 }
 
 /// What the pipeline hands the batcher: records, and the source chunks they complete (for the stream cursor).
@@ -121,7 +119,7 @@ pub async fn run(
     }
 }
 
-fn records_of((merged, chunks): (Vec<crate::post::Merged>, Vec<u64>)) -> Records {
+fn records_of((merged, chunks): (Vec<crate::pipeline::post::Merged>, Vec<u64>)) -> Records {
     let now = unix_nanos();
     Records {
         records: merged.into_iter().map(|m| worker::record(m.item, now, m.provenance.as_deref())).collect(),
@@ -247,21 +245,6 @@ fn account(received: u64, out: u64, metrics: &Metrics) {
     }
 }
 
-/// The old exporter's record for one encoded `goldmane.Flow`.
-pub fn flow_record(wire: &[u8], now_unix_nanos: u64) -> Result<LogRecord, render::Malformed> {
-    // Bodies run a little over twice the flow's wire size; one allocation in the common case.
-    let mut body = String::with_capacity(wire.len() * 5 / 2 + 64);
-    render::flow_json_from_wire(wire, &mut body)?;
-    Ok(LogRecord {
-        time_unix_nano: now_unix_nanos,
-        observed_time_unix_nano: now_unix_nanos,
-        severity_number: SEVERITY_INFO,
-        severity_text: "INFO".to_string(),
-        body: Some(string_value(body)),
-        ..LogRecord::default()
-    })
-}
-
 pub fn unix_nanos() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
 }
@@ -271,7 +254,8 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
-    use crate::sim::FlowGen;
+    use crate::flowgen::FlowGen;
+    use crate::render;
 
     #[test]
     fn a_flow_that_cannot_be_read_is_dropped_as_malformed_and_the_others_pass() {

@@ -12,16 +12,16 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use opentelemetry_proto::tonic::common::v1::{AnyValue, ArrayValue, KeyValue, KeyValueList, any_value};
+use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
 
 use super::chain::{Chain, Entry, FailurePolicy};
 use crate::proto::Flow;
-use crate::render;
 use crate::telemetry::Metrics;
 use crate::wasm::{
     Annotations, Body, Instance, Outcome, Severity, Value, WasmError, WitFlow, flow_from_wit, flow_to_wit,
 };
+use crate::{otlp, render};
 
 /// The attribute naming the chain that shaped a record.
 pub const PROVENANCE_ATTRIBUTE: &str = "flowgate.transforms";
@@ -307,24 +307,15 @@ enum CallError {
 
 /// The OTLP record for an item leaving the chain.
 pub fn record(item: Item, now_unix_nanos: u64, provenance: Option<&str>) -> LogRecord {
-    let (severity_number, severity_text) = match item.severity.unwrap_or(Severity::Info) {
-        Severity::Trace => (1, "TRACE"),
-        Severity::Debug => (5, "DEBUG"),
-        Severity::Info => (9, "INFO"),
-        Severity::Warn => (13, "WARN"),
-        Severity::Error => (17, "ERROR"),
-        Severity::Fatal => (21, "FATAL"),
-    };
+    let (severity_number, severity_text) = otlp::severity(item.severity.unwrap_or(Severity::Info));
     let body = match item.body {
-        None | Some(Body::FlowJson) => any(any_value::Value::StringValue(render::flow_json_string(&item.flow))),
-        Some(Body::Structured(attrs)) => any(any_value::Value::KvlistValue(KeyValueList {
-            values: attrs.into_iter().map(|a| kv(a.key, a.value)).collect(),
-        })),
-        Some(Body::Text(t)) => any(any_value::Value::StringValue(t)),
+        None | Some(Body::FlowJson) => otlp::string_value(render::flow_json_string(&item.flow)),
+        Some(Body::Structured(attrs)) => otlp::kv_list(attrs.into_iter().map(|a| otlp::kv(a.key, a.value)).collect()),
+        Some(Body::Text(t)) => otlp::string_value(t),
     };
-    let mut attributes: Vec<KeyValue> = item.attributes.into_iter().map(|(k, v)| kv(k, v)).collect();
+    let mut attributes: Vec<KeyValue> = item.attributes.into_iter().map(|(k, v)| otlp::kv(k, v)).collect();
     if let Some(p) = provenance {
-        attributes.push(kv(PROVENANCE_ATTRIBUTE.to_string(), Value::Str(p.to_string())));
+        attributes.push(otlp::kv(PROVENANCE_ATTRIBUTE.to_string(), Value::Str(p.to_string())));
     }
     LogRecord {
         time_unix_nano: now_unix_nanos,
@@ -335,21 +326,4 @@ pub fn record(item: Item, now_unix_nanos: u64, provenance: Option<&str>) -> LogR
         attributes,
         ..LogRecord::default()
     }
-}
-
-fn any(v: any_value::Value) -> AnyValue {
-    AnyValue { value: Some(v) }
-}
-
-fn kv(key: String, value: Value) -> KeyValue {
-    let value = match value {
-        Value::Str(s) => any_value::Value::StringValue(s),
-        Value::Int(i) => any_value::Value::IntValue(i),
-        Value::Float(f) => any_value::Value::DoubleValue(f),
-        Value::Boolean(b) => any_value::Value::BoolValue(b),
-        Value::StrList(l) => any_value::Value::ArrayValue(ArrayValue {
-            values: l.into_iter().map(|s| any(any_value::Value::StringValue(s))).collect(),
-        }),
-    };
-    KeyValue { key, value: Some(any(value)), ..KeyValue::default() }
 }

@@ -9,8 +9,6 @@
 //!   dead-lettered).
 //! - anything else: permanent. Counted, logged once per reason, written to the dead-letter file if configured.
 
-pub mod otlp;
-
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -24,12 +22,14 @@ use reqwest::StatusCode;
 use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 use tokio::io::AsyncWriteExt as _;
 
+pub mod metrics_push;
+
 use crate::backoff::{Backoff, Jitter};
 use crate::batch::ExportQueue;
 use crate::config::{MAX_RETRY_AFTER_MS, OtlpConfig};
+use crate::otlp::{Encoded, RequestEncoder};
 use crate::telemetry::{DropReason, Metrics};
 use crate::tls;
-use otlp::{Encoded, RequestEncoder};
 
 /// Why the exporter could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -248,7 +248,7 @@ impl Exporter {
                     "io"
                 };
                 self.log_once(format!("transport {reason}"), || {
-                    tracing::warn!(endpoint = %self.endpoint, error = %crate::source::error_chain(&e), "OTLP endpoint unreachable; retrying")
+                    tracing::warn!(endpoint = %self.endpoint, error = %crate::telemetry::error_chain(&e), "OTLP endpoint unreachable; retrying")
                 });
                 return Attempt::Retry { reason: reason.to_string(), after: None };
             }
@@ -283,7 +283,7 @@ impl Exporter {
     /// metrics' push): same client, TLS, headers and timeout. One attempt, answering the response body or why it
     /// failed; its caller sends cumulative values, so the next push covers a failed one.
     pub async fn post_once(&self, url: &reqwest::Url, body: bytes::Bytes) -> Result<bytes::Bytes, String> {
-        let response = self.send(url, body).await.map_err(|e| crate::source::error_chain(&e))?;
+        let response = self.send(url, body).await.map_err(|e| crate::telemetry::error_chain(&e))?;
         let status = response.status();
         let body = tokio::time::timeout(self.timeout, response.bytes()).await;
         let body = match body {

@@ -30,7 +30,7 @@ pub use resume::{BUCKET_SECONDS, HISTORY_SECONDS, Resume, identity};
 use crate::backoff::{Backoff, Jitter};
 use crate::config::{FilterConfig, GoldmaneConfig, Growth, MatchTypeConfig};
 use crate::proto::{self, FlowStreamRequest};
-use crate::telemetry::{DropReason, Metrics};
+use crate::telemetry::{DropReason, Metrics, error_chain};
 use crate::tls;
 use crate::wire::{Chunk, RawFlow, flow_of_result};
 pub use cursor::Progress;
@@ -442,20 +442,6 @@ fn brief(status: &tonic::Status) -> String {
         (None, _) if status.message().is_empty() => format!("{:?}", status.code()),
         (None, _) => format!("{:?}: {}", status.code(), status.message()),
     }
-}
-
-/// `e: cause: cause…`, skipping repeated messages, so TLS and socket errors are not hidden behind "transport error".
-pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts: Vec<String> = vec![e.to_string()];
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        let text = s.to_string();
-        if parts.last() != Some(&text) {
-            parts.push(text);
-        }
-        cur = s.source();
-    }
-    parts.join(": ")
 }
 
 fn filter_proto(f: &FilterConfig) -> proto::Filter {

@@ -136,7 +136,7 @@ pub struct Metrics {
     last_message_unix_ms: AtomicI64,
     exporter_failing: AtomicBool,
     /// Flow-derived metrics (policy, end-of-tier, traffic), filled when `flow_metrics` is on.
-    pub flow: crate::post::FlowFamilies,
+    pub flow: super::flow::FlowFamilies,
     pub aggregation_flows_in: Counter,
     pub aggregation_records_out: Counter,
     aggregation_ratio: Gauge<f64, std::sync::atomic::AtomicU64>,

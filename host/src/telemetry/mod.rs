@@ -1,5 +1,6 @@
 //! The gateway's own telemetry: JSON logs through `tracing`, and Prometheus metrics.
 
+pub mod flow;
 mod metrics;
 
 pub use metrics::{DropReason, Metrics};
@@ -25,4 +26,18 @@ pub fn init_logging(format: LogFormat) {
     };
     // A second init (tests) keeps the first subscriber.
     let _ = result;
+}
+
+/// `e: cause: cause…`, skipping repeated messages, so TLS and socket errors are not hidden behind "transport error".
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = vec![e.to_string()];
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let text = s.to_string();
+        if parts.last() != Some(&text) {
+            parts.push(text);
+        }
+        cur = s.source();
+    }
+    parts.join(": ")
 }

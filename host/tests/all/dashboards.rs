@@ -56,7 +56,7 @@ fn populated() -> String {
     m.set_active_chain(&[("redact".into(), "sha256:00".into())]);
     m.flows_late("new", "list");
     m.reconcile_pass(true);
-    let mut stats = flowgate::post::FlowStats::new(flowgate::config::FlowMetricsConfig {
+    let mut stats = flowgate::pipeline::post::FlowStats::new(flowgate::config::FlowMetricsConfig {
         max_series: 5,
         namespaces: None,
         otlp: None,

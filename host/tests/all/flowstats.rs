@@ -324,7 +324,7 @@ fn otlp_series(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flow_metrics_pushed_over_otlp_equal_prometheus_and_survive_a_failing_endpoint() {
-    use flowgate::post::metrics::*;
+    use flowgate::pipeline::post::metrics::*;
     let (sim, _dir) = simulator(sim_config(200)).await;
     let rx = receiver(accept_all()).await;
     // The metrics endpoint fails first: cumulative sums mean the pushes after it carry everything.

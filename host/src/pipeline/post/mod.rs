@@ -6,7 +6,6 @@
 
 pub mod aggregate;
 pub mod metrics;
-pub mod otlp;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -16,11 +16,11 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message as _;
 use tokio_util::sync::CancellationToken;
 
-use super::Post;
-use super::metrics::{Descriptor, Point};
 use crate::config::{Compression, FlowMetricsOtlpConfig};
+use crate::otlp::{compress, string_value};
+use crate::pipeline::post::Post;
+use crate::pipeline::post::metrics::{Descriptor, Point};
 use crate::sink::Exporter;
-use crate::sink::otlp::{compress, string_value};
 use crate::telemetry::Metrics;
 
 /// The instrumentation scope of the pushed metrics.

@@ -1,17 +1,21 @@
-//! OTLP request encoding: one `ExportLogsServiceRequest` a batch, with one ResourceLogs and one ScopeLogs, as
-//! the old exporter sends.
+//! The OTLP form, below every stage (Flowgate's equivalent of mini-redis's `frame`): log records as the old
+//! exporter writes them, attribute values, requests (one `ExportLogsServiceRequest` a batch, with one
+//! ResourceLogs and one ScopeLogs) and their compression. It depends on no stage.
 
 use std::io::{Read as _, Write as _};
 
 use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
+use opentelemetry_proto::tonic::common::v1::{
+    AnyValue, ArrayValue, InstrumentationScope, KeyValue, KeyValueList, any_value,
+};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message as _;
 
-use crate::batch::Weighted;
 use crate::config::{Compression, SERVICE_NAME};
+use crate::render;
+use crate::wasm::{Severity, Value};
 
 /// zstd level: 3 is zstd's default, a good speed/ratio point for JSON bodies.
 const ZSTD_LEVEL: i32 = 3;
@@ -25,15 +29,6 @@ pub struct Encoded {
     pub raw_bytes: usize,
     /// Its number in the in-memory queue when acknowledgements move the stream cursor (0: not tracked).
     pub batch: u64,
-}
-
-impl Weighted for Encoded {
-    fn bytes(&self) -> usize {
-        self.body.len()
-    }
-    fn records(&self) -> usize {
-        self.records
-    }
 }
 
 /// Builds requests with a fixed resource and scope.
@@ -52,6 +47,56 @@ pub fn string_kv(key: &str, value: &str) -> KeyValue {
 /// An OTLP string value.
 pub fn string_value(value: String) -> AnyValue {
     AnyValue { value: Some(any_value::Value::StringValue(value)) }
+}
+
+/// OTLP `SEVERITY_NUMBER_INFO`: every record of the old exporter.
+pub const SEVERITY_INFO: i32 = 9;
+
+/// A transform's severity as OTLP's number and text.
+pub fn severity(level: Severity) -> (i32, &'static str) {
+    match level {
+        Severity::Trace => (1, "TRACE"),
+        Severity::Debug => (5, "DEBUG"),
+        Severity::Info => (SEVERITY_INFO, "INFO"),
+        Severity::Warn => (13, "WARN"),
+        Severity::Error => (17, "ERROR"),
+        Severity::Fatal => (21, "FATAL"),
+    }
+}
+
+/// A transform's attribute value as OTLP's.
+pub fn kv(key: String, value: Value) -> KeyValue {
+    let value = match value {
+        Value::Str(s) => any_value::Value::StringValue(s),
+        Value::Int(i) => any_value::Value::IntValue(i),
+        Value::Float(f) => any_value::Value::DoubleValue(f),
+        Value::Boolean(b) => any_value::Value::BoolValue(b),
+        Value::StrList(l) => {
+            any_value::Value::ArrayValue(ArrayValue { values: l.into_iter().map(string_value).collect() })
+        }
+    };
+    KeyValue { key, value: Some(AnyValue { value: Some(value) }), ..KeyValue::default() }
+}
+
+/// A structured body.
+pub fn kv_list(values: Vec<KeyValue>) -> AnyValue {
+    AnyValue { value: Some(any_value::Value::KvlistValue(KeyValueList { values })) }
+}
+
+/// The old exporter's record for one encoded `goldmane.Flow`: its body rendered straight from the wire, severity
+/// INFO, both timestamps the processing time.
+pub fn flow_record(wire: &[u8], now_unix_nanos: u64) -> Result<LogRecord, render::Malformed> {
+    // Bodies run a little over twice the flow's wire size; one allocation in the common case.
+    let mut body = String::with_capacity(wire.len() * 5 / 2 + 64);
+    render::flow_json_from_wire(wire, &mut body)?;
+    Ok(LogRecord {
+        time_unix_nano: now_unix_nanos,
+        observed_time_unix_nano: now_unix_nanos,
+        severity_number: SEVERITY_INFO,
+        severity_text: "INFO".to_string(),
+        body: Some(string_value(body)),
+        ..LogRecord::default()
+    })
 }
 
 /// The resource the old exporter reports, plus `OTEL_RESOURCE_ATTRIBUTES` (which may override any key).
