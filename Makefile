@@ -2,7 +2,7 @@
 SHELL := /usr/bin/env bash
 .SHELLFLAGS := -euo pipefail -c
 
-.PHONY: test disk demo bench lint otelcol toolchain transforms chart docker-check deny deny-advisories fuzz
+.PHONY: test disk demo bench bench-e2e lint otelcol toolchain transforms chart docker-check deny deny-advisories fuzz
 
 ## Everything CI checks, installing what it needs first. One build, no incremental state (CI builds once; it
 ## would add ~0.8 GB); the disk report brackets the run, as a full disk shows up as a linker crash, not a message.
@@ -59,6 +59,11 @@ demo:
 ## Host path benchmark (release build), prints figures.
 bench:
 	cargo run --locked --release --bin flowgate-bench
+
+## The gateway end to end (release binary, stand-in Goldmane, counting receiver): CPU per flow, RSS, ratios.
+bench-e2e:
+	cargo build --locked --release --bin flowgate --bin flowgate-e2e
+	target/release/flowgate-e2e
 
 lint:
 	cargo fmt --all -- --check

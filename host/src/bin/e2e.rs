@@ -7,6 +7,7 @@
 //! Every row is also a ratio to the pure data path (split -> render -> encode on one core) measured in the same run.
 //!
 //! `cargo build --release --bin flowgate --bin flowgate-e2e && target/release/flowgate-e2e [flows-per-bucket...]`
+//! (`make bench-e2e`); `FLOWGATE_E2E_CASES=passthrough` runs one case, e.g. under `perf record -e cpu-clock -g`.
 
 use std::path::Path;
 use std::pin::Pin;
@@ -168,7 +169,7 @@ async fn main() -> anyhow::Result<()> {
     let mut rows = Vec::new();
     for &per_bucket in &sizes {
         for case in [Case::Passthrough, Case::Gzip, Case::Zstd, Case::Chain] {
-            if case == Case::Chain && !chain {
+            if (case == Case::Chain && !chain) || !wanted(case) {
                 continue;
             }
             let row = run(case, per_bucket, &gateway, &certs, dir.path(), &components, ticks).await?;
@@ -210,6 +211,18 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `FLOWGATE_E2E_CASES=passthrough,gzip,zstd,chain` picks cases (all by default), e.g. to profile one.
+fn wanted(case: Case) -> bool {
+    let Ok(list) = std::env::var("FLOWGATE_E2E_CASES") else { return true };
+    let key = match case {
+        Case::Passthrough => "passthrough",
+        Case::Gzip => "gzip",
+        Case::Zstd => "zstd",
+        Case::Chain => "chain",
+    };
+    list.split(',').any(|c| c.trim() == key)
 }
 
 /// One run: a fresh stand-in, receiver and gateway; returns the gateway's figures.

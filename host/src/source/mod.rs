@@ -231,6 +231,7 @@ impl Stream<'_> {
         let mut ids = Vec::new();
         let mut broken = None;
         let mut ledger = self.shared.ledger();
+        let mut newest = self.shared.newest_delivered();
         for item in chunk {
             let result = match item {
                 Ok(result) => result,
@@ -253,8 +254,12 @@ impl Stream<'_> {
             let start = raw.start_time;
             let id = identity(&raw.key, start);
             let fresh = resume.admit_id(id, start, raw.end_time);
-            if let (Some(previous), Some(l)) = (self.shared.delivered(start), ledger.as_deref_mut()) {
-                l.seal(previous);
+            // The timeline moves once a bucket: look at it only when this flow's bucket is newer than the last.
+            if newest.is_none_or(|n| start > n) {
+                newest = Some(start);
+                if let (Some(previous), Some(l)) = (self.shared.delivered(start), ledger.as_deref_mut()) {
+                    l.seal(previous);
+                }
             }
             let handed = match ledger.as_deref_mut() {
                 None => fresh.then_some(raw),

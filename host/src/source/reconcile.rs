@@ -96,6 +96,11 @@ impl Shared {
         }
     }
 
+    /// The newest bucket the stream delivered.
+    pub fn newest_delivered(&self) -> Option<i64> {
+        self.timeline().newest.map(|(n, _)| n)
+    }
+
     /// The stream delivered a flow of bucket `start`. Returns the bucket it had been on when it moved past it
     /// (the caller seals it in the ledger: its compact form).
     pub fn delivered(&self, start: i64) -> Option<i64> {
