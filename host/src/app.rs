@@ -1,4 +1,5 @@
-//! Wiring: builds every stage from the config, runs them over bounded channels, and cascades shutdown.
+//! Wiring, as linkerd's `main` does it: [`build`] makes every stage from the config (whatever can fail fails
+//! there), then [`Gateway::run`] runs them over bounded channels and cascades shutdown.
 //!
 //! Shutdown: the source stops reading; each later stage drains when its input closes; the batcher flushes its
 //! partial batch; the exporters drain the queue. The whole drain is capped by the grace period, after which
@@ -10,6 +11,7 @@ use anyhow::Context as _;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::batch::disk::DiskQueue;
 use crate::batch::{self, ExportQueue, Queue};
@@ -25,23 +27,61 @@ const STAGE_CHANNEL_CHUNKS: usize = 4;
 /// How often the OTLP endpoint's TLS files are checked for changes.
 const TLS_RELOAD_CHECK: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Runs the gateway until `shutdown` fires, then drains within the grace period.
-pub async fn run(
+/// What [`build`] prepares for: the gateway itself, or `flowgate check` beside a running one, which must not
+/// open the persistent queue or write the state directory that one may be using.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    Run,
+    Check,
+}
+
+/// Everything the gateway runs with, built and checked: what can fail has failed here, with the file or field
+/// named. Nothing runs until [`Gateway::run`].
+pub struct Gateway {
     cfg: Config,
-    admin_listener: TcpListener,
     metrics: Arc<Metrics>,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    for w in &cfg.warnings {
-        tracing::warn!(warning = %w, "configuration");
-    }
+    encoder: Arc<RequestEncoder>,
+    exporter: Arc<Exporter>,
+    /// The export queue and the stream cursor beside it (not opened for a check).
+    queue: Option<ExportQueue>,
+    progress: Option<Arc<source::Progress>>,
+    pipeline: pipeline::PipelineOptions,
+    /// The chain's reloader, when a chain is configured (its first chain already serves).
+    reloader: Option<reload::Reloader>,
+    metrics_push: Option<Arc<MetricsPush>>,
+}
+
+/// Builds every stage from the config: TLS material, the exporter, the queue and the cursor, the first transform
+/// chain (refusing a broken one). Blocking (components compile here): call it off the async threads.
+pub fn build(cfg: Config, metrics: Arc<Metrics>, purpose: Purpose) -> anyhow::Result<Gateway> {
     // Fail at startup, naming the file, rather than in a reconnect loop.
     tls::client_config(&cfg.goldmane.tls, &[b"h2"]).context("Goldmane client TLS")?;
     let encoder = Arc::new(RequestEncoder::new(resource(&cfg.otlp.resource_attributes), cfg.otlp.compression));
     let exporter = Arc::new(Exporter::new(&cfg.otlp, encoder.clone(), metrics.clone()).context("OTLP exporter")?);
-    // The stream cursor lets a restart resume the stream where the safe data ends: beside the persistent queue
-    // (what it holds is safe), or in the state directory (what the endpoint acknowledged is safe).
-    let progress = match (&cfg.queue.persistent, &cfg.state_dir) {
+    let (queue, progress) = match purpose {
+        Purpose::Run => {
+            let progress = cursor(&cfg)?;
+            (Some(export_queue(&cfg, &metrics, progress.clone())?), progress)
+        }
+        Purpose::Check => (None, None),
+    };
+    let (pipeline, reloader) = transforms(&cfg, &metrics, purpose)?;
+    let metrics_push = MetricsPush::new(
+        pipeline.post.as_ref(),
+        cfg.flow_metrics.as_ref().and_then(|m| m.otlp.clone()),
+        exporter.clone(),
+        resource(&cfg.otlp.resource_attributes),
+        cfg.otlp.compression,
+        metrics.clone(),
+    )
+    .map(Arc::new);
+    Ok(Gateway { cfg, metrics, encoder, exporter, queue, progress, pipeline, reloader, metrics_push })
+}
+
+/// The stream cursor lets a restart resume the stream where the safe data ends: beside the persistent queue (what
+/// it holds is safe), or in the state directory (what the endpoint acknowledged is safe).
+fn cursor(cfg: &Config) -> anyhow::Result<Option<Arc<source::Progress>>> {
+    Ok(match (&cfg.queue.persistent, &cfg.state_dir) {
         (Some(p), _) => Some(Arc::new(source::Progress::new(&p.dir, p.fsync == Fsync::Always))),
         (None, Some(dir)) => {
             writable_dir(dir).with_context(|| format!("state_dir (FLOWGATE_STATE_DIR) {}", dir.display()))?;
@@ -53,106 +93,139 @@ pub async fn run(
             );
             None
         }
-    };
-    let queue = match &cfg.queue.persistent {
+    })
+}
+
+fn export_queue(
+    cfg: &Config,
+    metrics: &Arc<Metrics>,
+    progress: Option<Arc<source::Progress>>,
+) -> anyhow::Result<ExportQueue> {
+    Ok(match &cfg.queue.persistent {
         Some(p) => ExportQueue::Disk(DiskQueue::open(p.clone(), metrics.clone()).context("persistent queue")?),
         None => ExportQueue::Memory(
             Queue::new(cfg.queue.max_bytes, cfg.queue.max_records, metrics.clone()),
-            progress.clone().map(batch::Acks::new),
+            progress.map(batch::Acks::new),
         ),
-    };
-
-    let admin_shutdown = CancellationToken::new();
-    let admin_addr = admin_listener.local_addr()?;
-    let admin = tokio::spawn(admin::serve(admin_listener, metrics.clone(), admin_shutdown.clone()));
-    tracing::info!(
-        goldmane = %cfg.goldmane.uri,
-        otlp = %cfg.otlp.endpoint,
-        admin = %admin_addr,
-        "flowgate running"
-    );
-
-    let (flow_tx, flow_rx) = mpsc::channel(STAGE_CHANNEL_CHUNKS);
-    let (record_tx, record_rx) = mpsc::channel(STAGE_CHANNEL_CHUNKS);
-    let pipeline_opts = transforms(&cfg, &metrics, &shutdown).await?;
-    let post = pipeline_opts.post.clone();
-    let source =
-        tokio::spawn(source::run(cfg.goldmane.clone(), flow_tx, metrics.clone(), progress.clone(), shutdown.clone()));
-    let pipeline = tokio::spawn(pipeline::run(flow_rx, record_tx, metrics.clone(), pipeline_opts));
-    let batcher = tokio::spawn(batch::run(cfg.batch, encoder, record_rx, queue.clone(), progress));
-    // Kubernetes rotates mounted Secrets in place: check the endpoint's TLS files every few seconds.
-    // (Goldmane's are read at every connection; an open stream never needs a new handshake.)
-    let otlp_tls = &cfg.otlp.tls;
-    if cfg.otlp.endpoint.scheme() == "https" && (otlp_tls.ca_cert.is_some() || otlp_tls.client_cert.is_some()) {
-        let (exporter, stop) = (exporter.clone(), admin_shutdown.clone());
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(TLS_RELOAD_CHECK);
-            while stop.run_until_cancelled(tick.tick()).await.is_some() {
-                exporter.reload_tls_if_changed();
-            }
-        });
-    }
-    let workers: Vec<_> =
-        (0..cfg.otlp.max_in_flight).map(|_| tokio::spawn(exporter.clone().worker(queue.clone()))).collect();
-    let metrics_push = MetricsPush::new(
-        post.as_ref(),
-        cfg.flow_metrics.as_ref().and_then(|m| m.otlp.clone()),
-        exporter.clone(),
-        resource(&cfg.otlp.resource_attributes),
-        cfg.otlp.compression,
-        metrics.clone(),
-    )
-    .map(Arc::new);
-    if let Some(push) = &metrics_push {
-        tokio::spawn(push.clone().run(admin_shutdown.clone()));
-    }
-
-    shutdown.cancelled().await;
-    tracing::info!(grace_ms = cfg.shutdown_grace.as_millis() as u64, "shutting down: draining");
-    let drain = async {
-        let _ = source.await;
-        let _ = pipeline.await;
-        let _ = batcher.await;
-        queue.close();
-        futures::future::join_all(workers).await;
-    };
-    match tokio::time::timeout(cfg.shutdown_grace, drain).await {
-        Ok(()) => tracing::info!("drained; every received flow was handed to the endpoint"),
-        Err(_) => {
-            let kept = queue.records() as u64;
-            if queue.abandon() {
-                // Queued, in flight, or still in a stage before the queue.
-                let lost = metrics.in_gateway();
-                metrics.dropped(DropReason::Shutdown, lost);
-                tracing::error!(records = lost, "grace period over with records still in the gateway; they are lost");
-            } else {
-                let lost = metrics.in_gateway().saturating_sub(kept);
-                if lost > 0 {
-                    metrics.dropped(DropReason::Shutdown, lost);
-                }
-                tracing::warn!(
-                    kept,
-                    lost,
-                    "grace period over: queued records stay in the persistent queue for the next start"
-                );
-            }
-        }
-    }
-    // The flow metrics' last values, now that every flow has been counted.
-    if let Some(push) = &metrics_push {
-        push.final_push(cfg.otlp.timeout).await;
-    }
-    admin_shutdown.cancel();
-    let _ = admin.await;
-    Ok(())
+    })
 }
 
-/// Builds the first transform chain (refusing to start if it is broken) and starts the reloader.
-async fn transforms(
+/// Builds the gateway off the async threads, then runs it until `shutdown` fires and drains it.
+pub async fn run(
+    cfg: Config,
+    admin_listener: TcpListener,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let gateway = tokio::task::spawn_blocking(move || build(cfg, metrics, Purpose::Run)).await??;
+    gateway.run(admin_listener, shutdown).await
+}
+
+impl Gateway {
+    /// Runs every stage until `shutdown` fires, then drains within the grace period. Every task spawned here is
+    /// awaited before it returns.
+    pub async fn run(self, admin_listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let Gateway { cfg, metrics, encoder, exporter, queue, progress, pipeline, reloader, metrics_push } = self;
+        let queue = queue.context("a gateway built for a check cannot run")?;
+        for w in &cfg.warnings {
+            tracing::warn!(warning = %w, "configuration");
+        }
+        // Stopped once the data path has drained: the admin server, the TLS reload ticker, the metrics push.
+        let after_drain = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        let admin_addr = admin_listener.local_addr()?;
+        tasks.spawn(admin::serve(admin_listener, metrics.clone(), after_drain.clone()));
+        tracing::info!(
+            goldmane = %cfg.goldmane.uri,
+            otlp = %cfg.otlp.endpoint,
+            admin = %admin_addr,
+            "flowgate running"
+        );
+        if let Some(reloader) = reloader {
+            tasks.spawn(reload::run(reloader, shutdown.clone()));
+        }
+
+        let (flow_tx, flow_rx) = mpsc::channel(STAGE_CHANNEL_CHUNKS);
+        let (record_tx, record_rx) = mpsc::channel(STAGE_CHANNEL_CHUNKS);
+        let source = tokio::spawn(source::run(
+            cfg.goldmane.clone(),
+            flow_tx,
+            metrics.clone(),
+            progress.clone(),
+            shutdown.clone(),
+        ));
+        let pipeline = tokio::spawn(pipeline::run(flow_rx, record_tx, metrics.clone(), pipeline));
+        let batcher = tokio::spawn(batch::run(cfg.batch, encoder, record_rx, queue.clone(), progress));
+        // Kubernetes rotates mounted Secrets in place: check the endpoint's TLS files every few seconds.
+        // (Goldmane's are read at every connection; an open stream never needs a new handshake.)
+        let otlp_tls = &cfg.otlp.tls;
+        if cfg.otlp.endpoint.scheme() == "https" && (otlp_tls.ca_cert.is_some() || otlp_tls.client_cert.is_some()) {
+            let (exporter, stop) = (exporter.clone(), after_drain.clone());
+            tasks.spawn(async move {
+                let mut tick = tokio::time::interval(TLS_RELOAD_CHECK);
+                while stop.run_until_cancelled(tick.tick()).await.is_some() {
+                    exporter.reload_tls_if_changed();
+                }
+            });
+        }
+        let workers: Vec<_> =
+            (0..cfg.otlp.max_in_flight).map(|_| tokio::spawn(exporter.clone().worker(queue.clone()))).collect();
+        if let Some(push) = &metrics_push {
+            tasks.spawn(push.clone().run(after_drain.clone()));
+        }
+
+        shutdown.cancelled().await;
+        tracing::info!(grace_ms = cfg.shutdown_grace.as_millis() as u64, "shutting down: draining");
+        let drain = async {
+            let _ = source.await;
+            let _ = pipeline.await;
+            let _ = batcher.await;
+            queue.close();
+            futures::future::join_all(workers).await;
+        };
+        match tokio::time::timeout(cfg.shutdown_grace, drain).await {
+            Ok(()) => tracing::info!("drained; every received flow was handed to the endpoint"),
+            Err(_) => {
+                let kept = queue.records() as u64;
+                if queue.abandon() {
+                    // Queued, in flight, or still in a stage before the queue.
+                    let lost = metrics.in_gateway();
+                    metrics.dropped(DropReason::Shutdown, lost);
+                    tracing::error!(
+                        records = lost,
+                        "grace period over with records still in the gateway; they are lost"
+                    );
+                } else {
+                    let lost = metrics.in_gateway().saturating_sub(kept);
+                    if lost > 0 {
+                        metrics.dropped(DropReason::Shutdown, lost);
+                    }
+                    tracing::warn!(
+                        kept,
+                        lost,
+                        "grace period over: queued records stay in the persistent queue for the next start"
+                    );
+                }
+            }
+        }
+        // The flow metrics' last values, now that every flow has been counted.
+        if let Some(push) = &metrics_push {
+            push.final_push(cfg.otlp.timeout).await;
+        }
+        after_drain.cancel();
+        tasks.close();
+        tasks.wait().await;
+        Ok(())
+    }
+}
+
+/// The pipeline's options, with the first transform chain loaded and self-tested when one is configured (a
+/// broken one refuses to start), and its reloader. A check leaves the chain to `tools::check_chain`.
+fn transforms(
     cfg: &Config,
     metrics: &Arc<Metrics>,
-    shutdown: &CancellationToken,
-) -> anyhow::Result<pipeline::PipelineOptions> {
+    purpose: Purpose,
+) -> anyhow::Result<(pipeline::PipelineOptions, Option<reload::Reloader>)> {
     let t = &cfg.transforms;
     let mut opts = pipeline::PipelineOptions {
         chain: Arc::default(),
@@ -161,24 +234,22 @@ async fn transforms(
         dead_letter: t.dead_letter_path.clone().map(|p| Arc::new(pipeline::DeadLetter::new(p))),
         post: crate::pipeline::post::Post::new(cfg.flow_metrics.clone(), cfg.aggregation, metrics.clone()),
     };
-    if t.dir.is_none() && t.chain.is_none() && t.config_file.is_none() {
+    if (t.dir.is_none() && t.chain.is_none() && t.config_file.is_none()) || purpose == Purpose::Check {
         // No chain: one worker renders straight from the wire; decoding for the post-chain stages takes more.
         opts.workers = if opts.post.is_some() { t.workers.min(2) } else { 1 };
-        return Ok(opts);
+        return Ok((opts, None));
     }
     let runtime = crate::wasm::Runtime::new().context("starting the WebAssembly runtime")?;
     let mut reloader = reload::Reloader::new(runtime, t.clone(), opts.chain.clone(), metrics.clone());
-    let reloader = tokio::task::spawn_blocking(move || reload::initial(&mut reloader).map(|()| reloader)).await??;
-    tokio::spawn(reload::run(reloader, shutdown.clone()));
-    Ok(opts)
+    reload::initial(&mut reloader)?;
+    Ok((opts, Some(reloader)))
 }
 
-/// `flowgate check`: loads the TLS material and builds the exporter as `run` would, without connecting, and
-/// describes the result. Secrets (header values) are redacted.
+/// `flowgate check`: builds the gateway as `run` would (without opening the persistent queue or writing the state
+/// directory a running gateway may use, and without connecting), checks the chain, and describes the result.
+/// Secrets (header values) are redacted.
 pub fn check(cfg: &Config) -> anyhow::Result<String> {
-    tls::client_config(&cfg.goldmane.tls, &[b"h2"]).context("Goldmane client TLS")?;
-    let encoder = Arc::new(RequestEncoder::new(resource(&cfg.otlp.resource_attributes), cfg.otlp.compression));
-    Exporter::new(&cfg.otlp, encoder, Metrics::new()).context("OTLP exporter")?;
+    build(cfg.clone(), Metrics::new(), Purpose::Check)?;
     Ok(report(cfg, &crate::tools::check_chain(&cfg.transforms)?))
 }
 
@@ -187,120 +258,11 @@ pub fn describe(cfg: &Config) -> String {
     report(cfg, "")
 }
 
-/// The configuration, then `chain` (the chain check, when files were read), then the warnings.
+/// "configuration OK", the configuration, then `chain` (the chain check, when files were read), then the warnings.
 fn report(cfg: &Config, chain: &str) -> String {
-    use std::fmt::Write as _;
-    let mut out = String::new();
-    let g = &cfg.goldmane;
-    let _ = writeln!(out, "configuration OK");
-    let _ = writeln!(out, "goldmane:  {}:{} (TLS server name {})", g.host, g.port, g.server_name);
-    let _ = writeln!(out, "  ca bundle        {}", display(&g.tls.ca_cert));
-    let _ = writeln!(out, "  client cert/key  {} / {}", display(&g.tls.client_cert), display(&g.tls.client_key));
-    let _ = writeln!(
-        out,
-        "  reconnect        {} ms initial, {} ms max; start_time_gte {}; filter {}",
-        g.reconnect_initial.as_millis(),
-        g.reconnect_max.as_millis(),
-        g.start_time_gte,
-        if g.filter.is_some() { "set" } else { "none" }
-    );
-    let o = &cfg.otlp;
-    let _ = writeln!(
-        out,
-        "otlp:      POST {} ({:?}, timeout {} ms, {} in flight)",
-        o.endpoint,
-        o.compression,
-        o.timeout.as_millis(),
-        o.max_in_flight
-    );
-    for (k, _) in &o.headers {
-        let _ = writeln!(out, "  header           {k}: <redacted>");
-    }
-    let _ = writeln!(
-        out,
-        "  dead letters     {}",
-        o.dead_letter_path.as_ref().map_or("off".to_string(), |p| p.display().to_string())
-    );
-    let _ = writeln!(
-        out,
-        "batch:     {} records / {} bytes / {} ms; queue {}",
-        cfg.batch.max_records,
-        cfg.batch.max_bytes,
-        cfg.batch.delay.as_millis(),
-        match &cfg.queue.persistent {
-            Some(p) => format!(
-                "on disk in {} ({} bytes, fsync {:?}, when full {:?})",
-                p.dir.display(),
-                p.max_bytes,
-                p.fsync,
-                p.when_full
-            ),
-            None => format!("in memory, {} records / {} bytes", cfg.queue.max_records, cfg.queue.max_bytes),
-        }
-    );
-    let _ = writeln!(
-        out,
-        "state:     {}",
-        match (&cfg.queue.persistent, &cfg.state_dir) {
-            (Some(p), _) => format!("stream cursor beside the persistent queue in {}", p.dir.display()),
-            (None, Some(d)) => format!("stream cursor in {} (moves with the endpoint's acknowledgements)", d.display()),
-            (None, None) => "none: a restart starts the stream from now".to_string(),
-        }
-    );
-    match &g.reconcile {
-        Some(r) => {
-            let _ = writeln!(
-                out,
-                "  reconcile        on: List each bucket {} s after it was streamed, {} s window, growth {:?}, pages of {}",
-                r.passes.iter().map(|d| d.as_secs().to_string()).collect::<Vec<_>>().join("/"),
-                r.window.as_secs(),
-                r.growth,
-                r.page_size
-            );
-        }
-        None => {
-            let _ = writeln!(
-                out,
-                "  reconcile        off: flows reaching Goldmane after their bucket was streamed are not exported"
-            );
-        }
-    }
-    let _ = writeln!(out, "admin:     http://{}/metrics /healthz /readyz", cfg.admin_listen);
-    match &cfg.flow_metrics {
-        Some(m) => {
-            let _ = writeln!(
-                out,
-                "flow metrics: on, {} label sets per group{}; OTLP push {}",
-                m.max_series,
-                m.namespaces.as_ref().map_or(String::new(), |n| format!(", {} namespaces allowed", n.len())),
-                m.otlp.as_ref().map_or("off".to_string(), |o| format!(
-                    "every {} ms to {}",
-                    o.interval.as_millis(),
-                    o.endpoint
-                ))
-            );
-        }
-        None => {
-            let _ = writeln!(out, "flow metrics: off");
-        }
-    }
-    match &cfg.aggregation {
-        Some(a) => {
-            let _ = writeln!(
-                out,
-                "aggregation: level {:?}, linger {} ms, at most {} merged records held",
-                a.level,
-                a.linger.as_millis(),
-                a.max_groups
-            );
-        }
-        None => {
-            let _ = writeln!(out, "aggregation: off");
-        }
-    }
-    out.push_str(chain);
+    let mut out = format!("configuration OK\n{cfg}{chain}");
     for w in &cfg.warnings {
-        let _ = writeln!(out, "warning:   {w}");
+        out.push_str(&format!("warning:   {w}\n"));
     }
     out
 }
@@ -312,8 +274,4 @@ fn writable_dir(dir: &std::path::Path) -> anyhow::Result<()> {
     std::fs::write(&probe, b"ok").context("is not writable")?;
     let _ = std::fs::remove_file(probe);
     Ok(())
-}
-
-fn display(p: &Option<std::path::PathBuf>) -> String {
-    p.as_ref().map_or("-".to_string(), |p| p.display().to_string())
 }

@@ -99,10 +99,11 @@ impl Acks {
 }
 
 /// A batch taken for export; give it back with [`ExportQueue::done`].
-pub struct Ticket {
-    bytes: usize,
-    records: usize,
-    seq: Option<u64>,
+pub enum Ticket {
+    /// Its weight in the in-memory queue, and its number when acknowledgements move the cursor (0: not tracked).
+    Memory { bytes: usize, records: usize, batch: u64 },
+    /// Its sequence number in the persistent queue.
+    Disk(u64),
 }
 
 impl ExportQueue {
@@ -135,27 +136,26 @@ impl ExportQueue {
     pub async fn pop(&self) -> Option<(Encoded, Ticket)> {
         match self {
             ExportQueue::Memory(q, _) => q.pop().await.map(|e| {
-                let t = Ticket { bytes: e.body.len(), records: e.records, seq: (e.batch != 0).then_some(e.batch) };
+                let t = Ticket::Memory { bytes: e.body.len(), records: e.records, batch: e.batch };
                 (e, t)
             }),
-            ExportQueue::Disk(q) => q.pop().await.map(|t| {
-                let ticket = Ticket { bytes: t.encoded.body.len(), records: t.encoded.records, seq: Some(t.seq) };
-                (t.encoded, ticket)
-            }),
+            ExportQueue::Disk(q) => q.pop().await.map(|t| (t.encoded, Ticket::Disk(t.seq))),
         }
     }
 
     /// The batch is exported or permanently rejected: never to be sent again.
     pub fn done(&self, t: Ticket) {
-        match (self, t.seq) {
-            (ExportQueue::Disk(q), Some(seq)) => q.ack(seq),
-            (ExportQueue::Memory(q, acks), seq) => {
-                q.release(t.bytes, t.records);
-                if let (Some(acks), Some(batch)) = (acks, seq) {
+        match (self, t) {
+            (ExportQueue::Disk(q), Ticket::Disk(seq)) => q.ack(seq),
+            (ExportQueue::Memory(q, acks), Ticket::Memory { bytes, records, batch }) => {
+                q.release(bytes, records);
+                if let Some(acks) = acks
+                    && batch != 0
+                {
                     acks.acked(batch);
                 }
             }
-            (ExportQueue::Disk(_), None) => {}
+            (_, _) => unreachable!("a ticket goes back to the queue it came from"),
         }
     }
 

@@ -325,8 +325,12 @@ pub enum Fsync {
 #[derive(Debug, Default, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub enum WhenFull {
+    /// A full queue stops the pipeline and, behind it, the Goldmane stream (HTTP/2 flow control slows Goldmane
+    /// down): nothing is lost, until Goldmane's own 60 s stall rule drops the rest of a bucket.
     #[default]
     Block,
+    /// A full queue drops its oldest batch to take the new one, counted as `flows_dropped{reason="queue_full"}`:
+    /// the stream never waits, old data goes first. The persistent queue only: the in-memory one always blocks.
     DropOldest,
 }
 
@@ -508,6 +512,124 @@ impl fmt::Display for ConfigError {
         }
         Ok(())
     }
+}
+
+/// The resolved configuration as `flowgate check` reports it; secrets (header values) redacted.
+impl fmt::Display for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let g = &self.goldmane;
+        writeln!(f, "goldmane:  {}:{} (TLS server name {})", g.host, g.port, g.server_name)?;
+        writeln!(f, "  ca bundle        {}", display(&g.tls.ca_cert))?;
+        writeln!(f, "  client cert/key  {} / {}", display(&g.tls.client_cert), display(&g.tls.client_key))?;
+        writeln!(
+            f,
+            "  reconnect        {} ms initial, {} ms max; start_time_gte {}; filter {}",
+            g.reconnect_initial.as_millis(),
+            g.reconnect_max.as_millis(),
+            g.start_time_gte,
+            if g.filter.is_some() { "set" } else { "none" }
+        )?;
+        let o = &self.otlp;
+        writeln!(
+            f,
+            "otlp:      POST {} ({:?}, timeout {} ms, {} in flight)",
+            o.endpoint,
+            o.compression,
+            o.timeout.as_millis(),
+            o.max_in_flight
+        )?;
+        for (k, _) in &o.headers {
+            writeln!(f, "  header           {k}: <redacted>")?;
+        }
+        writeln!(
+            f,
+            "  dead letters     {}",
+            o.dead_letter_path.as_ref().map_or("off".to_string(), |p| p.display().to_string())
+        )?;
+        writeln!(
+            f,
+            "batch:     {} records / {} bytes / {} ms; queue {}",
+            self.batch.max_records,
+            self.batch.max_bytes,
+            self.batch.delay.as_millis(),
+            match &self.queue.persistent {
+                Some(p) => format!(
+                    "on disk in {} ({} bytes, fsync {:?}, when full {:?})",
+                    p.dir.display(),
+                    p.max_bytes,
+                    p.fsync,
+                    p.when_full
+                ),
+                None => format!("in memory, {} records / {} bytes", self.queue.max_records, self.queue.max_bytes),
+            }
+        )?;
+        writeln!(
+            f,
+            "state:     {}",
+            match (&self.queue.persistent, &self.state_dir) {
+                (Some(p), _) => format!("stream cursor beside the persistent queue in {}", p.dir.display()),
+                (None, Some(d)) =>
+                    format!("stream cursor in {} (moves with the endpoint's acknowledgements)", d.display()),
+                (None, None) => "none: a restart starts the stream from now".to_string(),
+            }
+        )?;
+        match &g.reconcile {
+            Some(r) => {
+                writeln!(
+                    f,
+                    "  reconcile        on: List each bucket {} s after it was streamed, {} s window, growth {:?}, pages of {}",
+                    r.passes.iter().map(|d| d.as_secs().to_string()).collect::<Vec<_>>().join("/"),
+                    r.window.as_secs(),
+                    r.growth,
+                    r.page_size
+                )?;
+            }
+            None => {
+                writeln!(
+                    f,
+                    "  reconcile        off: flows reaching Goldmane after their bucket was streamed are not exported"
+                )?;
+            }
+        }
+        writeln!(f, "admin:     http://{}/metrics /healthz /readyz", self.admin_listen)?;
+        match &self.flow_metrics {
+            Some(m) => {
+                writeln!(
+                    f,
+                    "flow metrics: on, {} label sets per group{}; OTLP push {}",
+                    m.max_series,
+                    m.namespaces.as_ref().map_or(String::new(), |n| format!(", {} namespaces allowed", n.len())),
+                    m.otlp.as_ref().map_or("off".to_string(), |o| format!(
+                        "every {} ms to {}",
+                        o.interval.as_millis(),
+                        o.endpoint
+                    ))
+                )?;
+            }
+            None => {
+                writeln!(f, "flow metrics: off")?;
+            }
+        }
+        match &self.aggregation {
+            Some(a) => {
+                writeln!(
+                    f,
+                    "aggregation: level {:?}, linger {} ms, at most {} merged records held",
+                    a.level,
+                    a.linger.as_millis(),
+                    a.max_groups
+                )?;
+            }
+            None => {
+                writeln!(f, "aggregation: off")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn display(p: &Option<PathBuf>) -> String {
+    p.as_ref().map_or("-".to_string(), |p| p.display().to_string())
 }
 
 /// Collects problems while resolving.
