@@ -1,0 +1,163 @@
+//! Candidate A's guest: a minimal SDK over the `batch` resource (each accessor is one call into the host) and
+//! the shared transform logic (`../logic.rs`), chosen by the `logic` config key.
+
+#[doc(hidden)]
+#[allow(unsafe_code)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../wit/a",
+        world: "flowgate:transform/transformer",
+        generate_all,
+    });
+}
+
+// The SDK's own helpers, compiled in from its sources (depending on guest-sdk would link its 0.1.0 bindings).
+#[path = "../../../../guest-sdk/src/config.rs"]
+#[allow(dead_code)]
+mod config;
+#[path = "../../../../guest-sdk/src/glob.rs"]
+#[allow(dead_code)]
+mod glob;
+#[path = "../../logic.rs"]
+mod logic;
+#[path = "../../../../guest-sdk/src/pseudonym.rs"]
+mod pseudonym;
+
+use std::sync::Mutex;
+
+use bindings::flowgate::transform::types::{
+    Action, Annotations, Attribute, Batch, Body, Outcome, PolicyHit, Reporter, Severity, Value,
+};
+use config::Config;
+use glob::Glob;
+use pseudonym::pseudonymize;
+
+fn counter_add(name: &str, delta: u64) {
+    bindings::flowgate::transform::host::counter_add(name, delta);
+}
+
+/// One flow of the batch: every accessor asks the host.
+pub struct Flow<'a> {
+    batch: &'a Batch,
+    i: u32,
+}
+
+macro_rules! get {
+    ($($name:ident: $ty:ty),* $(,)?) => {
+        $(pub fn $name(&self) -> $ty { self.batch.$name(self.i) })*
+    };
+}
+
+impl Flow<'_> {
+    get! {
+        source_name: String, source_namespace: String, dest_name: String, dest_namespace: String,
+        dest_service_name: String, proto: String, action: Action, dest_port: i64, reporter: Reporter,
+        source_labels: Vec<String>, dest_labels: Vec<String>, bytes_in: i64, bytes_out: i64, packets_in: i64,
+        packets_out: i64,
+    }
+
+    pub fn set_source_labels(&mut self, v: Vec<String>) {
+        self.batch.set_source_labels(self.i, &v);
+    }
+    pub fn set_dest_labels(&mut self, v: Vec<String>) {
+        self.batch.set_dest_labels(self.i, &v);
+    }
+
+    /// A string field by its config name (redact's `pseudonymize` list).
+    pub fn field(&self, name: &str) -> String {
+        match name {
+            "source_name" => self.source_name(),
+            "source_namespace" => self.source_namespace(),
+            "dest_name" => self.dest_name(),
+            "dest_namespace" => self.dest_namespace(),
+            _ => self.dest_service_name(),
+        }
+    }
+
+    pub fn set_field(&mut self, name: &str, v: String) {
+        match name {
+            "source_name" => self.batch.set_source_name(self.i, &v),
+            "source_namespace" => self.batch.set_source_namespace(self.i, &v),
+            "dest_name" => self.batch.set_dest_name(self.i, &v),
+            "dest_namespace" => self.batch.set_dest_namespace(self.i, &v),
+            _ => self.batch.set_dest_service_name(self.i, &v),
+        }
+    }
+
+    pub fn strip_policy_names(&mut self) {
+        let strip = |mut hits: Vec<PolicyHit>| {
+            for h in &mut hits {
+                h.name.clear();
+                if let Some(t) = &mut h.trigger {
+                    t.name.clear();
+                }
+            }
+            hits
+        };
+        self.batch.set_enforced_policies(self.i, &strip(self.batch.enforced_policies(self.i)));
+        self.batch.set_pending_policies(self.i, &strip(self.batch.pending_policies(self.i)));
+    }
+
+    /// The whole flow as one typed record (one call): for logic that reads most fields.
+    pub fn whole(&self) -> Whole {
+        Whole(self.batch.record(self.i))
+    }
+}
+
+/// A whole flow, read with the same accessors.
+pub struct Whole(bindings::flowgate::transform::types::Flow);
+
+macro_rules! field {
+    ($($name:ident: $ty:ty),* $(,)?) => {
+        $(pub fn $name(&self) -> $ty { self.0.$name })*
+    };
+}
+macro_rules! field_str {
+    ($($name:ident),* $(,)?) => {
+        $(pub fn $name(&self) -> &str { &self.0.$name })*
+    };
+}
+
+impl Whole {
+    field! {
+        dest_port: i64, reporter: Reporter, action: Action, bytes_in: i64, bytes_out: i64, packets_in: i64,
+        packets_out: i64, start_time: i64, end_time: i64,
+    }
+    field_str! { source_name, source_namespace, dest_name, dest_namespace, dest_service_name, proto }
+
+    /// (tier, name) of each named enforced policy.
+    pub fn enforced_tier_names(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.enforced_policies.iter().filter(|h| !h.name.is_empty()).map(|h| (h.tier.as_str(), h.name.as_str()))
+    }
+}
+
+static STATE: Mutex<Option<logic::Logic>> = Mutex::new(None);
+
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+struct Export;
+
+impl bindings::exports::flowgate::transform::transform::Guest for Export {
+    fn init(config: Vec<(String, String)>) -> Result<(), String> {
+        *STATE.lock().map_err(|_| "poisoned")? = Some(logic::init(&Config::new(config))?);
+        Ok(())
+    }
+
+    fn process(batch: &Batch) -> Vec<Outcome> {
+        let mut guard = STATE.lock().expect("not poisoned");
+        let logic = guard.as_mut().expect("init before process");
+        (0..batch.len())
+            .map(|i| match logic::run(logic, &mut Flow { batch, i }) {
+                logic::Answer::Keep => Outcome::Keep,
+                logic::Answer::Drop => Outcome::Drop,
+                logic::Answer::Annotate(a) => Outcome::Annotate(a),
+            })
+            .collect()
+    }
+}
+
+#[cfg(target_arch = "wasm32")]
+#[allow(unsafe_code)]
+mod export {
+    use super::Export;
+    crate::bindings::export!(Export with_types_in crate::bindings);
+}
