@@ -4,7 +4,9 @@ use wasmtime::component::{Component, HasSelf, Linker, Resource, ResourceTable};
 use wasmtime::{Engine, Store};
 
 use crate::apply::Change;
-use crate::index::text;
+use bytes::Bytes;
+
+use crate::index::{self, text};
 use std::time::Instant;
 
 use crate::{Live, Stage, State, Times, b};
@@ -24,26 +26,66 @@ use bindings::flowgate::transform::types::{
 
 crate::apply::convert!(crate::a::bindings::flowgate::transform::types);
 
-/// The batch a guest holds a handle to during one `process` call.
+/// The batch a guest holds a handle to during one `process` call: the flows' bytes, indexed lazily (a flow's
+/// scalars and strings on the first getter that touches it; its lists only for a list getter or `record`).
 pub struct LabBatch {
+    wires: Vec<Bytes>,
+    shallow: Vec<Option<b::types::FlowView>>,
+    /// Full index of the flows a list getter or `record` asked for, and where each flow is in it.
     index: b::types::Batch,
+    deep_at: Vec<u32>,
     /// (flow, change) in the order the guest made them.
     changes: Vec<(u32, Change)>,
 }
 
 type R<T> = wasmtime::Result<T>;
 
+fn out_of_range(i: u32) -> wasmtime::Error {
+    wasmtime::format_err!("flow {i} is not in the batch")
+}
+
 impl LabBatch {
-    fn flow(&self, i: u32) -> R<&b::types::FlowView> {
-        self.index.flows.get(i as usize).ok_or_else(|| wasmtime::format_err!("flow {i} is not in the batch"))
+    fn new(live: &[Live]) -> Self {
+        let n = live.len();
+        LabBatch {
+            wires: live.iter().map(|l| l.wire.clone()).collect(),
+            shallow: live.iter().map(|l| l.view).collect(),
+            index: index::batch(0),
+            deep_at: vec![u32::MAX; n],
+            changes: Vec::new(),
+        }
     }
+
+    /// The flow's scalars and string spans (relative to its own bytes), and its bytes.
+    fn shallow(&mut self, i: u32) -> R<(b::types::FlowView, &[u8])> {
+        let wire = self.wires.get(i as usize).ok_or_else(|| out_of_range(i))?;
+        let slot = &mut self.shallow[i as usize];
+        let v = match slot {
+            Some(v) => *v,
+            None => *slot.insert(index::shallow(wire)?),
+        };
+        Ok((v, wire))
+    }
+
+    /// The flow fully indexed (spans into `self.index.bytes`).
+    fn flow(&mut self, i: u32) -> R<b::types::FlowView> {
+        let wire = self.wires.get(i as usize).ok_or_else(|| out_of_range(i))?;
+        if self.deep_at[i as usize] == u32::MAX {
+            self.deep_at[i as usize] = self.index.flows.len() as u32;
+            index::push(&mut self.index, wire)?;
+        }
+        Ok(self.index.flows[self.deep_at[i as usize] as usize])
+    }
+
     fn str(&self, s: b::types::Span) -> String {
         text(&self.index.bytes, s).to_string()
     }
+
     fn labels(&self, run: b::types::Run) -> Vec<String> {
         let l = &self.index.labels[run.start as usize..(run.start + run.len) as usize];
         l.iter().map(|s| self.str(*s)).collect()
     }
+
     fn hit(&self, at: usize) -> PolicyHit {
         let h = &self.index.hits[at];
         PolicyHit {
@@ -122,10 +164,22 @@ fn kind(k: b::types::PolicyKind) -> PolicyKind {
 
 impl t::Host for State {}
 
+/// Getters answered from the flow's shallow index: `|bytes, view| value`.
 macro_rules! getters {
+    ($($name:ident: $ty:ty = |$w:ident, $f:ident| $e:expr;)*) => {
+        $(fn $name(&mut self, this: Resource<LabBatch>, flow: u32) -> R<$ty> {
+            let ($f, $w) = self.table.get_mut(&this)?.shallow(flow)?;
+            let _ = $w;
+            Ok($e)
+        })*
+    };
+}
+
+/// Getters that need the flow's lists: `|batch, view| value`.
+macro_rules! deep_getters {
     ($($name:ident: $ty:ty = |$b:ident, $f:ident| $e:expr;)*) => {
         $(fn $name(&mut self, this: Resource<LabBatch>, flow: u32) -> R<$ty> {
-            let $b = self.table.get(&this)?;
+            let $b = self.table.get_mut(&this)?;
             let $f = $b.flow(flow)?;
             Ok($e)
         })*
@@ -136,7 +190,9 @@ macro_rules! setters {
     ($($name:ident: $ty:ty = |$v:ident| $change:expr;)*) => {
         $(fn $name(&mut self, this: Resource<LabBatch>, flow: u32, $v: $ty) -> R<()> {
             let b = self.table.get_mut(&this)?;
-            b.flow(flow)?;
+            if flow as usize >= b.wires.len() {
+                return Err(out_of_range(flow));
+            }
             b.changes.push((flow, $change));
             Ok(())
         })*
@@ -145,10 +201,10 @@ macro_rules! setters {
 
 impl t::HostBatch for State {
     fn len(&mut self, this: Resource<LabBatch>) -> R<u32> {
-        Ok(self.table.get(&this)?.index.flows.len() as u32)
+        Ok(self.table.get(&this)?.wires.len() as u32)
     }
 
-    getters! {
+    deep_getters! {
         record: Flow = |b, f| Flow {
             source_name: b.str(f.source_name),
             source_namespace: b.str(f.source_namespace),
@@ -178,33 +234,36 @@ impl t::HostBatch for State {
             num_connections_completed: f.num_connections_completed,
             num_connections_live: f.num_connections_live,
         };
-        source_name: String = |b, f| b.str(f.source_name);
-        source_namespace: String = |b, f| b.str(f.source_namespace);
-        source_type: EndpointType = |_b, f| endpoint(f.source_type);
-        dest_name: String = |b, f| b.str(f.dest_name);
-        dest_namespace: String = |b, f| b.str(f.dest_namespace);
-        dest_type: EndpointType = |_b, f| endpoint(f.dest_type);
-        dest_port: i64 = |_b, f| f.dest_port;
-        dest_service_name: String = |b, f| b.str(f.dest_service_name);
-        dest_service_namespace: String = |b, f| b.str(f.dest_service_namespace);
-        dest_service_port_name: String = |b, f| b.str(f.dest_service_port_name);
-        dest_service_port: i64 = |_b, f| f.dest_service_port;
-        proto: String = |b, f| b.str(f.proto);
-        reporter: Reporter = |_b, f| reporter(f.reporter);
-        action: Action = |_b, f| action(f.action);
         enforced_policies: Vec<PolicyHit> = |b, f| b.hits(f.enforced_policies);
         pending_policies: Vec<PolicyHit> = |b, f| b.hits(f.pending_policies);
-        start_time: i64 = |_b, f| f.start_time;
-        end_time: i64 = |_b, f| f.end_time;
         source_labels: Vec<String> = |b, f| b.labels(f.source_labels);
         dest_labels: Vec<String> = |b, f| b.labels(f.dest_labels);
-        packets_in: i64 = |_b, f| f.packets_in;
-        packets_out: i64 = |_b, f| f.packets_out;
-        bytes_in: i64 = |_b, f| f.bytes_in;
-        bytes_out: i64 = |_b, f| f.bytes_out;
-        num_connections_started: i64 = |_b, f| f.num_connections_started;
-        num_connections_completed: i64 = |_b, f| f.num_connections_completed;
-        num_connections_live: i64 = |_b, f| f.num_connections_live;
+    }
+
+    getters! {
+        source_name: String = |w, f| text(w, f.source_name).to_string();
+        source_namespace: String = |w, f| text(w, f.source_namespace).to_string();
+        source_type: EndpointType = |w, f| endpoint(f.source_type);
+        dest_name: String = |w, f| text(w, f.dest_name).to_string();
+        dest_namespace: String = |w, f| text(w, f.dest_namespace).to_string();
+        dest_type: EndpointType = |w, f| endpoint(f.dest_type);
+        dest_port: i64 = |w, f| f.dest_port;
+        dest_service_name: String = |w, f| text(w, f.dest_service_name).to_string();
+        dest_service_namespace: String = |w, f| text(w, f.dest_service_namespace).to_string();
+        dest_service_port_name: String = |w, f| text(w, f.dest_service_port_name).to_string();
+        dest_service_port: i64 = |w, f| f.dest_service_port;
+        proto: String = |w, f| text(w, f.proto).to_string();
+        reporter: Reporter = |w, f| reporter(f.reporter);
+        action: Action = |w, f| action(f.action);
+        start_time: i64 = |w, f| f.start_time;
+        end_time: i64 = |w, f| f.end_time;
+        packets_in: i64 = |w, f| f.packets_in;
+        packets_out: i64 = |w, f| f.packets_out;
+        bytes_in: i64 = |w, f| f.bytes_in;
+        bytes_out: i64 = |w, f| f.bytes_out;
+        num_connections_started: i64 = |w, f| f.num_connections_started;
+        num_connections_completed: i64 = |w, f| f.num_connections_completed;
+        num_connections_live: i64 = |w, f| f.num_connections_live;
     }
 
     setters! {
@@ -262,16 +321,21 @@ impl Instance {
 }
 
 impl Stage for Instance {
-    fn process(&mut self, batch: &mut b::types::Batch, live: &mut [Live], times: &mut Times) -> bool {
+    fn eager_index(&self) -> bool {
+        false
+    }
+
+    fn process(&mut self, _: &mut b::types::Batch, live: &mut [Live], times: &mut Times) -> bool {
         let t = Instant::now();
-        let index = std::mem::replace(batch, crate::index::batch(0));
         let table: &mut ResourceTable = &mut self.store.data_mut().table;
-        let handle = table.push(LabBatch { index, changes: Vec::new() }).expect("table has room");
+        let handle = table.push(LabBatch::new(live)).expect("table has room");
         let borrowed = Resource::new_borrow(handle.rep());
         let outcomes =
             self.guest.flowgate_transform_transform().call_process(&mut self.store, borrowed).expect("no trap");
-        let LabBatch { index, changes } = self.store.data_mut().table.delete(handle).expect("still there");
-        *batch = index;
+        let LabBatch { changes, shallow, .. } = self.store.data_mut().table.delete(handle).expect("still there");
+        for (l, v) in live.iter_mut().zip(shallow) {
+            l.view = v;
+        }
         times.call += t.elapsed();
         let t = Instant::now();
         assert_eq!(outcomes.len(), live.len());
@@ -298,6 +362,7 @@ impl Stage for Instance {
             }
             if !l.dropped && pending.get(i).is_some_and(|p| !p.is_empty()) {
                 l.wire = crate::apply::apply(&l.wire, std::mem::take(&mut pending[i]));
+                l.view = None;
             }
         }
         times.apply += t.elapsed();

@@ -81,6 +81,8 @@ fn store(engine: &Engine) -> Store<State> {
 /// A flow in the chain: its bytes (changed only where a transform changed it) and what transforms added.
 pub struct Live {
     wire: Bytes,
+    /// Candidate A's shallow index of `wire`, kept along the chain until a stage changes the flow.
+    view: Option<b::types::FlowView>,
     ann: apply::Ann,
     dropped: bool,
 }
@@ -100,6 +102,10 @@ pub struct Times {
 
 /// One transform instance of either candidate.
 pub trait Stage {
+    /// Whether the host indexes the whole batch before the call (B) or the stage indexes on demand (A).
+    fn eager_index(&self) -> bool {
+        true
+    }
     /// Runs the batch; marks drops and applies changes in `live`. True when any flow was dropped or changed
     /// (the batch is indexed again before the next stage).
     fn process(&mut self, batch: &mut b::types::Batch, live: &mut [Live], times: &mut Times) -> bool;
@@ -115,7 +121,12 @@ fn run_chain(
     let t = Instant::now();
     let mut live: Vec<Live> = chunk
         .iter()
-        .map(|w| Live { wire: flow_of_result(w).unwrap().unwrap().wire, ann: apply::Ann::default(), dropped: false })
+        .map(|w| Live {
+            wire: flow_of_result(w).unwrap().unwrap().wire,
+            view: None,
+            ann: apply::Ann::default(),
+            dropped: false,
+        })
         .collect();
     let mut stale = true;
     times.index += t.elapsed();
@@ -123,9 +134,11 @@ fn run_chain(
         if stale {
             let t = Instant::now();
             live.retain(|l| !l.dropped);
-            index::clear(batch);
-            for l in &live {
-                index::push(batch, &l.wire).expect("valid flow");
+            if stage.eager_index() {
+                index::clear(batch);
+                for l in &live {
+                    index::push(batch, &l.wire).expect("valid flow");
+                }
             }
             times.index += t.elapsed();
         }
@@ -170,15 +183,24 @@ fn chains() -> Vec<Chain> {
     let enrich = ("enrich", vec![("attr.k8s.cluster.name", "bench"), ("owner.payments", "billing")]);
     let semconv = ("semconv", vec![]);
     let keep = ("keep", vec![]);
-    vec![
+    let labels_only = ("redact", vec![("drop_labels", "pod-template-hash=*")]);
+    let attributes_only = ("semconv", vec![("body", "json")]);
+    let rows = vec![
         ("filter", false, vec![filter.clone()]),
         ("redact", false, vec![redact.clone()]),
+        ("redact: labels only (no HMAC)", false, vec![labels_only]),
         ("enrich", false, vec![enrich.clone()]),
         ("semconv", false, vec![semconv.clone()]),
+        ("semconv: attributes only (body=json)", false, vec![attributes_only]),
         ("redact -> enrich -> semconv", false, vec![redact, enrich, semconv]),
         ("keep x3 (per transform = this / 3)", false, vec![keep.clone(), keep.clone(), keep]),
         ("Python filter", true, vec![filter]),
-    ]
+    ];
+    // `flowgate-contract-lab <text>`: only the rows whose label contains <text> (`host`: the host lines only).
+    match std::env::args().nth(1) {
+        Some(only) => rows.into_iter().filter(|(label, _, _)| label.contains(only.as_str())).collect(),
+        None => rows,
+    }
 }
 
 fn main() {
@@ -202,6 +224,12 @@ fn main() {
         }
     }));
     println!("{:<38} {passthrough:>8.0} ns/flow  1.00x", "passthrough (split + render)");
+    let split = ns(best(|| {
+        for w in &wire {
+            black_box(flow_of_result(w).unwrap().unwrap());
+        }
+    }));
+    println!("{:<38} {split:>8.0} ns/flow  {:.2}x", "host: split only", split / passthrough);
     let mut idx = index::batch(BATCH);
     let indexing = ns(best(|| {
         for chunk in wire.chunks(BATCH) {
@@ -213,7 +241,7 @@ fn main() {
         }
     }));
     println!(
-        "{:<38} {indexing:>8.0} ns/flow  {:.2}x   (bytes {} B/flow, {} hits, {} labels a batch)\n",
+        "{:<38} {indexing:>8.0} ns/flow  {:.2}x   (bytes {} B/flow, {} hits, {} labels a batch)",
         "host: split + index (both candidates)",
         indexing / passthrough,
         idx.bytes.len() / idx.flows.len().max(1),
@@ -221,6 +249,27 @@ fn main() {
         idx.labels.len()
     );
 
+    let shallow = ns(best(|| {
+        for w in &wire {
+            black_box(index::shallow(&flow_of_result(w).unwrap().unwrap().wire).unwrap());
+        }
+    }));
+    println!("{:<38} {shallow:>8.0} ns/flow  {:.2}x\n", "host: split + shallow index (A)", shallow / passthrough);
+    if std::env::args().nth(1).as_deref() == Some("host") {
+        return;
+    }
+    if std::env::args().nth(1).as_deref() == Some("index-profile") {
+        for _ in 0..200 {
+            for chunk in wire.chunks(BATCH) {
+                index::clear(&mut idx);
+                for w in chunk {
+                    index::push(&mut idx, &flow_of_result(w).unwrap().unwrap().wire).unwrap();
+                }
+                black_box(&idx);
+            }
+        }
+        return;
+    }
     let baseline = baseline_0_1(&dir, &wire);
     let engine = engine();
     let mut results: Vec<(&str, Vec<Option<(f64, Times)>>)> = Vec::new();
