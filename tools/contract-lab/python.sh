@@ -5,8 +5,9 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 out="$root/target/wasm32-wasip2/transform"
 mkdir -p "$out"
-for c in a b; do
-  (cd "$here/python-$c" && componentize-py -d "$here/wit/$c" -w flowgate:transform/transformer componentize app \
-    -o "$out/contract_lab_python_$c.wasm")
-  echo "contract-lab: built $out/contract_lab_python_$c.wasm"
+for app in a b a-columns; do
+  name="contract_lab_python_${app//-/_}.wasm"
+  (cd "$here/python-$app" && componentize-py -d "$here/wit/${app%%-*}" -w flowgate:transform/transformer \
+    componentize app -o "$out/$name")
+  echo "contract-lab: built $out/$name"
 done

@@ -7,6 +7,7 @@ use crate::apply::Change;
 use bytes::Bytes;
 
 use crate::index::{self, text};
+use std::collections::HashMap;
 use std::time::Instant;
 
 use crate::{Live, Stage, State, Times, b};
@@ -175,6 +176,47 @@ macro_rules! getters {
     };
 }
 
+/// Column getters from the flows' shallow indexes: `|bytes, view| value` for each flow.
+macro_rules! columns {
+    ($($name:ident: $ty:ty = |$w:ident, $f:ident| $e:expr;)*) => {
+        $(fn $name(&mut self, this: Resource<LabBatch>) -> R<Vec<$ty>> {
+            let b = self.table.get_mut(&this)?;
+            (0..b.wires.len() as u32)
+                .map(|i| {
+                    let ($f, $w) = b.shallow(i)?;
+                    let _ = $w;
+                    Ok($e)
+                })
+                .collect()
+        })*
+    };
+}
+
+/// String column getters, each distinct value once: `|view| span`.
+macro_rules! string_columns {
+    ($($name:ident = |$f:ident| $e:expr;)*) => {
+        $(fn $name(&mut self, this: Resource<LabBatch>) -> R<t::StringColumn> {
+            let b = self.table.get_mut(&this)?;
+            let spans = (0..b.wires.len() as u32)
+                .map(|i| b.shallow(i).map(|($f, _)| $e))
+                .collect::<R<Vec<_>>>()?;
+            let mut seen: HashMap<&[u8], u32> = HashMap::new();
+            let mut values = Vec::new();
+            let mut at = Vec::with_capacity(b.wires.len());
+            for (wire, s) in b.wires.iter().zip(spans) {
+                let bytes = &wire[s.start as usize..(s.start + s.len) as usize];
+                let next = values.len() as u32;
+                let n = *seen.entry(bytes).or_insert(next);
+                if n == next {
+                    values.push(String::from_utf8_lossy(bytes).into_owned());
+                }
+                at.push(n);
+            }
+            Ok(t::StringColumn { values, at })
+        })*
+    };
+}
+
 /// Getters that need the flow's lists: `|batch, view| value`.
 macro_rules! deep_getters {
     ($($name:ident: $ty:ty = |$b:ident, $f:ident| $e:expr;)*) => {
@@ -264,6 +306,25 @@ impl t::HostBatch for State {
         num_connections_started: i64 = |w, f| f.num_connections_started;
         num_connections_completed: i64 = |w, f| f.num_connections_completed;
         num_connections_live: i64 = |w, f| f.num_connections_live;
+    }
+
+    string_columns! {
+        column_source_name = |f| f.source_name;
+        column_source_namespace = |f| f.source_namespace;
+        column_dest_name = |f| f.dest_name;
+        column_dest_namespace = |f| f.dest_namespace;
+        column_dest_service_name = |f| f.dest_service_name;
+        column_proto = |f| f.proto;
+    }
+
+    columns! {
+        column_action: Action = |w, f| action(f.action);
+        column_reporter: Reporter = |w, f| reporter(f.reporter);
+        column_dest_port: i64 = |w, f| f.dest_port;
+        column_bytes_in: i64 = |w, f| f.bytes_in;
+        column_bytes_out: i64 = |w, f| f.bytes_out;
+        column_packets_in: i64 = |w, f| f.packets_in;
+        column_packets_out: i64 = |w, f| f.packets_out;
     }
 
     setters! {

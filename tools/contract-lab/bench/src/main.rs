@@ -151,6 +151,19 @@ fn run_chain(
     records
 }
 
+/// Passthrough, ns/flow: split and render, as the gateway does with no transform. Measured again right after
+/// every row, whose ratio is to that measurement (the machine's load drifts; a ratio taken minutes apart would not).
+fn passthrough(wire: &[Bytes]) -> f64 {
+    ns(best(|| {
+        for chunk in wire.chunks(BATCH) {
+            let now = unix_nanos();
+            let records: Vec<_> =
+                chunk.iter().map(|w| flow_record(&flow_of_result(w).unwrap().unwrap().wire, now).unwrap()).collect();
+            black_box(records);
+        }
+    }))
+}
+
 fn best(mut f: impl FnMut()) -> Duration {
     f(); // warm up
     (0..ROUNDS)
@@ -185,16 +198,26 @@ fn chains() -> Vec<Chain> {
     let keep = ("keep", vec![]);
     let labels_only = ("redact", vec![("drop_labels", "pod-template-hash=*")]);
     let attributes_only = ("semconv", vec![("body", "json")]);
+    let columns = |(logic, mut config): (&'static str, Vec<(&'static str, &'static str)>)| {
+        config.push(("access", "columns"));
+        (logic, config)
+    };
     let rows = vec![
         ("filter", false, vec![filter.clone()]),
+        ("filter (A: by columns)", false, vec![columns(filter.clone())]),
         ("redact", false, vec![redact.clone()]),
+        ("redact (A: by columns)", false, vec![columns(redact.clone())]),
         ("redact: labels only (no HMAC)", false, vec![labels_only]),
         ("enrich", false, vec![enrich.clone()]),
+        ("enrich (A: by columns)", false, vec![columns(enrich.clone())]),
         ("semconv", false, vec![semconv.clone()]),
         ("semconv: attributes only (body=json)", false, vec![attributes_only]),
-        ("redact -> enrich -> semconv", false, vec![redact, enrich, semconv]),
-        ("keep x3 (per transform = this / 3)", false, vec![keep.clone(), keep.clone(), keep]),
-        ("Python filter", true, vec![filter]),
+        ("redact -> enrich -> semconv", false, vec![redact.clone(), enrich.clone(), semconv.clone()]),
+        ("redact -> enrich -> semconv (A: by columns)", false, vec![columns(redact), columns(enrich), semconv]),
+        ("keep x3 (per transform = this / 3)", false, vec![keep.clone(), keep.clone(), keep.clone()]),
+        ("keep x3 (A: by columns)", false, vec![columns(keep.clone()), columns(keep.clone()), columns(keep)]),
+        ("Python filter", true, vec![filter.clone()]),
+        ("Python filter (A: by columns)", true, vec![filter]),
     ];
     // `flowgate-contract-lab <text>`: only the rows whose label contains <text> (`host`: the host lines only).
     match std::env::args().nth(1) {
@@ -215,14 +238,7 @@ fn main() {
     println!("flowgate-contract-lab: {FLOWS} simulator flows, batches of {BATCH}, one core, best of {ROUNDS} rounds");
     println!("every figure: ns/flow from the wire to OTLP log records (not encoded), and its ratio to passthrough\n");
 
-    let passthrough = ns(best(|| {
-        for chunk in wire.chunks(BATCH) {
-            let now = unix_nanos();
-            let records: Vec<_> =
-                chunk.iter().map(|w| flow_record(&flow_of_result(w).unwrap().unwrap().wire, now).unwrap()).collect();
-            black_box(records);
-        }
-    }));
+    let passthrough = passthrough(&wire);
     println!("{:<38} {passthrough:>8.0} ns/flow  1.00x", "passthrough (split + render)");
     let split = ns(best(|| {
         for w in &wire {
@@ -272,27 +288,30 @@ fn main() {
     }
     let baseline = baseline_0_1(&dir, &wire);
     let engine = engine();
-    let mut results: Vec<(&str, Vec<Option<(f64, Times)>>)> = Vec::new();
+    let mut results: Vec<(&str, Vec<Option<Row>>)> = Vec::new();
     for name in ["A", "B"] {
         results.push((name, candidate(&engine, name, &dir, &wire)));
     }
 
     println!("\n{:<38} {:>16} {:>16} {:>16}", "logic (Rust guests)", "0.1.0 today", "candidate A", "candidate B");
-    let cell = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.0} ({:.2}x)", v / passthrough));
+    let cell = |r: Option<&Option<Row>>| match r {
+        Some(Some(r)) => format!("{:.0} ({:.2}x)", r.ns, r.ns / r.passthrough),
+        _ => "-".to_string(),
+    };
     for (i, (label, _, _)) in chains().iter().enumerate() {
         println!(
-            "{label:<38} {:>16} {:>16} {:>16}",
-            cell(baseline.get(i).copied().flatten()),
-            cell(results[0].1.get(i).copied().flatten().map(|r| r.0)),
-            cell(results[1].1.get(i).copied().flatten().map(|r| r.0)),
+            "{label:<44} {:>16} {:>16} {:>16}",
+            cell(baseline.get(i)),
+            cell(results[0].1.get(i)),
+            cell(results[1].1.get(i)),
         );
     }
     println!("\nwhere the time goes (ns/flow: split+index / component call / apply outcomes / render)");
     for (name, rows) in &results {
         for (i, (label, _, _)) in chains().iter().enumerate() {
-            if let Some(Some((_, t))) = rows.get(i) {
+            if let Some(Some(Row { times: t, passthrough, .. })) = rows.get(i) {
                 println!(
-                    "  {name} {label:<36} {:>6.0} / {:>6.0} / {:>6.0} / {:>6.0}",
+                    "  {name} {label:<44} {:>6.0} / {:>6.0} / {:>6.0} / {:>6.0}   (passthrough {passthrough:.0})",
                     ns(t.index),
                     ns(t.call),
                     ns(t.apply),
@@ -303,8 +322,17 @@ fn main() {
     }
 }
 
+/// One measured cell.
+#[derive(Default)]
+struct Row {
+    ns: f64,
+    /// Passthrough measured right after.
+    passthrough: f64,
+    times: Times,
+}
+
 /// Each chain through one candidate's components, `None` where a component is not built.
-fn candidate(engine: &Engine, name: &str, dir: &Path, wire: &[Bytes]) -> Vec<Option<(f64, Times)>> {
+fn candidate(engine: &Engine, name: &str, dir: &Path, wire: &[Bytes]) -> Vec<Option<Row>> {
     let lower = name.to_ascii_lowercase();
     let load = |file: String| -> Option<Component> {
         let path = dir.join(&file);
@@ -319,11 +347,21 @@ fn candidate(engine: &Engine, name: &str, dir: &Path, wire: &[Bytes]) -> Vec<Opt
     };
     let rust = load(format!("contract_lab_guest_{lower}.wasm"));
     let python = load(format!("contract_lab_python_{lower}.wasm"));
+    let python_columns = if name == "A" { load("contract_lab_python_a_columns.wasm".to_string()) } else { None };
     let linker_a = a::linker(engine).expect("linker A");
     let linker_b = b::linker(engine).expect("linker B");
     let mut out = Vec::new();
     for (label, in_python, specs) in chains() {
-        let Some(component) = (if in_python { python.as_ref() } else { rust.as_ref() }) else {
+        if label.contains("A: ") && name != "A" {
+            out.push(None);
+            continue;
+        }
+        let component = match (in_python, label.contains("A: ")) {
+            (true, true) => python_columns.as_ref(),
+            (true, false) => python.as_ref(),
+            (false, _) => rust.as_ref(),
+        };
+        let Some(component) = component else {
             out.push(None);
             continue;
         };
@@ -352,14 +390,14 @@ fn candidate(engine: &Engine, name: &str, dir: &Path, wire: &[Bytes]) -> Vec<Opt
             }
         });
         println!("  {name} {label:<36} {:>8.0} ns/flow  {kept} records", ns(total));
-        out.push(Some((ns(total), times)));
+        out.push(Some(Row { ns: ns(total), passthrough: passthrough(wire), times }));
     }
     out
 }
 
 /// Today's contract through today's host (`flowgate::pipeline`), as `make bench` measures it. `keep x3` is
 /// three 0.1.0 `filter`s with no configuration (each keeps every flow).
-fn baseline_0_1(dir: &Path, wire: &[Bytes]) -> Vec<Option<f64>> {
+fn baseline_0_1(dir: &Path, wire: &[Bytes]) -> Vec<Option<Row>> {
     use flowgate::pipeline::chain::{self, EntrySpec, FailurePolicy};
     use flowgate::pipeline::{Worker, worker};
     use flowgate::telemetry::Metrics;
@@ -390,7 +428,7 @@ fn baseline_0_1(dir: &Path, wire: &[Bytes]) -> Vec<Option<f64>> {
                 }
             })
             .collect();
-        if specs.iter().any(|s| !s.path.exists()) {
+        if specs.iter().any(|s| !s.path.exists()) || label.contains("A: ") {
             out.push(None);
             continue;
         }
@@ -412,7 +450,7 @@ fn baseline_0_1(dir: &Path, wire: &[Bytes]) -> Vec<Option<f64>> {
             }
         });
         println!("  0.1.0 {label:<36} {:>8.0} ns/flow  {kept} records", ns(total));
-        out.push(Some(ns(total)));
+        out.push(Some(Row { ns: ns(total), passthrough: passthrough(wire), times: Times::default() }));
     }
     out
 }

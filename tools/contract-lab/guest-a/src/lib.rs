@@ -23,10 +23,12 @@ mod logic;
 #[path = "../../../../guest-sdk/src/pseudonym.rs"]
 mod pseudonym;
 
+use std::borrow::Cow;
+use std::cell::OnceCell;
 use std::sync::Mutex;
 
 use bindings::flowgate::transform::types::{
-    Action, Annotations, Attribute, Batch, Body, Outcome, PolicyHit, Reporter, Severity, Value,
+    Action, Annotations, Attribute, Batch, Body, Outcome, PolicyHit, Reporter, Severity, StringColumn, Value,
 };
 use config::Config;
 use glob::Glob;
@@ -36,24 +38,74 @@ fn counter_add(name: &str, delta: u64) {
     bindings::flowgate::transform::host::counter_add(name, delta);
 }
 
-/// One flow of the batch: every accessor asks the host.
+/// One flow of the batch. Per flow (default), every accessor asks the host for that field of that flow; with
+/// `access: columns`, the first read of a field fetches it for the whole batch ([`Columns`]).
 pub struct Flow<'a> {
     batch: &'a Batch,
     i: u32,
+    columns: Option<&'a Columns>,
 }
 
-macro_rules! get {
-    ($($name:ident: $ty:ty),* $(,)?) => {
-        $(pub fn $name(&self) -> $ty { self.batch.$name(self.i) })*
+/// The columns fetched so far in one `process` call.
+#[derive(Default)]
+pub struct Columns {
+    source_name: OnceCell<StringColumn>,
+    source_namespace: OnceCell<StringColumn>,
+    dest_name: OnceCell<StringColumn>,
+    dest_namespace: OnceCell<StringColumn>,
+    dest_service_name: OnceCell<StringColumn>,
+    proto: OnceCell<StringColumn>,
+    action: OnceCell<Vec<Action>>,
+    reporter: OnceCell<Vec<Reporter>>,
+    dest_port: OnceCell<Vec<i64>>,
+    bytes_in: OnceCell<Vec<i64>>,
+    bytes_out: OnceCell<Vec<i64>>,
+    packets_in: OnceCell<Vec<i64>>,
+    packets_out: OnceCell<Vec<i64>>,
+}
+
+macro_rules! get_str {
+    ($($name:ident / $column:ident),* $(,)?) => {
+        $(pub fn $name(&self) -> Cow<'a, str> {
+            match self.columns {
+                Some(c) => {
+                    let column = c.$name.get_or_init(|| self.batch.$column());
+                    Cow::Borrowed(&column.values[column.at[self.i as usize] as usize])
+                }
+                None => Cow::Owned(self.batch.$name(self.i)),
+            }
+        })*
     };
 }
 
-impl Flow<'_> {
+macro_rules! get {
+    ($($name:ident / $column:ident: $ty:ty),* $(,)?) => {
+        $(pub fn $name(&self) -> $ty {
+            match self.columns {
+                Some(c) => c.$name.get_or_init(|| self.batch.$column())[self.i as usize],
+                None => self.batch.$name(self.i),
+            }
+        })*
+    };
+}
+
+impl<'a> Flow<'a> {
+    get_str! {
+        source_name / column_source_name, source_namespace / column_source_namespace,
+        dest_name / column_dest_name, dest_namespace / column_dest_namespace,
+        dest_service_name / column_dest_service_name, proto / column_proto,
+    }
     get! {
-        source_name: String, source_namespace: String, dest_name: String, dest_namespace: String,
-        dest_service_name: String, proto: String, action: Action, dest_port: i64, reporter: Reporter,
-        source_labels: Vec<String>, dest_labels: Vec<String>, bytes_in: i64, bytes_out: i64, packets_in: i64,
-        packets_out: i64,
+        action / column_action: Action, reporter / column_reporter: Reporter, dest_port / column_dest_port: i64,
+        bytes_in / column_bytes_in: i64, bytes_out / column_bytes_out: i64, packets_in / column_packets_in: i64,
+        packets_out / column_packets_out: i64,
+    }
+
+    pub fn source_labels(&self) -> Vec<String> {
+        self.batch.source_labels(self.i)
+    }
+    pub fn dest_labels(&self) -> Vec<String> {
+        self.batch.dest_labels(self.i)
     }
 
     pub fn set_source_labels(&mut self, v: Vec<String>) {
@@ -64,7 +116,7 @@ impl Flow<'_> {
     }
 
     /// A string field by its config name (redact's `pseudonymize` list).
-    pub fn field(&self, name: &str) -> String {
+    pub fn field(&self, name: &str) -> Cow<'a, str> {
         match name {
             "source_name" => self.source_name(),
             "source_namespace" => self.source_namespace(),
@@ -131,22 +183,27 @@ impl Whole {
     }
 }
 
-static STATE: Mutex<Option<logic::Logic>> = Mutex::new(None);
+/// The transform's logic, and whether it reads by columns.
+static STATE: Mutex<Option<(logic::Logic, bool)>> = Mutex::new(None);
 
 #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 struct Export;
 
 impl bindings::exports::flowgate::transform::transform::Guest for Export {
     fn init(config: Vec<(String, String)>) -> Result<(), String> {
-        *STATE.lock().map_err(|_| "poisoned")? = Some(logic::init(&Config::new(config))?);
+        let config = Config::new(config);
+        let columns = config.get("access") == Some("columns");
+        *STATE.lock().map_err(|_| "poisoned")? = Some((logic::init(&config)?, columns));
         Ok(())
     }
 
     fn process(batch: &Batch) -> Vec<Outcome> {
         let mut guard = STATE.lock().expect("not poisoned");
-        let logic = guard.as_mut().expect("init before process");
+        let (logic, columns) = guard.as_mut().expect("init before process");
+        let cache = Columns::default();
+        let columns = columns.then_some(&cache);
         (0..batch.len())
-            .map(|i| match logic::run(logic, &mut Flow { batch, i }) {
+            .map(|i| match logic::run(logic, &mut Flow { batch, i, columns }) {
                 logic::Answer::Keep => Outcome::Keep,
                 logic::Answer::Drop => Outcome::Drop,
                 logic::Answer::Annotate(a) => Outcome::Annotate(a),
