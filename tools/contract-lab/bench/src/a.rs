@@ -325,6 +325,8 @@ impl t::HostBatch for State {
         column_bytes_out: i64 = |w, f| f.bytes_out;
         column_packets_in: i64 = |w, f| f.packets_in;
         column_packets_out: i64 = |w, f| f.packets_out;
+        column_start_time: i64 = |w, f| f.start_time;
+        column_end_time: i64 = |w, f| f.end_time;
     }
 
     setters! {

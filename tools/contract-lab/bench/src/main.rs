@@ -202,6 +202,10 @@ fn chains() -> Vec<Chain> {
         config.push(("access", "columns"));
         (logic, config)
     };
+    let cached = |(logic, mut config): (&'static str, Vec<(&'static str, &'static str)>)| {
+        config.push(("cache", "true"));
+        (logic, config)
+    };
     let rows = vec![
         ("filter", false, vec![filter.clone()]),
         ("filter (A: by columns)", false, vec![columns(filter.clone())]),
@@ -211,9 +215,20 @@ fn chains() -> Vec<Chain> {
         ("enrich", false, vec![enrich.clone()]),
         ("enrich (A: by columns)", false, vec![columns(enrich.clone())]),
         ("semconv", false, vec![semconv.clone()]),
+        ("semconv (A: by columns)", false, vec![columns(semconv.clone())]),
         ("semconv: attributes only (body=json)", false, vec![attributes_only]),
         ("redact -> enrich -> semconv", false, vec![redact.clone(), enrich.clone(), semconv.clone()]),
-        ("redact -> enrich -> semconv (A: by columns)", false, vec![columns(redact), columns(enrich), semconv]),
+        (
+            "redact -> enrich -> semconv (A: by columns)",
+            false,
+            vec![columns(redact.clone()), columns(enrich.clone()), columns(semconv.clone())],
+        ),
+        ("chain, pseudonyms cached", false, vec![cached(redact.clone()), enrich.clone(), semconv.clone()]),
+        (
+            "chain, pseudonyms cached (A: by columns)",
+            false,
+            vec![columns(cached(redact)), columns(enrich), columns(semconv)],
+        ),
         ("keep x3 (per transform = this / 3)", false, vec![keep.clone(), keep.clone(), keep.clone()]),
         ("keep x3 (A: by columns)", false, vec![columns(keep.clone()), columns(keep.clone()), columns(keep)]),
         ("Python filter", true, vec![filter.clone()]),
@@ -378,17 +393,23 @@ fn candidate(engine: &Engine, name: &str, dir: &Path, wire: &[Bytes]) -> Vec<Opt
             })
             .collect();
         let mut batch = index::batch(BATCH);
-        let mut times = Times::default();
+        // The stage breakdown is the best round's, so it adds up to the figure reported.
+        let (mut times, mut best_times, mut best_total) = (Times::default(), Times::default(), Duration::MAX);
         let mut kept = 0;
         let total = best(|| {
             times = Times::default();
             kept = 0;
+            let t = Instant::now();
             for chunk in wire.chunks(BATCH) {
                 let records = run_chain(&mut stages, chunk, &mut batch, &mut times);
                 kept += records.len();
                 black_box(records);
             }
+            if t.elapsed() < best_total {
+                (best_total, best_times) = (t.elapsed(), times);
+            }
         });
+        let times = best_times;
         println!("  {name} {label:<36} {:>8.0} ns/flow  {kept} records", ns(total));
         out.push(Some(Row { ns: ns(total), passthrough: passthrough(wire), times }));
     }
@@ -428,7 +449,8 @@ fn baseline_0_1(dir: &Path, wire: &[Bytes]) -> Vec<Option<Row>> {
                 }
             })
             .collect();
-        if specs.iter().any(|s| !s.path.exists()) || label.contains("A: ") {
+        // Lab-only rows: A's access mode, or logic the 0.1.0 transforms do not have.
+        if specs.iter().any(|s| !s.path.exists()) || label.contains("A: ") || label.contains("cached") {
             out.push(None);
             continue;
         }

@@ -64,6 +64,8 @@ pub struct Columns {
     bytes_out: OnceCell<Vec<i64>>,
     packets_in: OnceCell<Vec<i64>>,
     packets_out: OnceCell<Vec<i64>>,
+    start_time: OnceCell<Vec<i64>>,
+    end_time: OnceCell<Vec<i64>>,
 }
 
 macro_rules! get_str {
@@ -100,7 +102,19 @@ impl<'a> Flow<'a> {
     get! {
         action / column_action: Action, reporter / column_reporter: Reporter, dest_port / column_dest_port: i64,
         bytes_in / column_bytes_in: i64, bytes_out / column_bytes_out: i64, packets_in / column_packets_in: i64,
-        packets_out / column_packets_out: i64,
+        packets_out / column_packets_out: i64, start_time / column_start_time: i64, end_time / column_end_time: i64,
+    }
+
+    /// Whether logic that reads most fields should ask for the whole record (per-flow access) rather than read
+    /// field by field (columns).
+    pub fn reads_whole(&self) -> bool {
+        self.columns.is_none()
+    }
+
+    /// (tier, name) of each named enforced policy (a per-flow list getter).
+    pub fn enforced_tier_names(&self) -> impl Iterator<Item = (String, String)> + use<> {
+        let hits = self.batch.enforced_policies(self.i);
+        hits.into_iter().filter(|h| !h.name.is_empty()).map(|h| (h.tier, h.name))
     }
 
     pub fn source_labels(&self) -> Vec<String> {

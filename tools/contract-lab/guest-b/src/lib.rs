@@ -150,7 +150,12 @@ impl<'a> Flow<'a> {
         self.edits.push(Edit::PendingPolicies(pending));
     }
 
-    /// Reading in place costs nothing more for the whole flow.
+    /// Reading in place costs nothing more for the whole flow: never ask for a record.
+    pub fn reads_whole(&self) -> bool {
+        false
+    }
+
+    /// Never called (see `reads_whole`); present so the shared logic compiles for both candidates.
     pub fn whole(&self) -> &Self {
         self
     }
