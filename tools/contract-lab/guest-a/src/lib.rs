@@ -18,9 +18,9 @@ mod config;
 #[path = "../../../../guest-sdk/src/glob.rs"]
 #[allow(dead_code)]
 mod glob;
-// One source for both candidates: its `&field` borrows are needed where A's accessors return owned strings.
+// One source for both candidates: its `&field` and `&*field` are needed where A's accessors return owned strings.
 #[path = "../../logic.rs"]
-#[allow(clippy::needless_borrow)]
+#[allow(clippy::needless_borrow, clippy::borrow_deref_ref)]
 mod logic;
 #[path = "../../../../guest-sdk/src/pseudonym.rs"]
 mod pseudonym;
