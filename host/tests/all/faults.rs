@@ -154,6 +154,20 @@ impl Child {
     fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// SIGTERM, then its exit status (within 40 s).
+    async fn sigterm(&mut self) -> std::process::ExitStatus {
+        std::process::Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        within(Duration::from_secs(40), "exit after SIGTERM", async {
+            loop {
+                if let Some(s) = self.child.try_wait().unwrap() {
+                    return s;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await
+    }
 }
 
 async fn scrape(port: u16, metric: &str) -> Option<f64> {
@@ -209,16 +223,7 @@ async fn fault_3_sigkill_mid_burst_with_the_persistent_queue_then_restart() {
     // Buckets emitted before SIGTERM: a bucket takes ~0.1 s to go through, the next comes 1 s later, so the
     // one before the newest has been read whole. The child's own counters die with it, so this is the bound.
     let read_before_sigterm = sim.newest_bucket() - 15;
-    std::process::Command::new("kill").args(["-TERM", &second.child.id().to_string()]).status().unwrap();
-    let status = within(Duration::from_secs(40), "exit after SIGTERM", async {
-        loop {
-            if let Some(s) = second.child.try_wait().unwrap() {
-                return s;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await;
+    let status = second.sigterm().await;
     assert!(status.success(), "SIGTERM exits 0: {status:?}\n{}", second.log());
 
     let newest_received = rx.bodies().iter().map(|b| identity(b).1).max().unwrap_or(i64::MIN);
@@ -632,16 +637,7 @@ async fn fault_10_sigkill_with_only_the_cursor_directory_then_restart() {
     wait_until(WAIT, "three more buckets exported", || rx.bodies().len() >= at_kill + 9_000).await;
     // As in fault 3: the bucket before the newest emitted has been read whole before SIGTERM.
     let read_before_sigterm = sim.newest_bucket() - 15;
-    std::process::Command::new("kill").args(["-TERM", &second.child.id().to_string()]).status().unwrap();
-    let status = within(Duration::from_secs(40), "exit after SIGTERM", async {
-        loop {
-            if let Some(s) = second.child.try_wait().unwrap() {
-                return s;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await;
+    let status = second.sigterm().await;
     assert!(status.success(), "SIGTERM exits 0: {status:?}\n{}", second.log());
     let newest_received = rx.bodies().iter().map(|b| identity(b).1).max().unwrap_or(i64::MIN);
     assert!(

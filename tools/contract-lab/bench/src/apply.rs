@@ -2,7 +2,7 @@
 //! bytes, annotations accumulated, and the OTLP record rendered from the bytes at the end of the chain.
 
 use bytes::Bytes;
-use flowgate::pipeline::flow_record;
+use flowgate::otlp::flow_record;
 use flowgate::proto::{Flow, PolicyHit};
 use opentelemetry_proto::tonic::common::v1::{AnyValue, ArrayValue, KeyValue, KeyValueList, any_value};
 use opentelemetry_proto::tonic::logs::v1::LogRecord;

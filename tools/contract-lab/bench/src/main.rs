@@ -20,7 +20,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use flowgate::pipeline::{flow_record, unix_nanos};
+use flowgate::otlp::flow_record;
+use flowgate::pipeline::unix_nanos;
 use flowgate::proto::FlowResult;
 use flowgate::sim::FlowGen;
 use flowgate::wire::flow_of_result;
