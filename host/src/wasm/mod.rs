@@ -198,8 +198,51 @@ impl Default for Limits {
 pub struct GuestState {
     wasi: WasiCtx,
     table: ResourceTable,
-    limits: StoreLimits,
+    limits: Limiter,
     host: host::HostState,
+}
+
+/// The Store's limits, remembering whether it refused memory: a trap after a refusal is the memory cap whatever its
+/// text says, and one without is not, whatever its text says (a guest's own message may mention memory). Spin's
+/// limiter records it at the same moment.
+struct Limiter {
+    limits: StoreLimits,
+    memory_refused: bool,
+}
+
+impl wasmtime::ResourceLimiter for Limiter {
+    fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let allowed = self.limits.memory_growing(current, desired, maximum);
+        if !matches!(allowed, Ok(true)) {
+            self.memory_refused = true;
+        }
+        allowed
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.memory_refused = true;
+        self.limits.memory_grow_failed(error)
+    }
+
+    fn table_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        self.limits.table_growing(current, desired, maximum)
+    }
+
+    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.limits.table_grow_failed(error)
+    }
+
+    fn instances(&self) -> usize {
+        self.limits.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.limits.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.limits.memories()
+    }
 }
 
 impl WasiView for GuestState {
@@ -233,18 +276,21 @@ impl LoadedComponent {
         let state = GuestState {
             wasi,
             table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(limits.memory_bytes)
-                .instances(64)
-                .trap_on_grow_failure(true)
-                .build(),
+            limits: Limiter {
+                limits: StoreLimitsBuilder::new()
+                    .memory_size(limits.memory_bytes)
+                    .instances(64)
+                    .trap_on_grow_failure(true)
+                    .build(),
+                memory_refused: false,
+            },
             host: host::HostState::new(&self.name, metrics),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
         store.epoch_deadline_trap();
         store.set_epoch_deadline(ticks(limits.deadline));
-        let guest = self.pre.instantiate(&mut store).map_err(|e| trap(&self.name, e))?;
+        let guest = self.pre.instantiate(&mut store).map_err(|e| trap(&self.name, e, &store))?;
         let mut instance = Instance { store, guest, limits, name: self.name.clone() };
         instance.init(config)?;
         Ok(instance)
@@ -255,11 +301,16 @@ fn ticks(deadline: Duration) -> u64 {
     (deadline.as_nanos() / EPOCH_TICK.as_nanos()).max(1) as u64 + 1
 }
 
-fn trap(name: &str, e: wasmtime::Error) -> WasmError {
+fn trap(name: &str, e: wasmtime::Error, store: &Store<GuestState>) -> WasmError {
+    classify(name, e, store.data().limits.memory_refused)
+}
+
+/// A guest failure's kind: the deadline by wasmtime's own trap code, the memory cap by the limiter's flag.
+fn classify(name: &str, e: wasmtime::Error, memory_refused: bool) -> WasmError {
     let detail = format!("{e:#}");
     let kind = match e.downcast_ref::<wasmtime::Trap>() {
         Some(wasmtime::Trap::Interrupt) => TrapKind::Deadline,
-        _ if detail.contains("memory") && (detail.contains("limit") || detail.contains("grow")) => TrapKind::Memory,
+        _ if memory_refused => TrapKind::Memory,
         _ => TrapKind::Trap,
     };
     WasmError::Trap { name: name.to_string(), kind, detail }
@@ -272,7 +323,7 @@ impl Instance {
         match result {
             Ok(Ok(())) => Ok(()),
             Ok(Err(message)) => Err(WasmError::InitRefused { name: self.name.clone(), message }),
-            Err(e) => Err(trap(&self.name, e)),
+            Err(e) => Err(trap(&self.name, e, &self.store)),
         }
     }
 
@@ -283,7 +334,7 @@ impl Instance {
             .guest
             .flowgate_transform_transform()
             .call_process(&mut self.store, batch)
-            .map_err(|e| trap(&self.name, e))?;
+            .map_err(|e| trap(&self.name, e, &self.store))?;
         if outcomes.len() != batch.len() {
             return Err(WasmError::Trap {
                 name: self.name.clone(),
@@ -303,3 +354,22 @@ impl Instance {
 
 /// The WIT flow type.
 pub type WitFlow = bindings::types::Flow;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_memory_cap_is_the_limiters_word_not_the_traps_text() {
+        let kind = |e: wasmtime::Error, refused| match classify("t", e, refused) {
+            WasmError::Trap { kind, .. } => kind,
+            other => panic!("{other:?}"),
+        };
+        // A guest's own failure that talks about memory limits is a trap, not the cap.
+        let text = || wasmtime::Error::msg("guest panicked: cache memory limit reached, cannot grow");
+        assert_eq!(kind(text(), false), TrapKind::Trap);
+        // Whatever the text, a trap after the limiter refused growth is the cap.
+        assert_eq!(kind(wasmtime::Error::msg("wasm trap: unreachable"), true), TrapKind::Memory);
+        assert_eq!(kind(wasmtime::Error::new(wasmtime::Trap::Interrupt), true), TrapKind::Deadline);
+    }
+}
