@@ -170,6 +170,28 @@ impl Child {
     }
 }
 
+/// The YAML file the real binary runs with in faults 3 and 10: the simulator, the receiver, fast retries, two
+/// requests in flight, the admin port; `extra` adds sections.
+fn binary_config(dir: &Path, sim: &Simulator, rx: &Receiver, admin: u16, extra: &str) -> PathBuf {
+    let config = dir.join("flowgate.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "goldmane:\n  host: {host}\n  ca_cert_path: {ca}\n  client_cert_path: {cert}\n  client_key_path: {key}\n  reconnect_initial_ms: 100\n\
+             otlp:\n  endpoint: {ep}/v1/logs\n  retry_initial_ms: 50\n  max_in_flight: 2\n\
+             batch:\n  delay_ms: 100\n\
+             {extra}admin:\n  listen: 127.0.0.1:{admin}\n",
+            host = sim.target(),
+            ca = sim.certs.ca_cert.display(),
+            cert = sim.certs.client_cert.display(),
+            key = sim.certs.client_key.display(),
+            ep = rx.base_url(),
+        ),
+    )
+    .unwrap();
+    config
+}
+
 async fn scrape(port: u16, metric: &str) -> Option<f64> {
     let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await.ok()?.text().await.ok()?;
     samples(&text, metric).get(&Labels::new()).copied()
@@ -183,24 +205,8 @@ async fn fault_3_sigkill_mid_burst_with_the_persistent_queue_then_restart() {
     let (sim, dir) = simulator(cfg).await;
     let rx = receiver(Arc::new(|_, _| Reply::AcceptAfter(Duration::from_millis(30)))).await;
     let admin = free_port();
-    let config = dir.path().join("flowgate.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "goldmane:\n  host: {host}\n  ca_cert_path: {ca}\n  client_cert_path: {cert}\n  client_key_path: {key}\n  reconnect_initial_ms: 100\n\
-             otlp:\n  endpoint: {ep}/v1/logs\n  retry_initial_ms: 50\n  max_in_flight: 2\n\
-             batch:\n  delay_ms: 100\n\
-             queue:\n  persistent:\n    dir: {q}\n\
-             admin:\n  listen: 127.0.0.1:{admin}\n",
-            host = sim.target(),
-            ca = sim.certs.ca_cert.display(),
-            cert = sim.certs.client_cert.display(),
-            key = sim.certs.client_key.display(),
-            ep = rx.base_url(),
-            q = dir.path().join("queue").display(),
-        ),
-    )
-    .unwrap();
+    let queue = format!("queue:\n  persistent:\n    dir: {}\n", dir.path().join("queue").display());
+    let config = binary_config(dir.path(), &sim, &rx, admin, &queue);
     let secret = "s3cret-t0ken-value";
     let env = [("OTEL_EXPORTER_OTLP_HEADERS", &*format!("authorization=Bearer {secret}")), ("RUST_LOG", "debug")];
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, *v)).collect();
@@ -601,22 +607,7 @@ async fn fault_10_sigkill_with_only_the_cursor_directory_then_restart() {
     let (sim, dir) = simulator(cfg).await;
     let rx = receiver(Arc::new(|_, _| Reply::AcceptAfter(Duration::from_millis(30)))).await;
     let admin = free_port();
-    let config = dir.path().join("flowgate.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "goldmane:\n  host: {host}\n  ca_cert_path: {ca}\n  client_cert_path: {cert}\n  client_key_path: {key}\n  reconnect_initial_ms: 100\n\
-             otlp:\n  endpoint: {ep}/v1/logs\n  retry_initial_ms: 50\n  max_in_flight: 2\n\
-             batch:\n  delay_ms: 100\n\
-             admin:\n  listen: 127.0.0.1:{admin}\n",
-            host = sim.target(),
-            ca = sim.certs.ca_cert.display(),
-            cert = sim.certs.client_cert.display(),
-            key = sim.certs.client_key.display(),
-            ep = rx.base_url(),
-        ),
-    )
-    .unwrap();
+    let config = binary_config(dir.path(), &sim, &rx, admin, "");
     let state = dir.path().join("state");
     let state_env = state.display().to_string();
     let env = [("FLOWGATE_STATE_DIR", state_env.as_str())];
