@@ -104,16 +104,12 @@ impl Bucket {
 
     /// Records a new entry; false when the key was there (its counters are replaced).
     fn put(&mut self, fp: Fingerprint, counts: [u32; 7]) -> bool {
-        match self.get_mut(fp) {
-            Some(c) => {
-                *c = counts;
-                false
-            }
-            None => {
-                self.fresh.insert(fp, counts);
-                true
-            }
+        if let Ok(i) = self.sorted.binary_search_by_key(&fp, Entry::fp) {
+            self.sorted[i].counts = counts;
+            return false;
         }
+        // One hash lookup for the bucket being streamed, whether the key is new or not.
+        self.fresh.insert(fp, counts).is_none()
     }
 
     fn len(&self) -> usize {

@@ -192,6 +192,28 @@ fn binary_config(dir: &Path, sim: &Simulator, rx: &Receiver, admin: u16, extra: 
     config
 }
 
+/// SIGTERMs the restarted binary (it must exit 0), then asserts nothing is missing from the first bucket streamed
+/// to the newest received, which must reach the bucket before the newest emitted at SIGTERM: a bucket takes ~0.1 s
+/// to go through and the next comes 1 s later, so that one was read whole (the child's own counters die with it,
+/// so this is the bound). Returns (flows, duplicates).
+async fn sigterm_then_nothing_missing(
+    child: &mut Child,
+    scenario: &str,
+    sim: &Simulator,
+    rx: &Receiver,
+) -> (usize, usize) {
+    let read_before_sigterm = sim.newest_bucket() - 15;
+    let status = child.sigterm().await;
+    assert!(status.success(), "SIGTERM exits 0: {status:?}\n{}", child.log());
+    let newest_received = rx.bodies().iter().map(|b| identity(b).1).max().unwrap_or(i64::MIN);
+    assert!(
+        newest_received >= read_before_sigterm,
+        "bucket {read_before_sigterm} was read before SIGTERM but is missing"
+    );
+    let range = (sim.first_buckets()[0], newest_received);
+    assert_nothing_missing(scenario, sim, &rx.bodies(), range)
+}
+
 async fn scrape(port: u16, metric: &str) -> Option<f64> {
     let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await.ok()?.text().await.ok()?;
     samples(&text, metric).get(&Labels::new()).copied()
@@ -226,19 +248,7 @@ async fn fault_3_sigkill_mid_burst_with_the_persistent_queue_then_restart() {
     let mut second = Child::start(&config, &env, dir.path().join("second.log"));
     wait_until(WAIT, "three more buckets exported", || rx.bodies().len() >= at_kill + 9_000).await;
     let replayed = scrape(admin, "flowgate_queue_replayed_records_total").await.unwrap_or(0.0);
-    // Buckets emitted before SIGTERM: a bucket takes ~0.1 s to go through, the next comes 1 s later, so the
-    // one before the newest has been read whole. The child's own counters die with it, so this is the bound.
-    let read_before_sigterm = sim.newest_bucket() - 15;
-    let status = second.sigterm().await;
-    assert!(status.success(), "SIGTERM exits 0: {status:?}\n{}", second.log());
-
-    let newest_received = rx.bodies().iter().map(|b| identity(b).1).max().unwrap_or(i64::MIN);
-    assert!(
-        newest_received >= read_before_sigterm,
-        "bucket {read_before_sigterm} was read before SIGTERM but is missing"
-    );
-    let range = (sim.first_buckets()[0], newest_received);
-    let (flows, dups) = assert_nothing_missing("SIGKILL mid-burst + restart", &sim, &rx.bodies(), range);
+    let (flows, dups) = sigterm_then_nothing_missing(&mut second, "SIGKILL mid-burst + restart", &sim, &rx).await;
     println!("fault: SIGKILL: {at_kill} received before the kill, {replayed} records replayed from disk");
     assert!(flows >= 9_000);
     // Known to the gateway and removed: flows it had queued (the cursor names them). Unknowable: batches the
@@ -626,17 +636,7 @@ async fn fault_10_sigkill_with_only_the_cursor_directory_then_restart() {
 
     let mut second = Child::start(&config, &env, dir.path().join("second.log"));
     wait_until(WAIT, "three more buckets exported", || rx.bodies().len() >= at_kill + 9_000).await;
-    // As in fault 3: the bucket before the newest emitted has been read whole before SIGTERM.
-    let read_before_sigterm = sim.newest_bucket() - 15;
-    let status = second.sigterm().await;
-    assert!(status.success(), "SIGTERM exits 0: {status:?}\n{}", second.log());
-    let newest_received = rx.bodies().iter().map(|b| identity(b).1).max().unwrap_or(i64::MIN);
-    assert!(
-        newest_received >= read_before_sigterm,
-        "bucket {read_before_sigterm} was read before SIGTERM but is missing"
-    );
-    let range = (sim.first_buckets()[0], newest_received);
-    let (flows, dups) = assert_nothing_missing("SIGKILL, cursor directory only", &sim, &rx.bodies(), range);
+    let (flows, dups) = sigterm_then_nothing_missing(&mut second, "SIGKILL, cursor directory only", &sim, &rx).await;
     assert!(flows >= 9_000);
     // Unknowable to the gateway: the batches in flight at the kill (max_in_flight 2; the endpoint may have taken
     // them, or acknowledged one after an earlier still in flight: the cursor moves over a contiguous prefix), and
