@@ -10,10 +10,12 @@ pub struct Glob {
 }
 
 impl Glob {
+    /// A glob of `pattern` (`*` any run, `?` any one character, the rest literal).
     pub fn new(pattern: &str) -> Self {
         Glob { chars: pattern.chars().collect(), ascii: pattern.is_ascii().then(|| pattern.as_bytes().to_vec()) }
     }
 
+    /// Whether the whole of `text` matches.
     pub fn matches(&self, text: &str) -> bool {
         match &self.ascii {
             Some(p) if text.is_ascii() => glob(p, text.as_bytes(), b'*', b'?'),

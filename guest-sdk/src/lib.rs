@@ -1,25 +1,31 @@
 //! Write Flowgate transforms in Rust.
 //!
-//! A transform implements [`Transform`] (or one of the shortcuts [`Filter`], [`Map`], [`FilterMap`],
-//! [`FlatMap`], wrapped in [`Filtered`], [`Mapped`], [`FilterMapped`], [`FlatMapped`]) and exports it with
-//! [`export!`]. It builds to a component with `cargo build --target wasm32-wasip2`, and unit-tests natively with
-//! plain `cargo test`: nothing here needs a WebAssembly runtime to run.
+//! A transform implements [`Transform`] (one [`Outcome`] per flow) or [`Filter`] (keep or drop, wrapped in
+//! [`Filtered`]) and exports it with [`export!`]. It builds to a component with
+//! `cargo build --target wasm32-wasip2`, and unit-tests natively with plain `cargo test`: nothing here needs a
+//! WebAssembly runtime to run.
 //!
 //! ```ignore
-//! use flowgate_guest::{Config, Filter, Filtered, Flow, Action};
+//! use flowgate_guest::{Action, Config, Filter, Filtered, Flow};
 //!
 //! struct DenyOnly;
 //! impl Filter for DenyOnly {
 //!     fn init(_: &Config) -> Result<Self, String> { Ok(DenyOnly) }
-//!     fn keep(&mut self, flow: &Flow) -> bool { flow.action == Action::Deny }
+//!     fn keep(&mut self, flow: &Flow<'_>) -> bool { flow.action() == Action::Deny }
 //! }
 //! flowgate_guest::export!(Filtered<DenyOnly>);
 //! ```
+//!
+//! A [`Flow`] reads like a struct and costs only what is read: the first read of a field by any flow of a
+//! batch fetches that field for the whole batch from the host in one call (strings once per distinct value), and
+//! later reads are local. Setting a field (`flow.set_source_name(..)`) is seen by later reads of that flow and
+//! sent to the host once the flow's outcome is known. Reading everything at once is [`Flow::record`].
 //!
 //! Instance reuse: one instance handles batch after batch, but the host may replace it at any time (and runs
 //! several side by side). Keep state only as a cache.
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 mod config;
 mod glob;
@@ -40,12 +46,15 @@ pub mod bindings {
 
 pub use bindings::flowgate::transform::host::Level;
 pub use bindings::flowgate::transform::types::{
-    Action, Annotations, Attribute, Body, EndpointType, Flow, Outcome, Output, PolicyHit, PolicyKind, PolicyTrigger,
-    Reporter, Severity, Value,
+    Action, Annotations, Attribute, Body, EndpointField, EndpointType, Flow as FlowRecord, IntField, LabelsField,
+    Outcome, Output, PoliciesField, PolicyHit, PolicyKind, PolicyTrigger, Reporter, Severity, StringField, Value,
 };
 pub use config::Config;
+pub use flow::Flow;
 pub use glob::{Glob, glob_match};
 pub use pseudonym::pseudonymize;
+
+mod flow;
 
 /// Writes to the gateway's log, attributed to this transform (rate-limited by the host). In native unit tests
 /// the line is kept in [`native::logged`].
@@ -91,63 +100,32 @@ pub mod native {
 
 /// A transform: one outcome per flow.
 pub trait Transform: Sized + Send + 'static {
-    /// Called once per instance with the transform's configuration. An error refuses the component.
+    /// Called once per instance with the transform's configuration. An error refuses the component; so does a
+    /// key the transform never read (see [`Config::refuse_unread`]).
     fn init(config: &Config) -> Result<Self, String>;
-    /// What becomes of `flow`. Return [`Outcome::Keep`] when nothing changed: nothing crosses back.
-    fn process(&mut self, flow: Flow) -> Outcome;
+    /// What becomes of `flow`. Fields set on it pass on with [`Outcome::Keep`] and [`Outcome::Annotate`]; return
+    /// `Keep` when nothing else is to be said: nothing crosses back.
+    fn process(&mut self, flow: &mut Flow<'_>) -> Outcome;
 }
 
 /// Keep or drop.
 pub trait Filter: Sized + Send + 'static {
+    /// As [`Transform::init`].
     fn init(config: &Config) -> Result<Self, String>;
-    fn keep(&mut self, flow: &Flow) -> bool;
+    /// Whether `flow` is exported.
+    fn keep(&mut self, flow: &Flow<'_>) -> bool;
 }
 
-/// Rewrite every flow.
-pub trait Map: Sized + Send + 'static {
-    fn init(config: &Config) -> Result<Self, String>;
-    fn map(&mut self, flow: Flow) -> Flow;
-}
+/// A [`Filter`] as a [`Transform`].
+pub struct Filtered<T>(pub T);
 
-/// Rewrite or drop.
-pub trait FilterMap: Sized + Send + 'static {
-    fn init(config: &Config) -> Result<Self, String>;
-    fn filter_map(&mut self, flow: Flow) -> Option<Flow>;
-}
-
-/// Zero, one or several flows from one.
-pub trait FlatMap: Sized + Send + 'static {
-    fn init(config: &Config) -> Result<Self, String>;
-    fn flat_map(&mut self, flow: Flow) -> Vec<Flow>;
-}
-
-macro_rules! adapter {
-    ($wrapper:ident, $trait:ident, |$t:ident, $flow:ident| $body:expr) => {
-        #[doc = concat!("A [`", stringify!($trait), "`] as a [`Transform`].")]
-        pub struct $wrapper<T>(pub T);
-
-        impl<T: $trait> Transform for $wrapper<T> {
-            fn init(config: &Config) -> Result<Self, String> {
-                T::init(config).map($wrapper)
-            }
-            fn process(&mut self, $flow: Flow) -> Outcome {
-                let $t = &mut self.0;
-                $body
-            }
-        }
-    };
-}
-
-adapter!(Filtered, Filter, |t, flow| if t.keep(&flow) { Outcome::Keep } else { Outcome::Drop });
-adapter!(Mapped, Map, |t, flow| replace(t.map(flow)));
-adapter!(FilterMapped, FilterMap, |t, flow| t.filter_map(flow).map_or(Outcome::Drop, replace));
-adapter!(FlatMapped, FlatMap, |t, flow| Outcome::Expand(
-    t.flat_map(flow).into_iter().map(|flow| Output { flow, annotations: Annotations::none() }).collect()
-));
-
-/// `flow` rewritten, with no annotations.
-pub fn replace(flow: Flow) -> Outcome {
-    Outcome::Replace(Output { flow, annotations: Annotations::none() })
+impl<T: Filter> Transform for Filtered<T> {
+    fn init(config: &Config) -> Result<Self, String> {
+        T::init(config).map(Filtered)
+    }
+    fn process(&mut self, flow: &mut Flow<'_>) -> Outcome {
+        if self.0.keep(flow) { Outcome::Keep } else { Outcome::Drop }
+    }
 }
 
 impl Annotations {
@@ -162,16 +140,19 @@ impl Annotations {
         self
     }
 
+    /// Sets the record's severity.
     pub fn severity(mut self, severity: Severity) -> Self {
         self.severity = Some(severity);
         self
     }
 
+    /// Sets the record's body.
     pub fn body(mut self, body: Body) -> Self {
         self.body = Some(body);
         self
     }
 
+    /// Whether nothing is added.
     pub fn is_empty(&self) -> bool {
         self.attributes.is_empty() && self.severity.is_none() && self.body.is_none()
     }
@@ -208,20 +189,25 @@ impl From<Vec<String>> for Value {
     }
 }
 
-/// Runs `init` for the exported type (used by [`export!`]).
+/// Runs `init` for the exported type (used by [`export!`]), refusing keys it never read.
 #[doc(hidden)]
 pub fn __init<T: Transform>(slot: &std::sync::Mutex<Option<T>>, config: Vec<(String, String)>) -> Result<(), String> {
-    let t = T::init(&Config::new(config))?;
+    let config = Config::new(config);
+    let t = T::init(&config)?;
+    config.refuse_unread()?;
     *slot.lock().map_err(|_| "transform state poisoned".to_string())? = Some(t);
     Ok(())
 }
 
-/// Runs `process` for the exported type (used by [`export!`]).
+/// Runs `process` for the exported type over a batch (used by [`export!`]).
 #[doc(hidden)]
-pub fn __process<T: Transform>(slot: &std::sync::Mutex<Option<T>>, batch: Vec<Flow>) -> Vec<Outcome> {
+pub fn __process<T: Transform>(
+    slot: &std::sync::Mutex<Option<T>>,
+    batch: &bindings::flowgate::transform::types::Batch,
+) -> Vec<Outcome> {
     let mut guard = slot.lock().expect("transform state poisoned");
     let t = guard.as_mut().expect("the host calls init before process");
-    batch.into_iter().map(|flow| t.process(flow)).collect()
+    flow::run_batch(batch, |flow| t.process(flow))
 }
 
 /// Exports a [`Transform`] as the component's `flowgate:transform/transform` interface.
@@ -234,7 +220,7 @@ macro_rules! export {
             fn init(config: ::std::vec::Vec<(::std::string::String, ::std::string::String)>) -> Result<(), ::std::string::String> {
                 $crate::__init::<$t>(&__FLOWGATE_STATE, config)
             }
-            fn process(batch: ::std::vec::Vec<$crate::Flow>) -> ::std::vec::Vec<$crate::Outcome> {
+            fn process(batch: &$crate::bindings::flowgate::transform::types::Batch) -> ::std::vec::Vec<$crate::Outcome> {
                 $crate::__process::<$t>(&__FLOWGATE_STATE, batch)
             }
         }
@@ -244,9 +230,9 @@ macro_rules! export {
     };
 }
 
-/// A realistic flow for unit tests of transforms.
-pub fn sample_flow() -> Flow {
-    Flow {
+/// A realistic flow for unit tests of transforms: read it through [`Flow::of`].
+pub fn sample_flow() -> FlowRecord {
+    FlowRecord {
         source_name: "checkout-api-7d9f8b6c4-*".into(),
         source_namespace: "checkout".into(),
         source_type: EndpointType::WorkloadEndpoint,

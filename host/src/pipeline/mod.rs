@@ -13,14 +13,12 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
-use prost::Message as _;
 use tokio::sync::mpsc;
 
 pub use chain::{Chain, EntrySpec, FailurePolicy};
 pub use worker::{DeadLetter, Item, PROVENANCE_ATTRIBUTE, Worker};
 
 use crate::otlp::{flow_record, string_value};
-use crate::proto::Flow;
 use crate::telemetry::{DropReason, Metrics};
 use crate::wire::{Chunk, RawFlow};
 
@@ -83,12 +81,12 @@ pub async fn run(
     // Aggregation hands buckets on when they go quiet, whether or not flows arrive.
     let stop_ticker = tokio_util::sync::CancellationToken::new();
     let ticker = opts.post.clone().and_then(|post| {
-        let (tick, output, stop) = (post.tick()?, output.clone(), stop_ticker.clone());
+        let (tick, output, stop, metrics) = (post.tick()?, output.clone(), stop_ticker.clone(), metrics.clone());
         Some(tokio::spawn(async move {
             let mut interval = tokio::time::interval(tick);
             interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             while stop.run_until_cancelled(interval.tick()).await.is_some() {
-                let out = records_of(post.flush_idle());
+                let out = records_of(post.flush_idle(), &metrics);
                 if !(out.records.is_empty() && out.chunks.is_empty()) && output.send(out).await.is_err() {
                     return;
                 }
@@ -112,19 +110,35 @@ pub async fn run(
         let _ = t.await;
     }
     if let Some(post) = &opts.post {
-        let out = records_of(post.flush_all());
+        let out = records_of(post.flush_all(), &metrics);
         if !(out.records.is_empty() && out.chunks.is_empty()) {
             let _ = output.send(out).await;
         }
     }
 }
 
-fn records_of((merged, chunks): (Vec<crate::pipeline::post::Merged>, Vec<u64>)) -> Records {
+fn records_of((merged, chunks): (Vec<crate::pipeline::post::Merged>, Vec<u64>), metrics: &Metrics) -> Records {
     let now = unix_nanos();
-    Records {
-        records: merged.into_iter().map(|m| worker::record(m.item, now, m.provenance.as_deref())).collect(),
-        chunks,
-    }
+    let records = merged.into_iter().map(|m| (m.item, m.provenance));
+    Records { records: rendered(records, now, metrics), chunks }
+}
+
+/// The records of items leaving the chain; a flow whose bytes cannot be rendered is dropped as malformed.
+fn rendered<P: AsRef<str>>(
+    items: impl Iterator<Item = (Item, Option<P>)>,
+    now: u64,
+    metrics: &Metrics,
+) -> Vec<LogRecord> {
+    items
+        .filter_map(|(item, provenance)| match worker::record(item, now, provenance.as_ref().map(|p| p.as_ref())) {
+            Ok(record) => Some(record),
+            Err(e) => {
+                metrics.dropped(DropReason::Malformed, 1);
+                tracing::warn!(error = %e, "a flow from Goldmane could not be rendered; skipped");
+                None
+            }
+        })
+        .collect()
 }
 
 fn worker_loop(
@@ -144,15 +158,14 @@ fn worker_loop(
             None if chain.is_empty() => Records { records: passthrough(&flows, metrics), chunks: done },
             None => {
                 let items = transformed(&mut worker, &chain, flows, metrics);
-                let now = unix_nanos();
                 let provenance = opts.provenance.then_some(&*chain.provenance);
-                let records = items.into_iter().map(|item| worker::record(item, now, provenance)).collect();
+                let records = rendered(items.into_iter().map(|item| (item, provenance)), unix_nanos(), metrics);
                 Records { records, chunks: done }
             }
             Some(post) => {
-                let items = transformed(&mut worker, &chain, flows, metrics);
+                let items = decoded(transformed(&mut worker, &chain, flows, metrics), metrics);
                 let provenance = (opts.provenance && !chain.is_empty()).then(|| chain.provenance.clone());
-                records_of(post.process(items, provenance, seq))
+                records_of(post.process(items, provenance, seq), metrics)
             }
         };
         // Sent even without records when a cursor is kept: the chunk is done.
@@ -187,22 +200,21 @@ fn passthrough(flows: &[RawFlow], metrics: &Metrics) -> Vec<LogRecord> {
     records
 }
 
-/// Decodes the flows and runs the chain (possibly empty) over them.
-fn transformed(worker: &mut Worker, chain: &Chain, raw: Vec<RawFlow>, metrics: &Metrics) -> Vec<Item> {
-    let mut flows = Vec::with_capacity(raw.len());
-    let mut origins = Vec::with_capacity(raw.len());
-    for r in &raw {
-        match Flow::decode(r.wire.as_ref()) {
-            Ok(f) => {
-                flows.push(f);
-                origins.push(r.origin);
-            }
-            Err(e) => {
-                metrics.dropped(DropReason::Malformed, 1);
-                tracing::warn!(error = %e, "a flow from Goldmane could not be decoded; skipped");
-            }
+/// Flow metrics and aggregation read every field: the items decoded once, malformed flows dropped.
+fn decoded(mut items: Vec<Item>, metrics: &Metrics) -> Vec<Item> {
+    items.retain_mut(|item| match item.decode() {
+        Ok(_) => true,
+        Err(e) => {
+            metrics.dropped(DropReason::Malformed, 1);
+            tracing::warn!(error = %e, "a flow from Goldmane could not be decoded; skipped");
+            false
         }
-    }
+    });
+    items
+}
+
+/// Runs the chain (possibly empty) over the flows, as their bytes.
+fn transformed(worker: &mut Worker, chain: &Chain, raw: Vec<RawFlow>, metrics: &Metrics) -> Vec<Item> {
     let reconciled = |mut item: Item, origin: crate::wire::Origin| {
         if let Some(v) = origin.attribute() {
             item.attributes.push((RECONCILED_ATTRIBUTE.to_string(), crate::wasm::Value::Str(v.to_string())));
@@ -210,28 +222,28 @@ fn transformed(worker: &mut Worker, chain: &Chain, raw: Vec<RawFlow>, metrics: &
         item
     };
     if chain.is_empty() {
-        return flows.into_iter().zip(origins).map(|(f, o)| reconciled(Item::new(f), o)).collect();
+        return raw.into_iter().map(|r| reconciled(Item::from_wire(r.wire), r.origin)).collect();
     }
-    let received = flows.len() as u64;
-    if origins.iter().any(|o| o.attribute().is_some()) {
+    let received = raw.len() as u64;
+    if raw.iter().any(|r| r.origin.attribute().is_some()) {
         // Rare (late flows): each origin runs as its own batch, so its records carry the attribute whatever the
         // chain does to them.
-        let mut groups: [(crate::wire::Origin, Vec<Flow>); 3] =
+        let mut groups: [(crate::wire::Origin, Vec<Item>); 3] =
             [crate::wire::Origin::Stream, crate::wire::Origin::Late, crate::wire::Origin::Delta]
                 .map(|o| (o, Vec::new()));
-        for (f, o) in flows.into_iter().zip(origins) {
-            groups[o as usize].1.push(f);
+        for r in raw {
+            groups[r.origin as usize].1.push(Item::from_wire(r.wire));
         }
         let mut items = Vec::new();
         for (o, group) in groups {
             if !group.is_empty() {
-                items.extend(worker.run(chain, group).into_iter().map(|i| reconciled(i, o)));
+                items.extend(worker.run_items(chain, group).into_iter().map(|i| reconciled(i, o)));
             }
         }
         account(received, items.len() as u64, metrics);
         return items;
     }
-    let items = worker.run(chain, flows);
+    let items = worker.run_items(chain, raw.into_iter().map(|r| Item::from_wire(r.wire)).collect());
     account(received, items.len() as u64, metrics);
     items
 }
@@ -252,6 +264,8 @@ pub fn unix_nanos() -> u64 {
 #[cfg(test)]
 mod tests {
     use bytes::Bytes;
+
+    use prost::Message as _;
 
     use super::*;
     use crate::flowgen::FlowGen;
@@ -284,11 +298,18 @@ mod tests {
         assert_eq!(bodies, expected);
         assert_eq!(metrics.dropped_count(DropReason::Malformed), 1);
 
-        // The decoding path (a chain, flow metrics or aggregation configured) counts it the same way.
+        // The chain's path renders from the bytes and counts it the same way.
         let metrics = Metrics::new();
         let mut worker = Worker::new(metrics.clone(), None);
-        let items = transformed(&mut worker, &Chain::default(), flows, &metrics);
-        assert_eq!(items.into_iter().map(|i| i.flow).collect::<Vec<_>>(), good);
+        let items = transformed(&mut worker, &Chain::default(), flows.clone(), &metrics);
+        let records = rendered(items.into_iter().map(|i| (i, None::<&str>)), 0, &metrics);
+        assert_eq!(records.len(), 2);
+        assert_eq!(metrics.dropped_count(DropReason::Malformed), 1);
+
+        // The decoding path (flow metrics or aggregation configured) counts it the same way.
+        let metrics = Metrics::new();
+        let items = decoded(transformed(&mut worker, &Chain::default(), flows, &metrics), &metrics);
+        assert_eq!(items.into_iter().map(Item::into_flow).collect::<Vec<_>>(), good);
         assert_eq!(metrics.dropped_count(DropReason::Malformed), 1);
     }
 }

@@ -16,11 +16,16 @@ use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
 
 use super::chain::{Chain, Entry, FailurePolicy};
+use bytes::Bytes;
+use prost::Message as _;
+
 use crate::proto::Flow;
-use crate::telemetry::Metrics;
+use crate::telemetry::{DropReason, Metrics};
 use crate::wasm::{
-    Annotations, Body, Instance, Outcome, Severity, Value, WasmError, WitFlow, flow_from_wit, flow_to_wit,
+    Annotations, BatchFlow, Body, Change, FlowIndex, Instance, Outcome, Processed, Severity, Value, WasmError, apply,
+    flow_from_wit,
 };
+use crate::wire::WireError;
 use crate::{otlp, render};
 
 /// The attribute naming the chain that shaped a record.
@@ -33,33 +38,118 @@ const QUARANTINE_FIRST: Duration = Duration::from_secs(1);
 const QUARANTINE_MAX: Duration = Duration::from_secs(60);
 
 /// A flow on its way through the chain, with what transforms added to its record.
+///
+/// The flow stays as the bytes Goldmane sent while no transform changes it: indexed once for the first
+/// transform, the index reused by the next, and the record's body rendered from the bytes at the end, as on the
+/// passthrough path. A change decodes it; the next transform (or the end) encodes it again.
 #[derive(Debug, Clone)]
 pub struct Item {
-    pub flow: Flow,
+    data: Data,
     pub attributes: Vec<(String, Value)>,
     pub severity: Option<Severity>,
     pub body: Option<Body>,
-    /// `flow` as the guests see it, kept while no transform changes the flow: the next transform reuses it.
-    wit: Option<WitFlow>,
+}
+
+#[derive(Debug, Clone)]
+enum Data {
+    /// An encoded `goldmane.Flow`, and its index once a transform needed it.
+    Wire(Bytes, Option<FlowIndex>),
+    Decoded(Flow),
 }
 
 impl Item {
     pub fn new(flow: Flow) -> Self {
-        Item { flow, attributes: Vec::new(), severity: None, body: None, wit: None }
+        Item::with(Data::Decoded(flow))
+    }
+
+    /// A flow as it came off the stream (an encoded `goldmane.Flow`).
+    pub fn from_wire(wire: Bytes) -> Self {
+        Item::with(Data::Wire(wire, None))
+    }
+
+    fn with(data: Data) -> Self {
+        Item { data, attributes: Vec::new(), severity: None, body: None }
+    }
+
+    /// The flow, decoded (and kept decoded) if it was still bytes.
+    pub fn decode(&mut self) -> Result<&mut Flow, prost::DecodeError> {
+        if let Data::Wire(wire, _) = &self.data {
+            self.data = Data::Decoded(Flow::decode(wire.as_ref())?);
+        }
+        match &mut self.data {
+            Data::Decoded(flow) => Ok(flow),
+            Data::Wire(..) => unreachable!("decoded above"),
+        }
+    }
+
+    /// The decoded flow. Items reaching the post-chain stage are decoded ([`Item::decode`]); one still in bytes
+    /// reads as an empty flow.
+    pub fn flow(&self) -> &Flow {
+        static EMPTY: std::sync::LazyLock<Flow> = std::sync::LazyLock::new(Flow::default);
+        match &self.data {
+            Data::Decoded(flow) => flow,
+            Data::Wire(..) => &EMPTY,
+        }
+    }
+
+    /// The flow. Items the pipeline hands on have been decoded or checked; bytes that do not decode give an empty
+    /// flow (never reached: see [`Item::decode`]).
+    pub fn flow_mut(&mut self) -> &mut Flow {
+        if self.decode().is_err() {
+            self.data = Data::Decoded(Flow::default());
+        }
+        self.decode().expect("decoded")
+    }
+
+    pub fn into_flow(mut self) -> Flow {
+        std::mem::take(self.flow_mut())
+    }
+
+    /// The flow as a transform reads it: its bytes and index (encoding and indexing it if needed).
+    fn batch_flow(&mut self) -> Result<BatchFlow, WireError> {
+        if let Data::Decoded(flow) = &self.data {
+            self.data = Data::Wire(Bytes::from(flow.encode_to_vec()), None);
+        }
+        match &mut self.data {
+            Data::Wire(wire, Some(index)) => Ok(BatchFlow { wire: wire.clone(), index: *index }),
+            Data::Wire(wire, slot) => {
+                let index = FlowIndex::new(wire)?;
+                *slot = Some(index);
+                Ok(BatchFlow { wire: wire.clone(), index })
+            }
+            Data::Decoded(_) => unreachable!("encoded above"),
+        }
+    }
+
+    /// The old exporter's JSON body for the flow as it is now.
+    fn flow_json(&self) -> Result<String, render::Malformed> {
+        match &self.data {
+            Data::Wire(wire, _) => {
+                let mut body = String::with_capacity(wire.len() * 5 / 2 + 64);
+                render::flow_json_from_wire(wire, &mut body)?;
+                Ok(body)
+            }
+            Data::Decoded(flow) => Ok(render::flow_json_string(flow)),
+        }
     }
 
     fn annotate(&mut self, a: Annotations) {
-        for attr in a.attributes {
+        let Annotations { attributes, severity, body } = a;
+        let body = match body {
+            Some(Body::Attributes) => Some(Body::Structured(attributes.clone())),
+            other => other,
+        };
+        for attr in attributes {
             match self.attributes.iter_mut().find(|(k, _)| *k == attr.key) {
                 Some(slot) => slot.1 = attr.value,
                 None => self.attributes.push((attr.key, attr.value)),
             }
         }
-        if a.severity.is_some() {
-            self.severity = a.severity;
+        if severity.is_some() {
+            self.severity = severity;
         }
-        if a.body.is_some() {
-            self.body = a.body;
+        if body.is_some() {
+            self.body = body;
         }
     }
 }
@@ -122,14 +212,23 @@ impl Worker {
         Worker { generation: u64::MAX, slots: Vec::new(), metrics, dead_letter }
     }
 
-    /// Runs `chain` over `flows`; what comes out, in order, with expansions in place.
+    /// Runs `chain` over `flows`; what comes out, in order, with expansions in place, decoded (tests and tools:
+    /// the pipeline keeps flows as bytes with [`Worker::run_items`]).
     pub fn run(&mut self, chain: &Chain, flows: Vec<Flow>) -> Vec<Item> {
+        let mut items = self.run_items(chain, flows.into_iter().map(Item::new).collect());
+        for item in &mut items {
+            item.flow_mut();
+        }
+        items
+    }
+
+    /// Runs `chain` over `items`.
+    pub fn run_items(&mut self, chain: &Chain, mut items: Vec<Item>) -> Vec<Item> {
         if chain.generation != self.generation {
             // A new chain: this batch is the boundary. Old instances go; new ones are made on first use.
             self.generation = chain.generation;
             self.slots = chain.entries.iter().map(|_| Slot::default()).collect();
         }
-        let mut items: Vec<Item> = flows.into_iter().map(Item::new).collect();
         for (i, entry) in chain.entries.iter().enumerate() {
             if items.is_empty() {
                 break;
@@ -139,31 +238,52 @@ impl Worker {
         items
     }
 
-    fn run_entry(&mut self, i: usize, entry: &Entry, mut items: Vec<Item>) -> Vec<Item> {
+    fn run_entry(&mut self, i: usize, entry: &Entry, items: Vec<Item>) -> Vec<Item> {
         let name = entry.spec.name.as_str();
-        let batch: Vec<WitFlow> =
-            items.iter_mut().map(|it| it.wit.take().unwrap_or_else(|| flow_to_wit(&it.flow))).collect();
-        self.metrics.transform_flows(name, "in", items.len() as u64);
+        let mut batch = Vec::with_capacity(items.len());
+        let mut inputs = Vec::with_capacity(items.len());
+        for mut item in items {
+            match item.batch_flow() {
+                Ok(flow) => {
+                    batch.push(flow);
+                    inputs.push(item);
+                }
+                Err(e) => {
+                    self.metrics.dropped(DropReason::Malformed, 1);
+                    tracing::warn!(error = %e, "a flow from Goldmane could not be read; skipped");
+                }
+            }
+        }
+        self.metrics.transform_flows(name, "in", inputs.len() as u64);
         let started = Instant::now();
-        let mut results = Vec::with_capacity(items.len());
-        self.bisect(i, entry, &batch, &mut results);
+        let mut results = Vec::with_capacity(inputs.len());
+        let mut changes = Vec::new();
+        self.bisect(i, entry, &batch, 0, &mut results, &mut changes);
         self.metrics.transform_duration(name, started.elapsed());
-        let mut out = Vec::with_capacity(items.len());
-        for ((mut item, wit), result) in items.into_iter().zip(batch).zip(results) {
+        // The changes of each flow, in the order the transform made them.
+        let mut per_flow: Vec<Vec<Change>> = Vec::new();
+        if !changes.is_empty() {
+            per_flow.resize_with(inputs.len(), Vec::new);
+            for (at, change) in changes {
+                per_flow[at as usize].push(change);
+            }
+        }
+        let mut out = Vec::with_capacity(inputs.len());
+        for (n, (mut item, result)) in inputs.into_iter().zip(results).enumerate() {
+            let mut changed = |item: &mut Item| {
+                if let Some(c) = per_flow.get_mut(n).filter(|c| !c.is_empty()) {
+                    apply(item.flow_mut(), c.drain(..));
+                }
+            };
             match result {
                 Ok(Outcome::Keep) => {
-                    item.wit = Some(wit);
+                    changed(&mut item);
                     out.push(item);
                 }
                 Ok(Outcome::Drop) => self.metrics.transform_flows(name, "dropped", 1),
                 Ok(Outcome::Annotate(a)) => {
+                    changed(&mut item);
                     item.annotate(a);
-                    item.wit = Some(wit);
-                    out.push(item);
-                }
-                Ok(Outcome::Replace(o)) => {
-                    item.flow = flow_from_wit(o.flow, &item.flow);
-                    item.annotate(o.annotations);
                     out.push(item);
                 }
                 Ok(Outcome::Expand(outputs)) => {
@@ -172,9 +292,10 @@ impl Worker {
                     } else if outputs.len() > 1 {
                         self.metrics.transform_flows(name, "expanded", outputs.len() as u64 - 1);
                     }
+                    let original = item.flow_mut().clone();
                     for o in outputs {
                         let mut child = item.clone();
-                        child.flow = flow_from_wit(o.flow, &item.flow);
+                        child.data = Data::Decoded(flow_from_wit(o.flow, &original));
                         child.annotate(o.annotations);
                         out.push(child);
                     }
@@ -191,14 +312,14 @@ impl Worker {
     }
 
     /// Applies the failure policy to one flow.
-    fn fail(&self, entry: &Entry, item: Item, error: &str, out: &mut Vec<Item>) {
+    fn fail(&self, entry: &Entry, mut item: Item, error: &str, out: &mut Vec<Item>) {
         let name = entry.spec.name.as_str();
         self.metrics.transform_failure(name, entry.spec.policy.as_str());
         match entry.spec.policy {
             FailurePolicy::FailClosed => {}
             FailurePolicy::FailOpen => out.push(item),
             FailurePolicy::DeadLetter => match &self.dead_letter {
-                Some(dl) => dl.write(entry, error, &item.flow),
+                Some(dl) => dl.write(entry, error, item.flow_mut()),
                 None => tracing::error!(
                     transform = name,
                     error,
@@ -208,13 +329,25 @@ impl Worker {
         }
     }
 
-    /// Outcomes for `batch`, or per-flow errors where the transform traps or is quarantined.
-    fn bisect(&mut self, i: usize, entry: &Entry, batch: &[WitFlow], results: &mut Vec<Result<Outcome, String>>) {
+    /// Outcomes for `batch` (whose first flow is flow `offset` of the whole), or per-flow errors where the
+    /// transform traps or is quarantined; the changes of the calls that succeeded, by position in the whole.
+    fn bisect(
+        &mut self,
+        i: usize,
+        entry: &Entry,
+        batch: &[BatchFlow],
+        offset: u32,
+        results: &mut Vec<Result<Outcome, String>>,
+        changes: &mut Vec<(u32, Change)>,
+    ) {
         if batch.is_empty() {
             return;
         }
         match self.call(i, entry, batch) {
-            Ok(outcomes) => results.extend(outcomes.into_iter().map(Ok)),
+            Ok(done) => {
+                results.extend(done.outcomes.into_iter().map(Ok));
+                changes.extend(done.changes.into_iter().map(|(at, c)| (at + offset, c)));
+            }
             Err(CallError::Quarantined) => {
                 self.metrics.transform_error(&entry.spec.name, "quarantined");
                 results.extend(
@@ -223,14 +356,15 @@ impl Worker {
             }
             Err(CallError::Wasm(e)) if batch.len() == 1 => results.push(Err(e.to_string())),
             Err(CallError::Wasm(_)) => {
-                let (a, b) = batch.split_at(batch.len() / 2);
-                self.bisect(i, entry, a, results);
-                self.bisect(i, entry, b, results);
+                let half = batch.len() / 2;
+                let (a, b) = batch.split_at(half);
+                self.bisect(i, entry, a, offset, results, changes);
+                self.bisect(i, entry, b, offset + half as u32, results, changes);
             }
         }
     }
 
-    fn call(&mut self, i: usize, entry: &Entry, batch: &[WitFlow]) -> Result<Vec<Outcome>, CallError> {
+    fn call(&mut self, i: usize, entry: &Entry, batch: &[BatchFlow]) -> Result<Processed, CallError> {
         let name = entry.spec.name.as_str();
         let slot = &mut self.slots[i];
         if let Some(until) = slot.quarantined_until {
@@ -252,11 +386,11 @@ impl Worker {
         let instance = slot.instance.as_mut().expect("instantiated above");
         self.metrics.transform_calls(name);
         match instance.process(batch) {
-            Ok(outcomes) => {
+            Ok(done) => {
                 // A transform that traps on a few flows but serves the rest is not quarantined: only traps in a
                 // row with no successful call in between count.
                 self.slots[i].traps.clear();
-                Ok(outcomes)
+                Ok(done)
             }
             Err(e) => {
                 // A trap poisons the Store: never call this instance again.
@@ -305,19 +439,21 @@ enum CallError {
     Wasm(WasmError),
 }
 
-/// The OTLP record for an item leaving the chain.
-pub fn record(item: Item, now_unix_nanos: u64, provenance: Option<&str>) -> LogRecord {
+/// The OTLP record for an item leaving the chain; `Err` when its bytes cannot be rendered (malformed).
+pub fn record(mut item: Item, now_unix_nanos: u64, provenance: Option<&str>) -> Result<LogRecord, render::Malformed> {
     let (severity_number, severity_text) = otlp::severity(item.severity.unwrap_or(Severity::Info));
-    let body = match item.body {
-        None | Some(Body::FlowJson) => otlp::string_value(render::flow_json_string(&item.flow)),
+    let body = match item.body.take() {
+        None | Some(Body::FlowJson) => otlp::string_value(item.flow_json()?),
         Some(Body::Structured(attrs)) => otlp::kv_list(attrs.into_iter().map(|a| otlp::kv(a.key, a.value)).collect()),
+        // Turned into `structured` when the annotation was added.
+        Some(Body::Attributes) => otlp::kv_list(Vec::new()),
         Some(Body::Text(t)) => otlp::string_value(t),
     };
     let mut attributes: Vec<KeyValue> = item.attributes.into_iter().map(|(k, v)| otlp::kv(k, v)).collect();
     if let Some(p) = provenance {
         attributes.push(otlp::kv(PROVENANCE_ATTRIBUTE.to_string(), Value::Str(p.to_string())));
     }
-    LogRecord {
+    Ok(LogRecord {
         time_unix_nano: now_unix_nanos,
         observed_time_unix_nano: now_unix_nanos,
         severity_number,
@@ -325,5 +461,5 @@ pub fn record(item: Item, now_unix_nanos: u64, provenance: Option<&str>) -> LogR
         body: Some(body),
         attributes,
         ..LogRecord::default()
-    }
+    })
 }

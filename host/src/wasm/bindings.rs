@@ -4,6 +4,9 @@ wasmtime::component::bindgen!({
     path: "../wit",
     world: "flowgate:transform/transformer",
     require_store_data_send: true,
+    // Host functions may trap (a flow position out of range).
+    imports: { default: trappable },
+    with: { "flowgate:transform/types.batch": super::batch::FlowBatch },
 });
 
 pub use self::flowgate::transform::{host, types};

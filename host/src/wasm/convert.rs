@@ -12,14 +12,14 @@ use crate::proto::{Flow, FlowKey, PolicyHit, PolicyTrace};
 
 macro_rules! enum_map {
     ($to:ident, $from:ident, $w:ident { $($n:literal => $v:ident),* $(,)? }) => {
-        fn $to(n: i32) -> $w {
+        pub(super) fn $to(n: i32) -> $w {
             match n {
                 $($n => $w::$v,)*
                 _ => $w::Unknown,
             }
         }
         /// `None` for `unknown`: the caller restores the original number.
-        fn $from(w: $w) -> Option<i32> {
+        pub(super) fn $from(w: $w) -> Option<i32> {
             match w {
                 $($w::$v => Some($n),)*
                 $w::Unknown => None,
@@ -40,7 +40,7 @@ enum_map!(kind_to, kind_from, WKind {
     11 => ClusterNetworkPolicy,
 });
 
-fn hit_to(h: &PolicyHit) -> WHit {
+pub(super) fn hit_to(h: &PolicyHit) -> WHit {
     WHit {
         kind: kind_to(h.kind),
         namespace: h.namespace.clone(),
@@ -105,7 +105,7 @@ fn hit_from(kind: WKind, action: WAction, orig: Option<&PolicyHit>) -> (i32, i32
     )
 }
 
-fn hits_from(ws: Vec<WHit>, originals: &[PolicyHit]) -> Vec<PolicyHit> {
+pub(super) fn hits_from(ws: Vec<WHit>, originals: &[PolicyHit]) -> Vec<PolicyHit> {
     ws.into_iter()
         .enumerate()
         .map(|(i, w)| {

@@ -64,10 +64,10 @@ impl HostState {
 impl types::Host for GuestState {}
 
 impl Host for GuestState {
-    fn log(&mut self, level: Level, message: String) {
+    fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
         let h = &mut self.host;
         if !h.log_limit.allow() {
-            return;
+            return Ok(());
         }
         let suppressed = std::mem::take(&mut h.log_limit.suppressed);
         let t = h.transform.as_str();
@@ -77,17 +77,19 @@ impl Host for GuestState {
             Level::Warn => tracing::warn!(transform = t, suppressed, "{message}"),
             Level::Error => tracing::error!(transform = t, suppressed, "{message}"),
         }
+        Ok(())
     }
 
-    fn counter_add(&mut self, name: String, delta: u64) {
+    fn counter_add(&mut self, name: String, delta: u64) -> wasmtime::Result<()> {
         let h = &mut self.host;
         if !h.counters.contains_key(&name) && h.counters.len() >= MAX_COUNTERS {
-            return;
+            return Ok(());
         }
         *h.counters.entry(name.clone()).or_default() += delta;
         if let Some(m) = &h.metrics {
             m.transform_counter(&h.transform, &name, delta);
         }
+        Ok(())
     }
 }
 

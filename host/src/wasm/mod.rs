@@ -10,6 +10,7 @@
 //! deadline, memory cap, a broken contract) kills the Store and is recovered by instantiating again from the
 //! [`wasmtime::component::InstancePre`], which costs tens of microseconds.
 
+mod batch;
 mod bindings;
 mod convert;
 mod guest_io;
@@ -26,6 +27,7 @@ use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+pub use batch::{BatchFlow, Change, FlowBatch, FlowIndex, apply};
 pub use bindings::types::{Annotations, Body, Outcome, Output, Severity, Value};
 pub use convert::{flow_from_wit, flow_to_wit};
 
@@ -327,29 +329,54 @@ impl Instance {
         }
     }
 
-    /// One outcome per flow. A trap poisons this instance: drop it and instantiate again.
-    pub fn process(&mut self, batch: &[bindings::types::Flow]) -> Result<Vec<Outcome>, WasmError> {
+    /// One outcome per flow, and the changes the transform made (by position in `flows`). A trap poisons this
+    /// instance: drop it and instantiate again.
+    pub fn process(&mut self, flows: &[BatchFlow]) -> Result<Processed, WasmError> {
         self.store.set_epoch_deadline(ticks(self.limits.deadline));
-        let outcomes = self
-            .guest
-            .flowgate_transform_transform()
-            .call_process(&mut self.store, batch)
-            .map_err(|e| trap(&self.name, e, &self.store))?;
-        if outcomes.len() != batch.len() {
+        let n = flows.len();
+        let handle = self.store.data_mut().table.push(FlowBatch::new(flows.to_vec())).map_err(|e| WasmError::Trap {
+            name: self.name.clone(),
+            kind: TrapKind::Trap,
+            detail: e.to_string(),
+        })?;
+        let borrowed = wasmtime::component::Resource::<FlowBatch>::new_borrow(handle.rep());
+        let result = self.guest.flowgate_transform_transform().call_process(&mut self.store, borrowed);
+        // Taken back whatever happened, so a trapped Store does not keep the flows alive.
+        let taken = self.store.data_mut().table.delete(handle);
+        let outcomes = result.map_err(|e| trap(&self.name, e, &self.store))?;
+        let (_, changes) = taken
+            .map_err(|e| WasmError::Trap { name: self.name.clone(), kind: TrapKind::Trap, detail: e.to_string() })?
+            .finish();
+        if outcomes.len() != n {
             return Err(WasmError::Trap {
                 name: self.name.clone(),
                 kind: TrapKind::Trap,
-                detail: format!("returned {} outcomes for {} flows", outcomes.len(), batch.len()),
+                detail: format!("returned {} outcomes for {n} flows", outcomes.len()),
             });
         }
-        Ok(outcomes)
+        Ok(Processed { outcomes, changes })
     }
 
-    /// Converts and processes prost flows (tests and tools).
+    /// Encodes and processes prost flows (tests and tools): the outcomes, changes applied where they pass.
     pub fn process_flows(&mut self, flows: &[Flow]) -> Result<Vec<Outcome>, WasmError> {
-        let batch: Vec<_> = flows.iter().map(flow_to_wit).collect();
-        self.process(&batch)
+        use prost::Message as _;
+        let batch: Vec<BatchFlow> = flows
+            .iter()
+            .map(|f| {
+                let wire = bytes::Bytes::from(f.encode_to_vec());
+                let index = FlowIndex::new(&wire).expect("prost encodes a valid flow");
+                BatchFlow { wire, index }
+            })
+            .collect();
+        Ok(self.process(&batch)?.outcomes)
     }
+}
+
+/// What one `process` call answered.
+pub struct Processed {
+    pub outcomes: Vec<Outcome>,
+    /// (position in the batch, change), in the order the transform made them.
+    pub changes: Vec<(u32, Change)>,
 }
 
 /// The WIT flow type.

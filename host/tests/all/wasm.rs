@@ -111,7 +111,7 @@ fn one_trapping_flow_costs_only_itself() {
         match policy {
             FailurePolicy::FailClosed => {
                 assert_eq!(out.len(), 255, "only the poisonous flow is dropped");
-                assert!(out.iter().all(|i| i.flow.key.as_ref().unwrap().dest_port != 666));
+                assert!(out.iter().all(|i| i.flow().key.as_ref().unwrap().dest_port != 666));
                 assert!(
                     out.iter().all(|i| i.attributes.iter().any(|(k, _)| k == "chaos")),
                     "the others were processed"
@@ -119,7 +119,7 @@ fn one_trapping_flow_costs_only_itself() {
             }
             _ => {
                 assert_eq!(out.len(), 256, "fail-open passes the poisonous flow on");
-                let passed = out.iter().find(|i| i.flow.key.as_ref().unwrap().dest_port == 666).unwrap();
+                let passed = out.iter().find(|i| i.flow().key.as_ref().unwrap().dest_port == 666).unwrap();
                 assert!(passed.attributes.is_empty(), "unchanged by the transform that failed on it");
             }
         }
@@ -220,8 +220,8 @@ fn unknown_enum_numbers_survive_the_chain() {
     let mut f = flows(1).remove(0);
     f.key.as_mut().unwrap().action = 77;
     let out = worker.run(&chain, vec![f.clone()]);
-    assert_eq!(out[0].flow, f);
-    let body = flowgate::render::flow_json_string(&out[0].flow);
+    assert_eq!(out[0].flow(), &f);
+    let body = flowgate::render::flow_json_string(out[0].flow());
     assert!(body.contains("\"action\":77"), "{body}");
     // And the outcome itself is an annotation: the flow did not cross back.
     let loaded = rt.load_file("chaos", &component("flowgate_test_guest_chaos.wasm")).unwrap();
@@ -263,7 +263,7 @@ fn redact_enrich_semconv_shape_records_through_the_host() {
     assert_eq!(items.len(), 200);
     for (item, original) in items.into_iter().zip(&input) {
         let deny = original.key.as_ref().unwrap().action == flowgate::proto::Action::Deny as i32;
-        let record = flowgate::pipeline::worker::record(item, 1, Some(&chain.provenance));
+        let record = flowgate::pipeline::worker::record(item, 1, Some(&chain.provenance)).unwrap();
         let Some(Any::StringValue(body)) = record.body.as_ref().and_then(|b| b.value.clone()) else {
             panic!("string body")
         };
@@ -365,9 +365,10 @@ fn flowgate_test_runs_a_chain_over_loki_bodies_and_diffs_expectations() {
 }
 
 /// The same filter written in Python (componentize-py, `transforms/python-filter`), JavaScript
-/// (componentize-js, `transforms/js-filter`) and C (wit-bindgen c, `transforms/c-filter`) behaves as the Rust one.
+/// (componentize-js, `transforms/js-filter`), C (wit-bindgen c, `transforms/c-filter`) and Go (mainline Go,
+/// `transforms/go-filter`) behaves as the Rust one.
 #[test]
-fn the_python_javascript_and_c_filters_agree_with_the_rust_filter() {
+fn the_python_javascript_c_and_go_filters_agree_with_the_rust_filter() {
     let rt = Runtime::new().unwrap();
     let config = [("actions", "Deny"), ("drop_namespaces", "kube-*")];
     let input = flows(400);
@@ -377,13 +378,14 @@ fn the_python_javascript_and_c_filters_agree_with_the_rust_filter() {
         ("python", "python_filter.wasm"),
         ("js", "js_filter.wasm"),
         ("c", "c_filter.wasm"),
+        ("go", "go_filter.wasm"),
     ] {
         let mut s = spec(name, file, &config, FailurePolicy::FailClosed);
         // An interpreter inside (CPython, SpiderMonkey): more memory, and more time for the first batch.
         s.limits = Limits { deadline: Duration::from_secs(5), memory_bytes: 256 << 20 };
         let chain = chain::build(&rt, vec![s], 1).unwrap();
         let mut w = Worker::new(Metrics::new(), None);
-        let out: Vec<Flow> = w.run(&chain, input.clone()).into_iter().map(|i| i.flow).collect();
+        let out: Vec<Flow> = w.run(&chain, input.clone()).into_iter().map(|i| i.into_flow()).collect();
         kept.push(out);
     }
     assert!(!kept[0].is_empty() && kept[0].len() < 400);
@@ -391,6 +393,7 @@ fn the_python_javascript_and_c_filters_agree_with_the_rust_filter() {
     assert_eq!(kept[0], kept[1], "Python keeps exactly the flows Rust keeps");
     assert_eq!(kept[0], kept[2], "JavaScript keeps exactly the flows Rust keeps");
     assert_eq!(kept[0], kept[3], "C keeps exactly the flows Rust keeps");
+    assert_eq!(kept[0], kept[4], "Go keeps exactly the flows Rust keeps");
 }
 
 #[test]
@@ -416,7 +419,7 @@ fn gzipped_components_and_yaml_beside_them_are_read_from_the_directory() {
     let out = Worker::new(Metrics::new(), None).run(&chain, flows(100));
     assert!(
         !out.is_empty()
-            && out.iter().all(|i| i.flow.key.as_ref().unwrap().action == flowgate::proto::Action::Deny as i32)
+            && out.iter().all(|i| i.flow().key.as_ref().unwrap().action == flowgate::proto::Action::Deny as i32)
     );
     assert!(out.iter().all(|i| i.attributes.iter().any(|(k, _)| k == "flowgate.bytes.total")), "enrich ran first");
 }

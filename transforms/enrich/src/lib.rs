@@ -31,24 +31,24 @@ impl Transform for Enrich {
         Ok(Enrich { attributes: pairs("attr"), owners: pairs("owner"), deny_severity })
     }
 
-    fn process(&mut self, f: Flow) -> Outcome {
+    fn process(&mut self, f: &mut Flow<'_>) -> Outcome {
         let mut a = Annotations::none();
         for (k, v) in &self.attributes {
             a = a.attr(k.as_str(), v.as_str());
         }
-        if let Some(team) = self.owner(&f.source_namespace) {
+        if let Some(team) = self.owner(f.source_namespace()) {
             a = a.attr("flowgate.source.owner", team);
         }
-        if let Some(team) = self.owner(&f.dest_namespace) {
+        if let Some(team) = self.owner(f.dest_namespace()) {
             a = a.attr("flowgate.dest.owner", team);
         }
-        if f.action == Action::Deny
+        if f.action() == Action::Deny
             && let Some(s) = self.deny_severity
         {
             a = a.severity(s);
         }
-        a = a.attr("flowgate.bytes.total", f.bytes_in.saturating_add(f.bytes_out));
-        a = a.attr("flowgate.packets.total", f.packets_in.saturating_add(f.packets_out));
+        a = a.attr("flowgate.bytes.total", f.bytes_in().saturating_add(f.bytes_out()));
+        a = a.attr("flowgate.packets.total", f.packets_in().saturating_add(f.packets_out()));
         Outcome::Annotate(a)
     }
 }
@@ -57,14 +57,14 @@ flowgate_guest::export!(Enrich);
 
 #[cfg(test)]
 mod tests {
-    use flowgate_guest::{Value, sample_flow};
+    use flowgate_guest::{FlowRecord, Value, sample_flow};
 
     use super::*;
 
-    fn annotations(c: &[(&str, &str)], f: Flow) -> Annotations {
+    fn annotations(c: &[(&str, &str)], f: FlowRecord) -> Annotations {
         let mut e =
             Enrich::init(&Config::new(c.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())).unwrap();
-        match e.process(f) {
+        match e.process(&mut Flow::of(&f)) {
             Outcome::Annotate(a) => a,
             other => panic!("{other:?}"),
         }

@@ -24,14 +24,14 @@ fn action(name: &str) -> Result<Action, String> {
 }
 
 /// FNV-1a over the fields that identify a connection (not the reporter): stable and tiny.
-fn key_hash(f: &Flow) -> u64 {
+fn key_hash(f: &Flow<'_>) -> u64 {
     let mut h = 0xcbf2_9ce4_8422_2325u64;
-    for part in [&f.source_namespace, &f.source_name, &f.dest_namespace, &f.dest_name, &f.proto] {
+    for part in [f.source_namespace(), f.source_name(), f.dest_namespace(), f.dest_name(), f.proto()] {
         for b in part.bytes().chain([0]) {
             h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
         }
     }
-    h ^ (f.dest_port as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    h ^ (f.dest_port() as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }
 
 impl Filter for FlowFilter {
@@ -52,17 +52,18 @@ impl Filter for FlowFilter {
         })
     }
 
-    fn keep(&mut self, f: &Flow) -> bool {
-        if !self.actions.is_empty() && !self.actions.contains(&f.action) {
+    fn keep(&mut self, f: &Flow<'_>) -> bool {
+        let action = f.action();
+        if !self.actions.is_empty() && !self.actions.contains(&action) {
             return false;
         }
-        if self.drop_namespaces.iter().any(|g| g.matches(&f.source_namespace) || g.matches(&f.dest_namespace)) {
+        if self.drop_namespaces.iter().any(|g| g.matches(f.source_namespace()) || g.matches(f.dest_namespace())) {
             return false;
         }
-        if !self.ports.is_empty() && !self.ports.contains(&f.dest_port) {
+        if !self.ports.is_empty() && !self.ports.contains(&f.dest_port()) {
             return false;
         }
-        if f.action == Action::Allow && key_hash(f) % 10_000 >= self.allow_sample {
+        if action == Action::Allow && key_hash(f) % 10_000 >= self.allow_sample {
             counter_add("sampled_out", 1);
             return false;
         }
@@ -74,9 +75,15 @@ flowgate_guest::export!(Filtered<FlowFilter>);
 
 #[cfg(test)]
 mod tests {
-    use flowgate_guest::sample_flow;
+    use flowgate_guest::{FlowRecord, sample_flow};
 
     use super::*;
+
+    impl FlowFilter {
+        fn keep_record(&mut self, record: &FlowRecord) -> bool {
+            self.keep(&Flow::of(record))
+        }
+    }
 
     fn filter(pairs: &[(&str, &str)]) -> FlowFilter {
         FlowFilter::init(&Config::new(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())).unwrap()
@@ -86,19 +93,19 @@ mod tests {
     fn keeps_by_action_namespace_and_port() {
         let mut f = filter(&[("actions", "Deny"), ("drop_namespaces", "kube-*")]);
         let mut flow = sample_flow();
-        assert!(!f.keep(&flow), "an allowed flow is dropped when only Deny is kept");
+        assert!(!f.keep_record(&flow), "an allowed flow is dropped when only Deny is kept");
         flow.action = Action::Deny;
-        assert!(f.keep(&flow));
+        assert!(f.keep_record(&flow));
         flow.dest_namespace = "kube-system".into();
-        assert!(!f.keep(&flow));
+        assert!(!f.keep_record(&flow));
         let mut f = filter(&[("ports", "443,5432")]);
-        assert!(f.keep(&sample_flow()));
+        assert!(f.keep_record(&sample_flow()));
     }
 
     /// Each option both ways: what it keeps and what it drops.
     #[test]
     fn each_option_keeps_what_it_names_and_drops_the_rest() {
-        let with = |edit: &dyn Fn(&mut Flow)| {
+        let with = |edit: &dyn Fn(&mut FlowRecord)| {
             let mut flow = sample_flow();
             edit(&mut flow);
             flow
@@ -106,28 +113,28 @@ mod tests {
         // No option: everything kept.
         let mut none = filter(&[]);
         for a in [Action::Allow, Action::Deny, Action::Pass] {
-            assert!(none.keep(&with(&|f| f.action = a)), "{a:?} kept with no option");
+            assert!(none.keep_record(&with(&|f| f.action = a)), "{a:?} kept with no option");
         }
         // actions: only the listed ones.
         let mut f = filter(&[("actions", "Deny,Pass")]);
-        assert!(f.keep(&with(&|f| f.action = Action::Deny)));
-        assert!(f.keep(&with(&|f| f.action = Action::Pass)));
-        assert!(!f.keep(&with(&|f| f.action = Action::Allow)));
+        assert!(f.keep_record(&with(&|f| f.action = Action::Deny)));
+        assert!(f.keep_record(&with(&|f| f.action = Action::Pass)));
+        assert!(!f.keep_record(&with(&|f| f.action = Action::Allow)));
         // drop_namespaces: a match on either side drops; no match keeps.
         let mut f = filter(&[("drop_namespaces", "kube-*,monitoring")]);
-        assert!(f.keep(&sample_flow()), "checkout -> payments matches no glob");
-        assert!(!f.keep(&with(&|f| f.source_namespace = "kube-system".into())), "source side");
-        assert!(!f.keep(&with(&|f| f.dest_namespace = "monitoring".into())), "destination side");
-        assert!(f.keep(&with(&|f| f.dest_namespace = "monitoring-2".into())), "a glob matches whole names");
+        assert!(f.keep_record(&sample_flow()), "checkout -> payments matches no glob");
+        assert!(!f.keep_record(&with(&|f| f.source_namespace = "kube-system".into())), "source side");
+        assert!(!f.keep_record(&with(&|f| f.dest_namespace = "monitoring".into())), "destination side");
+        assert!(f.keep_record(&with(&|f| f.dest_namespace = "monitoring-2".into())), "a glob matches whole names");
         // ports: only the listed destination ports.
         let mut f = filter(&[("ports", "443,5432")]);
-        assert!(f.keep(&sample_flow()), "5432 is listed");
-        assert!(f.keep(&with(&|f| f.dest_port = 443)));
-        assert!(!f.keep(&with(&|f| f.dest_port = 80)), "80 is not listed");
+        assert!(f.keep_record(&sample_flow()), "5432 is listed");
+        assert!(f.keep_record(&with(&|f| f.dest_port = 443)));
+        assert!(!f.keep_record(&with(&|f| f.dest_port = 80)), "80 is not listed");
         // allow_sample_rate 0: no allowed flow kept, denied flows untouched.
         let mut f = filter(&[("allow_sample_rate", "0")]);
-        assert!(!f.keep(&sample_flow()));
-        assert!(f.keep(&with(&|f| f.action = Action::Deny)));
+        assert!(!f.keep_record(&sample_flow()));
+        assert!(f.keep_record(&with(&|f| f.action = Action::Deny)));
     }
 
     #[test]
@@ -147,7 +154,7 @@ mod tests {
             .map(|i| {
                 let mut flow = sample_flow();
                 flow.source_name = format!("client-{i}-*");
-                f.keep(&flow)
+                f.keep_record(&flow)
             })
             .collect();
         let n = kept.iter().filter(|k| **k).count();
@@ -155,8 +162,8 @@ mod tests {
         assert_eq!(flowgate_guest::native::counter("sampled_out"), 200 - n as u64);
         let mut flow = sample_flow();
         flow.source_name = "client-7-*".into();
-        let first = f.keep(&flow);
+        let first = f.keep_record(&flow);
         flow.reporter = flowgate_guest::Reporter::Dst;
-        assert_eq!(f.keep(&flow), first, "both reporters of a connection agree");
+        assert_eq!(f.keep_record(&flow), first, "both reporters of a connection agree");
     }
 }

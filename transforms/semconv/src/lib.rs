@@ -19,29 +19,30 @@ fn action(a: Action) -> &'static str {
 }
 
 /// The mapping: (attribute, value) for one flow.
-pub fn mapped(f: &Flow) -> Vec<Attribute> {
+pub fn mapped(f: &Flow<'_>) -> Vec<Attribute> {
     let s = |v: &str| Value::Str(v.to_string());
     let policies: Vec<String> =
-        f.enforced_policies.iter().filter(|h| !h.name.is_empty()).map(|h| format!("{}/{}", h.tier, h.name)).collect();
+        f.enforced_policies().iter().filter(|h| !h.name.is_empty()).map(|h| format!("{}/{}", h.tier, h.name)).collect();
     let mut out = vec![
-        ("source.address", s(&f.source_name)),
-        ("destination.address", s(&f.dest_name)),
-        ("destination.port", Value::Int(f.dest_port)),
-        ("network.transport", s(&f.proto.to_ascii_lowercase())),
-        ("network.io.direction", s(if f.reporter == Reporter::Dst { "receive" } else { "transmit" })),
-        ("k8s.source.namespace.name", s(&f.source_namespace)),
-        ("k8s.destination.namespace.name", s(&f.dest_namespace)),
-        ("calico.action", s(action(f.action))),
+        ("source.address", s(f.source_name())),
+        ("destination.address", s(f.dest_name())),
+        ("destination.port", Value::Int(f.dest_port())),
+        ("network.transport", s(&f.proto().to_ascii_lowercase())),
+        ("network.io.direction", s(if f.reporter() == Reporter::Dst { "receive" } else { "transmit" })),
+        ("k8s.source.namespace.name", s(f.source_namespace())),
+        ("k8s.destination.namespace.name", s(f.dest_namespace())),
+        ("calico.action", s(action(f.action()))),
         ("calico.policies", Value::StrList(policies)),
-        ("network.io.bytes.received", Value::Int(f.bytes_in)),
-        ("network.io.bytes.transmitted", Value::Int(f.bytes_out)),
-        ("network.io.packets.received", Value::Int(f.packets_in)),
-        ("network.io.packets.transmitted", Value::Int(f.packets_out)),
-        ("event.start", Value::Int(f.start_time)),
-        ("event.end", Value::Int(f.end_time)),
+        ("network.io.bytes.received", Value::Int(f.bytes_in())),
+        ("network.io.bytes.transmitted", Value::Int(f.bytes_out())),
+        ("network.io.packets.received", Value::Int(f.packets_in())),
+        ("network.io.packets.transmitted", Value::Int(f.packets_out())),
+        ("event.start", Value::Int(f.start_time())),
+        ("event.end", Value::Int(f.end_time())),
     ];
-    if !f.dest_service_name.is_empty() && f.dest_service_name != "-" {
-        out.push(("k8s.service.name", s(&f.dest_service_name)));
+    let service = f.dest_service_name();
+    if !service.is_empty() && service != "-" {
+        out.push(("k8s.service.name", s(service)));
     }
     out.into_iter().map(|(key, value)| Attribute { key: key.to_string(), value }).collect()
 }
@@ -55,9 +56,10 @@ impl Transform for SemConv {
         }
     }
 
-    fn process(&mut self, f: Flow) -> Outcome {
-        let attributes = mapped(&f);
-        let body = self.structured_body.then(|| Body::Structured(attributes.clone()));
+    fn process(&mut self, f: &mut Flow<'_>) -> Outcome {
+        let attributes = mapped(f);
+        // The attributes again as the body, without sending them twice.
+        let body = self.structured_body.then_some(Body::Attributes);
         Outcome::Annotate(Annotations { attributes, severity: None, body })
     }
 }
@@ -72,7 +74,7 @@ mod tests {
 
     #[test]
     fn maps_a_flow_onto_semantic_conventions() {
-        let a = mapped(&sample_flow());
+        let a = mapped(&Flow::of(&sample_flow()));
         let get = |k: &str| a.iter().find(|x| x.key == k).map(|x| x.value.clone());
         assert_eq!(get("destination.port"), Some(Value::Int(5432)));
         assert_eq!(get("network.transport"), Some(Value::Str("tcp".into())));
@@ -85,10 +87,10 @@ mod tests {
     fn structured_body_by_default_json_on_request() {
         let mut t = SemConv::init(&Config::default()).unwrap();
         assert!(matches!(
-            t.process(sample_flow()),
-            Outcome::Annotate(Annotations { body: Some(Body::Structured(_)), .. })
+            t.process(&mut Flow::of(&sample_flow())),
+            Outcome::Annotate(Annotations { body: Some(Body::Attributes), .. })
         ));
         let mut t = SemConv::init(&Config::new(vec![("body".into(), "json".into())])).unwrap();
-        assert!(matches!(t.process(sample_flow()), Outcome::Annotate(Annotations { body: None, .. })));
+        assert!(matches!(t.process(&mut Flow::of(&sample_flow())), Outcome::Annotate(Annotations { body: None, .. })));
     }
 }

@@ -64,9 +64,9 @@ impl Aggregator {
         now: Instant,
         out: &mut Vec<Merged>,
     ) -> Flushed {
-        reduce(&mut item.flow, self.cfg.level);
+        reduce(item.flow_mut(), self.cfg.level);
         let key = merge_key(&item, provenance.as_deref());
-        let bucket = self.buckets.entry((item.flow.start_time, item.flow.end_time)).or_insert_with(|| Bucket {
+        let bucket = self.buckets.entry((item.flow().start_time, item.flow().end_time)).or_insert_with(|| Bucket {
             groups: HashMap::new(),
             order: Vec::new(),
             flows_in: 0,
@@ -75,7 +75,7 @@ impl Aggregator {
         bucket.flows_in += 1;
         bucket.touched = now;
         match bucket.groups.get_mut(&key) {
-            Some(m) => merge(&mut m.item.flow, item.flow),
+            Some(m) => merge(m.item.flow_mut(), item.into_flow()),
             None => {
                 bucket.order.push(key.clone());
                 bucket.groups.insert(key, Merged { item, provenance });
@@ -144,7 +144,7 @@ pub fn reduce(flow: &mut Flow, level: AggregationLevel) {
 
 /// The bytes two items must share to merge.
 fn merge_key(item: &Item, provenance: Option<&str>) -> Vec<u8> {
-    let mut key = match &item.flow.key {
+    let mut key = match &item.flow().key {
         Some(k) => FlowKey { policies: None, ..k.clone() }.encode_to_vec(),
         None => Vec::new(),
     };
@@ -226,7 +226,7 @@ mod tests {
             let flushed = agg.flush_all(&mut out);
             assert_eq!(flushed.iter().map(|f| f.flows_in).sum::<u64>(), input.len() as u64);
             assert_eq!(flushed.iter().map(|f| f.records_out).sum::<u64>(), out.len() as u64);
-            let merged: Vec<Flow> = out.into_iter().map(|m| m.item.flow).collect();
+            let merged: Vec<Flow> = out.into_iter().map(|m| m.item.into_flow()).collect();
             for start in [1_500, 1_515, 1_530] {
                 let in_bucket = input.iter().filter(|f| f.start_time == start).cloned();
                 let out_bucket = merged.iter().filter(|f| f.start_time == start).cloned();
@@ -290,7 +290,7 @@ mod tests {
             early.records_out += f.records_out;
         }
         assert_eq!(early, Flushed { flows_in: 100, records_out: 100 });
-        assert!(out.iter().all(|m| m.item.flow.start_time == 1_500));
+        assert!(out.iter().all(|m| m.item.flow().start_time == 1_500));
         let idle = agg.flush_idle(t0 + Duration::from_secs(1), &mut out);
         assert_eq!(idle, vec![Flushed { flows_in: 100, records_out: 100 }]);
         assert_eq!(agg.groups(), 0);

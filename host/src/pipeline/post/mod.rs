@@ -68,7 +68,7 @@ impl Post {
         if let Some(stats) = &self.stats {
             let mut stats = stats.lock().expect("flow stats lock");
             for item in &items {
-                stats.observe(&item.flow, &self.metrics.flow);
+                stats.observe(item.flow(), &self.metrics.flow);
             }
         }
         let Some(aggregator) = &self.aggregator else {

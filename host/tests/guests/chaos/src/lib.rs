@@ -69,13 +69,14 @@ impl Transform for Chaos {
         })
     }
 
-    fn process(&mut self, flow: Flow) -> Outcome {
-        let p = Some(flow.dest_port);
-        if self.trap_multiple.is_some_and(|m| flow.packets_in % m == 0) {
-            panic!("chaos traps on packets_in {}", flow.packets_in);
+    fn process(&mut self, flow: &mut Flow<'_>) -> Outcome {
+        let (port, packets_in) = (flow.dest_port(), flow.packets_in());
+        let p = Some(port);
+        if self.trap_multiple.is_some_and(|m| packets_in % m == 0) {
+            panic!("chaos traps on packets_in {packets_in}");
         }
         if p == self.trap_on {
-            panic!("chaos traps on port {}", flow.dest_port);
+            panic!("chaos traps on port {}", port);
         }
         if p == self.loop_on {
             loop {
@@ -89,9 +90,9 @@ impl Transform for Chaos {
             }
         }
         if p == self.error_on {
-            return Outcome::Error(format!("chaos cannot handle port {}", flow.dest_port));
+            return Outcome::Error(format!("chaos cannot handle port {}", port));
         }
-        println!("chaos saw {}", flow.dest_port);
+        println!("chaos saw {}", port);
         Outcome::Annotate(Annotations::none().attr("chaos", "ok"))
     }
 }

@@ -1,0 +1,483 @@
+//! [`Flow`]: one flow of a batch, read like a struct, paid for by the field.
+
+use std::cell::OnceCell;
+
+use crate::bindings::flowgate::transform::types::{Batch, StringColumn};
+use crate::{
+    Action, EndpointField, EndpointType, FlowRecord, IntField, LabelsField, Outcome, PoliciesField, PolicyHit,
+    Reporter, StringField,
+};
+
+const STRING_FIELDS: usize = 8;
+const INT_FIELDS: usize = 11;
+
+/// The columns of one batch fetched so far: each the first time any flow reads that field.
+#[derive(Default)]
+struct Columns {
+    strings: [OnceCell<StringColumn>; STRING_FIELDS],
+    ints: [OnceCell<Vec<i64>>; INT_FIELDS],
+    actions: OnceCell<Vec<Action>>,
+    reporters: OnceCell<Vec<Reporter>>,
+    endpoints: [OnceCell<Vec<EndpointType>>; 2],
+}
+
+/// Where a flow's fields come from: the host's batch, or a record (native unit tests, [`Flow::of`]).
+enum Source<'a> {
+    Batch { batch: &'a Batch, columns: &'a Columns, i: u32 },
+    Record(&'a FlowRecord),
+}
+
+/// A change made to the flow: kept here (later reads see it) and sent to the host with the outcome.
+#[derive(Debug, Clone, PartialEq)]
+enum Edit {
+    String(StringField, String),
+    Int(IntField, i64),
+    Action(Action),
+    Reporter(Reporter),
+    Endpoint(EndpointField, EndpointType),
+    Labels(LabelsField, Vec<String>),
+    Policies(PoliciesField, Vec<PolicyHit>),
+}
+
+impl Edit {
+    /// Two edits of the same field: the later replaces the earlier.
+    fn same_field(&self, other: &Edit) -> bool {
+        match (self, other) {
+            (Edit::String(a, _), Edit::String(b, _)) => a == b,
+            (Edit::Int(a, _), Edit::Int(b, _)) => a == b,
+            (Edit::Action(_), Edit::Action(_)) | (Edit::Reporter(_), Edit::Reporter(_)) => true,
+            (Edit::Endpoint(a, _), Edit::Endpoint(b, _)) => a == b,
+            (Edit::Labels(a, _), Edit::Labels(b, _)) => a == b,
+            (Edit::Policies(a, _), Edit::Policies(b, _)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+/// One flow: typed getters for every field of the contract's `flow`, and setters.
+///
+/// In a component, a getter's first call in a batch fetches that field for every flow of the batch (one call into
+/// the host); label and policy lists are fetched per flow. Natively, [`Flow::of`] reads a [`FlowRecord`], so a
+/// transform's unit tests need no runtime.
+pub struct Flow<'a> {
+    source: Source<'a>,
+    edits: Vec<Edit>,
+    source_labels: OnceCell<Vec<String>>,
+    dest_labels: OnceCell<Vec<String>>,
+    enforced_policies: OnceCell<Vec<PolicyHit>>,
+    pending_policies: OnceCell<Vec<PolicyHit>>,
+}
+
+macro_rules! strings {
+    ($($get:ident / $set:ident: $field:ident),* $(,)?) => {
+        $(
+            #[doc = concat!("`", stringify!($get), "`.")]
+            pub fn $get(&self) -> &str {
+                self.string(StringField::$field)
+            }
+            #[doc = concat!("Sets `", stringify!($get), "`.")]
+            pub fn $set(&mut self, value: impl Into<String>) {
+                self.edit(Edit::String(StringField::$field, value.into()));
+            }
+        )*
+    };
+}
+
+macro_rules! ints {
+    ($($get:ident / $set:ident: $field:ident),* $(,)?) => {
+        $(
+            #[doc = concat!("`", stringify!($get), "`.")]
+            pub fn $get(&self) -> i64 {
+                self.int(IntField::$field)
+            }
+            #[doc = concat!("Sets `", stringify!($get), "`.")]
+            pub fn $set(&mut self, value: i64) {
+                self.edit(Edit::Int(IntField::$field, value));
+            }
+        )*
+    };
+}
+
+impl<'a> Flow<'a> {
+    /// A flow read from a whole record: for native unit tests of a transform.
+    pub fn of(record: &'a FlowRecord) -> Self {
+        Flow::new(Source::Record(record))
+    }
+
+    fn new(source: Source<'a>) -> Self {
+        Flow {
+            source,
+            edits: Vec::new(),
+            source_labels: OnceCell::new(),
+            dest_labels: OnceCell::new(),
+            enforced_policies: OnceCell::new(),
+            pending_policies: OnceCell::new(),
+        }
+    }
+
+    strings! {
+        source_name / set_source_name: SourceName,
+        source_namespace / set_source_namespace: SourceNamespace,
+        dest_name / set_dest_name: DestName,
+        dest_namespace / set_dest_namespace: DestNamespace,
+        dest_service_name / set_dest_service_name: DestServiceName,
+        dest_service_namespace / set_dest_service_namespace: DestServiceNamespace,
+        dest_service_port_name / set_dest_service_port_name: DestServicePortName,
+        proto / set_proto: Proto,
+    }
+
+    ints! {
+        dest_port / set_dest_port: DestPort,
+        dest_service_port / set_dest_service_port: DestServicePort,
+        start_time / set_start_time: StartTime,
+        end_time / set_end_time: EndTime,
+        packets_in / set_packets_in: PacketsIn,
+        packets_out / set_packets_out: PacketsOut,
+        bytes_in / set_bytes_in: BytesIn,
+        bytes_out / set_bytes_out: BytesOut,
+        num_connections_started / set_num_connections_started: NumConnectionsStarted,
+        num_connections_completed / set_num_connections_completed: NumConnectionsCompleted,
+        num_connections_live / set_num_connections_live: NumConnectionsLive,
+    }
+
+    /// A string field by its contract name.
+    pub fn string(&self, field: StringField) -> &str {
+        if let Some(v) = self.edits.iter().rev().find_map(|e| match e {
+            Edit::String(f, v) if *f == field => Some(v),
+            _ => None,
+        }) {
+            return v;
+        }
+        match &self.source {
+            Source::Batch { batch, columns, i } => {
+                let column = columns.strings[field as usize].get_or_init(|| batch.strings(field));
+                &column.values[column.at[*i as usize] as usize]
+            }
+            Source::Record(r) => match field {
+                StringField::SourceName => &r.source_name,
+                StringField::SourceNamespace => &r.source_namespace,
+                StringField::DestName => &r.dest_name,
+                StringField::DestNamespace => &r.dest_namespace,
+                StringField::DestServiceName => &r.dest_service_name,
+                StringField::DestServiceNamespace => &r.dest_service_namespace,
+                StringField::DestServicePortName => &r.dest_service_port_name,
+                StringField::Proto => &r.proto,
+            },
+        }
+    }
+
+    /// Sets a string field by its contract name.
+    pub fn set_string(&mut self, field: StringField, value: impl Into<String>) {
+        self.edit(Edit::String(field, value.into()));
+    }
+
+    /// An integer field by its contract name.
+    pub fn int(&self, field: IntField) -> i64 {
+        if let Some(v) = self.edits.iter().rev().find_map(|e| match e {
+            Edit::Int(f, v) if *f == field => Some(*v),
+            _ => None,
+        }) {
+            return v;
+        }
+        match &self.source {
+            Source::Batch { batch, columns, i } => {
+                columns.ints[field as usize].get_or_init(|| batch.ints(field))[*i as usize]
+            }
+            Source::Record(r) => match field {
+                IntField::DestPort => r.dest_port,
+                IntField::DestServicePort => r.dest_service_port,
+                IntField::StartTime => r.start_time,
+                IntField::EndTime => r.end_time,
+                IntField::PacketsIn => r.packets_in,
+                IntField::PacketsOut => r.packets_out,
+                IntField::BytesIn => r.bytes_in,
+                IntField::BytesOut => r.bytes_out,
+                IntField::NumConnectionsStarted => r.num_connections_started,
+                IntField::NumConnectionsCompleted => r.num_connections_completed,
+                IntField::NumConnectionsLive => r.num_connections_live,
+            },
+        }
+    }
+
+    /// Sets an integer field by its contract name.
+    pub fn set_int(&mut self, field: IntField, value: i64) {
+        self.edit(Edit::Int(field, value));
+    }
+
+    /// What the enforcing policy did.
+    pub fn action(&self) -> Action {
+        if let Some(a) = self.edits.iter().rev().find_map(|e| match e {
+            Edit::Action(a) => Some(*a),
+            _ => None,
+        }) {
+            return a;
+        }
+        match &self.source {
+            Source::Batch { batch, columns, i } => columns.actions.get_or_init(|| batch.actions())[*i as usize],
+            Source::Record(r) => r.action,
+        }
+    }
+
+    /// Sets the action. `Action::Unknown` keeps the number the flow came with.
+    pub fn set_action(&mut self, value: Action) {
+        self.edit(Edit::Action(value));
+    }
+
+    /// Which end reported the flow.
+    pub fn reporter(&self) -> Reporter {
+        if let Some(r) = self.edits.iter().rev().find_map(|e| match e {
+            Edit::Reporter(r) => Some(*r),
+            _ => None,
+        }) {
+            return r;
+        }
+        match &self.source {
+            Source::Batch { batch, columns, i } => columns.reporters.get_or_init(|| batch.reporters())[*i as usize],
+            Source::Record(r) => r.reporter,
+        }
+    }
+
+    /// Sets the reporter.
+    pub fn set_reporter(&mut self, value: Reporter) {
+        self.edit(Edit::Reporter(value));
+    }
+
+    /// The source endpoint's type.
+    pub fn source_type(&self) -> EndpointType {
+        self.endpoint(EndpointField::SourceType)
+    }
+
+    /// The destination endpoint's type.
+    pub fn dest_type(&self) -> EndpointType {
+        self.endpoint(EndpointField::DestType)
+    }
+
+    /// Sets the source endpoint's type.
+    pub fn set_source_type(&mut self, value: EndpointType) {
+        self.edit(Edit::Endpoint(EndpointField::SourceType, value));
+    }
+
+    /// Sets the destination endpoint's type.
+    pub fn set_dest_type(&mut self, value: EndpointType) {
+        self.edit(Edit::Endpoint(EndpointField::DestType, value));
+    }
+
+    fn endpoint(&self, field: EndpointField) -> EndpointType {
+        if let Some(t) = self.edits.iter().rev().find_map(|e| match e {
+            Edit::Endpoint(f, t) if *f == field => Some(*t),
+            _ => None,
+        }) {
+            return t;
+        }
+        match &self.source {
+            Source::Batch { batch, columns, i } => {
+                columns.endpoints[field as usize].get_or_init(|| batch.endpoint_types(field))[*i as usize]
+            }
+            Source::Record(r) => match field {
+                EndpointField::SourceType => r.source_type,
+                EndpointField::DestType => r.dest_type,
+            },
+        }
+    }
+
+    /// `key=value` labels of the source pods.
+    pub fn source_labels(&self) -> &[String] {
+        self.labels(LabelsField::SourceLabels)
+    }
+
+    /// `key=value` labels of the destination pods.
+    pub fn dest_labels(&self) -> &[String] {
+        self.labels(LabelsField::DestLabels)
+    }
+
+    /// Sets the source labels.
+    pub fn set_source_labels(&mut self, value: Vec<String>) {
+        self.edit(Edit::Labels(LabelsField::SourceLabels, value));
+    }
+
+    /// Sets the destination labels.
+    pub fn set_dest_labels(&mut self, value: Vec<String>) {
+        self.edit(Edit::Labels(LabelsField::DestLabels, value));
+    }
+
+    fn labels(&self, field: LabelsField) -> &[String] {
+        if let Some(v) = self.edits.iter().rev().find_map(|e| match e {
+            Edit::Labels(f, v) if *f == field => Some(v),
+            _ => None,
+        }) {
+            return v;
+        }
+        let cell = match field {
+            LabelsField::SourceLabels => &self.source_labels,
+            LabelsField::DestLabels => &self.dest_labels,
+        };
+        cell.get_or_init(|| match &self.source {
+            Source::Batch { batch, i, .. } => batch.labels(*i, field),
+            Source::Record(r) => match field {
+                LabelsField::SourceLabels => r.source_labels.clone(),
+                LabelsField::DestLabels => r.dest_labels.clone(),
+            },
+        })
+    }
+
+    /// Policies that decided the flow, in evaluation order.
+    pub fn enforced_policies(&self) -> &[PolicyHit] {
+        self.policies(PoliciesField::EnforcedPolicies)
+    }
+
+    /// Staged policies and what they would have decided.
+    pub fn pending_policies(&self) -> &[PolicyHit] {
+        self.policies(PoliciesField::PendingPolicies)
+    }
+
+    /// Sets the enforced policies. An `unknown` kind or action keeps the number of the hit at the same position.
+    pub fn set_enforced_policies(&mut self, value: Vec<PolicyHit>) {
+        self.edit(Edit::Policies(PoliciesField::EnforcedPolicies, value));
+    }
+
+    /// Sets the pending policies (as [`Flow::set_enforced_policies`]).
+    pub fn set_pending_policies(&mut self, value: Vec<PolicyHit>) {
+        self.edit(Edit::Policies(PoliciesField::PendingPolicies, value));
+    }
+
+    fn policies(&self, field: PoliciesField) -> &[PolicyHit] {
+        if let Some(v) = self.edits.iter().rev().find_map(|e| match e {
+            Edit::Policies(f, v) if *f == field => Some(v),
+            _ => None,
+        }) {
+            return v;
+        }
+        let cell = match field {
+            PoliciesField::EnforcedPolicies => &self.enforced_policies,
+            PoliciesField::PendingPolicies => &self.pending_policies,
+        };
+        cell.get_or_init(|| match &self.source {
+            Source::Batch { batch, i, .. } => batch.policies(*i, field),
+            Source::Record(r) => match field {
+                PoliciesField::EnforcedPolicies => r.enforced_policies.clone(),
+                PoliciesField::PendingPolicies => r.pending_policies.clone(),
+            },
+        })
+    }
+
+    /// The whole flow as one typed record, with this transform's changes: one call into the host, for logic
+    /// that reads nearly every field, and for [`Outcome::Expand`].
+    pub fn record(&self) -> FlowRecord {
+        let mut r = match &self.source {
+            Source::Batch { batch, i, .. } => batch.record(*i),
+            Source::Record(r) => (*r).clone(),
+        };
+        for e in &self.edits {
+            apply(&mut r, e.clone());
+        }
+        r
+    }
+
+    /// Whether a setter was called on this flow.
+    pub fn is_changed(&self) -> bool {
+        !self.edits.is_empty()
+    }
+
+    fn edit(&mut self, edit: Edit) {
+        self.edits.retain(|e| !e.same_field(&edit));
+        self.edits.push(edit);
+    }
+
+    /// Sends the changes to the host (only for outcomes that pass the flow on: the host discards the rest).
+    fn send(self, outcome: &Outcome) {
+        let Source::Batch { batch, i, .. } = self.source else { return };
+        if !matches!(outcome, Outcome::Keep | Outcome::Annotate(_)) {
+            return;
+        }
+        for e in self.edits {
+            match e {
+                Edit::String(f, v) => batch.set_string(i, f, &v),
+                Edit::Int(f, v) => batch.set_int(i, f, v),
+                Edit::Action(a) => batch.set_action(i, a),
+                Edit::Reporter(r) => batch.set_reporter(i, r),
+                Edit::Endpoint(f, t) => batch.set_endpoint_type(i, f, t),
+                Edit::Labels(f, v) => batch.set_labels(i, f, &v),
+                Edit::Policies(f, v) => batch.set_policies(i, f, &v),
+            }
+        }
+    }
+}
+
+fn apply(r: &mut FlowRecord, e: Edit) {
+    match e {
+        Edit::String(f, v) => {
+            *match f {
+                StringField::SourceName => &mut r.source_name,
+                StringField::SourceNamespace => &mut r.source_namespace,
+                StringField::DestName => &mut r.dest_name,
+                StringField::DestNamespace => &mut r.dest_namespace,
+                StringField::DestServiceName => &mut r.dest_service_name,
+                StringField::DestServiceNamespace => &mut r.dest_service_namespace,
+                StringField::DestServicePortName => &mut r.dest_service_port_name,
+                StringField::Proto => &mut r.proto,
+            } = v
+        }
+        Edit::Int(f, v) => {
+            *match f {
+                IntField::DestPort => &mut r.dest_port,
+                IntField::DestServicePort => &mut r.dest_service_port,
+                IntField::StartTime => &mut r.start_time,
+                IntField::EndTime => &mut r.end_time,
+                IntField::PacketsIn => &mut r.packets_in,
+                IntField::PacketsOut => &mut r.packets_out,
+                IntField::BytesIn => &mut r.bytes_in,
+                IntField::BytesOut => &mut r.bytes_out,
+                IntField::NumConnectionsStarted => &mut r.num_connections_started,
+                IntField::NumConnectionsCompleted => &mut r.num_connections_completed,
+                IntField::NumConnectionsLive => &mut r.num_connections_live,
+            } = v
+        }
+        Edit::Action(a) => r.action = a,
+        Edit::Reporter(x) => r.reporter = x,
+        Edit::Endpoint(EndpointField::SourceType, t) => r.source_type = t,
+        Edit::Endpoint(EndpointField::DestType, t) => r.dest_type = t,
+        Edit::Labels(LabelsField::SourceLabels, v) => r.source_labels = v,
+        Edit::Labels(LabelsField::DestLabels, v) => r.dest_labels = v,
+        Edit::Policies(PoliciesField::EnforcedPolicies, v) => r.enforced_policies = v,
+        Edit::Policies(PoliciesField::PendingPolicies, v) => r.pending_policies = v,
+    }
+}
+
+/// Runs `process` over every flow of `batch`, sending each flow's changes with its outcome.
+pub(crate) fn run_batch(batch: &Batch, mut process: impl FnMut(&mut Flow<'_>) -> Outcome) -> Vec<Outcome> {
+    let columns = Columns::default();
+    (0..batch.len())
+        .map(|i| {
+            let mut flow = Flow::new(Source::Batch { batch, columns: &columns, i });
+            let outcome = process(&mut flow);
+            flow.send(&outcome);
+            outcome
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sample_flow;
+
+    #[test]
+    fn a_flow_reads_like_its_record_and_sees_its_own_changes() {
+        let record = sample_flow();
+        let mut f = Flow::of(&record);
+        assert_eq!((f.source_namespace(), f.dest_port(), f.action()), ("checkout", 5432, Action::Allow));
+        assert_eq!(f.source_labels(), ["app=checkout-api", "team=shop"]);
+        assert!(!f.is_changed());
+        f.set_source_namespace("anon-1");
+        f.set_source_namespace("anon-2");
+        f.set_dest_port(443);
+        f.set_action(Action::Deny);
+        f.set_source_labels(vec!["app=checkout-api".into()]);
+        assert_eq!((f.source_namespace(), f.dest_port(), f.action()), ("anon-2", 443, Action::Deny));
+        assert_eq!(f.source_labels(), ["app=checkout-api"]);
+        assert_eq!(f.edits.len(), 4, "a later change to a field replaces the earlier one");
+        let changed = f.record();
+        assert_eq!((changed.source_namespace.as_str(), changed.dest_port), ("anon-2", 443));
+        assert_eq!(changed.dest_namespace, record.dest_namespace, "the rest as it was");
+    }
+}

@@ -1,0 +1,455 @@
+//! The `batch` resource of `flowgate:transform@0.2.0`: the flows of one call, kept as their wire bytes, read by
+//! column and changed by typed setters.
+//!
+//! Each flow is indexed once, when it enters the chain ([`FlowIndex`]: its scalars and the places of its strings
+//! in its own bytes), and the index travels with it from transform to transform until a transform changes the
+//! flow. Column getters answer from the indexes; label lists are read from the bytes; policy lists and the whole
+//! typed record decode the flow (rare). Setters only record changes: [`apply`] writes them into the flow after
+//! the call, for the flows whose outcome passes them on.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use prost::Message as _;
+use wasmtime::component::Resource;
+
+use super::GuestState;
+use super::bindings::types::{
+    self, Action, EndpointField, EndpointType, IntField, LabelsField, PoliciesField, PolicyHit, Reporter, StringColumn,
+    StringField,
+};
+use super::convert;
+use crate::proto::{Flow, FlowKey};
+use crate::wire::{Reader, WIRE_LEN, WIRE_VARINT, WireError};
+
+/// A string field's place in its flow's bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Span {
+    start: u32,
+    len: u32,
+}
+
+/// What the column getters read from one flow, found in one pass over its bytes: 168 bytes a flow.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FlowIndex {
+    /// By [`StringField`] position.
+    strings: [Span; 8],
+    /// By [`IntField`] position.
+    ints: [i64; 11],
+    action: i32,
+    reporter: i32,
+    source_type: i32,
+    dest_type: i32,
+}
+
+/// `FlowKey` string field numbers in [`StringField`] order.
+const KEY_STRINGS: [u32; 8] = [1, 2, 4, 5, 8, 9, 10, 12];
+
+fn string_slot(key_field: u32) -> Option<usize> {
+    KEY_STRINGS.iter().position(|&n| n == key_field)
+}
+
+impl FlowIndex {
+    /// Indexes an encoded `goldmane.Flow`. Fails on bytes that are not a flow, or key strings that are not UTF-8.
+    pub fn new(wire: &[u8]) -> Result<FlowIndex, WireError> {
+        let mut ix = FlowIndex::default();
+        let base = wire.as_ptr() as usize;
+        let mut r = Reader::new(wire);
+        while !r.is_empty() {
+            match r.tag()? {
+                // The key: as prost, a later occurrence's fields win (Goldmane writes one).
+                (1, WIRE_LEN) => ix.key(r.len_delimited()?, base)?,
+                (n @ 2..=3, WIRE_VARINT) => ix.ints[n as usize] = r.varint()? as i64,
+                (n @ 6..=12, WIRE_VARINT) => ix.ints[n as usize - 2] = r.varint()? as i64,
+                (4 | 5, WIRE_LEN) => drop(r.len_delimited()?),
+                (1..=12, _) => return Err(WireError("Flow field with the wrong wire type")),
+                (_, wire_type) => r.skip(wire_type)?,
+            }
+        }
+        Ok(ix)
+    }
+
+    fn key(&mut self, key: &[u8], base: usize) -> Result<(), WireError> {
+        let mut r = Reader::new(key);
+        while !r.is_empty() {
+            match r.tag()? {
+                (n, WIRE_LEN) if string_slot(n).is_some() => {
+                    let s = r.len_delimited()?;
+                    std::str::from_utf8(s).map_err(|_| WireError("a string field is not valid UTF-8"))?;
+                    let start = (s.as_ptr() as usize - base) as u32;
+                    self.strings[string_slot(n).expect("checked")] = Span { start, len: s.len() as u32 };
+                }
+                (3, WIRE_VARINT) => self.source_type = r.varint()? as i32,
+                (6, WIRE_VARINT) => self.dest_type = r.varint()? as i32,
+                (7, WIRE_VARINT) => self.ints[0] = r.varint()? as i64,
+                (11, WIRE_VARINT) => self.ints[1] = r.varint()? as i64,
+                (13, WIRE_VARINT) => self.reporter = r.varint()? as i32,
+                (14, WIRE_VARINT) => self.action = r.varint()? as i32,
+                (15, WIRE_LEN) => drop(r.len_delimited()?),
+                (1..=15, _) => return Err(WireError("FlowKey field with the wrong wire type")),
+                (_, wire_type) => r.skip(wire_type)?,
+            }
+        }
+        Ok(())
+    }
+
+    fn str<'w>(&self, wire: &'w [u8], field: StringField) -> &'w [u8] {
+        let s = self.strings[field as usize];
+        &wire[s.start as usize..(s.start + s.len) as usize]
+    }
+
+    fn int(&self, field: IntField) -> i64 {
+        // `ints` holds dest_port, dest_service_port, then the flow's fields 2, 3 and 6 to 12: IntField's order.
+        self.ints[field as usize]
+    }
+}
+
+/// The label list `field` (flow field 4 or 5) read from the bytes.
+fn labels(wire: &[u8], field: LabelsField) -> Result<Vec<String>, WireError> {
+    let want = match field {
+        LabelsField::SourceLabels => 4,
+        LabelsField::DestLabels => 5,
+    };
+    let mut out = Vec::new();
+    let mut r = Reader::new(wire);
+    while !r.is_empty() {
+        match r.tag()? {
+            (n, WIRE_LEN) if n == want => out.push(String::from_utf8_lossy(r.len_delimited()?).into_owned()),
+            (_, wire_type) => r.skip(wire_type)?,
+        }
+    }
+    Ok(out)
+}
+
+/// One flow of a batch: its bytes and index.
+#[derive(Debug, Clone)]
+pub struct BatchFlow {
+    pub wire: Bytes,
+    pub index: FlowIndex,
+}
+
+/// A change a transform asked for, applied after its call.
+#[derive(Debug, Clone)]
+pub enum Change {
+    String(StringField, String),
+    Int(IntField, i64),
+    Action(Action),
+    Reporter(Reporter),
+    Endpoint(EndpointField, EndpointType),
+    Labels(LabelsField, Vec<String>),
+    Policies(PoliciesField, Vec<PolicyHit>),
+}
+
+/// The resource behind a `batch` handle, for one `process` call.
+pub struct FlowBatch {
+    flows: Vec<BatchFlow>,
+    /// Flows decoded for `policies` and `record`, by position.
+    decoded: HashMap<u32, Flow>,
+    /// (flow, change), in the order the transform made them.
+    changes: Vec<(u32, Change)>,
+}
+
+impl FlowBatch {
+    pub fn new(flows: Vec<BatchFlow>) -> Self {
+        FlowBatch { flows, decoded: HashMap::new(), changes: Vec::new() }
+    }
+
+    /// The flows back, and the changes made to them.
+    pub fn finish(self) -> (Vec<BatchFlow>, Vec<(u32, Change)>) {
+        (self.flows, self.changes)
+    }
+
+    fn flow(&self, i: u32) -> wasmtime::Result<&BatchFlow> {
+        self.flows.get(i as usize).ok_or_else(|| out_of_range(i, self.flows.len()))
+    }
+
+    fn decoded(&mut self, i: u32) -> wasmtime::Result<&Flow> {
+        let wire = self.flow(i)?.wire.clone();
+        Ok(match self.decoded.entry(i) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => e.insert(Flow::decode(wire)?),
+        })
+    }
+
+    fn change(&mut self, i: u32, change: Change) -> wasmtime::Result<()> {
+        self.flow(i)?;
+        self.changes.push((i, change));
+        Ok(())
+    }
+}
+
+fn out_of_range(i: u32, len: usize) -> wasmtime::Error {
+    wasmtime::format_err!("flow {i} is not in the batch of {len}")
+}
+
+type R<T> = wasmtime::Result<T>;
+
+impl types::HostBatch for GuestState {
+    fn len(&mut self, this: Resource<FlowBatch>) -> R<u32> {
+        Ok(self.table.get(&this)?.flows.len() as u32)
+    }
+
+    fn strings(&mut self, this: Resource<FlowBatch>, field: StringField) -> R<StringColumn> {
+        let b = self.table.get(&this)?;
+        // Each distinct value once; a batch has few (namespaces, names, protocols).
+        let mut seen: HashMap<&[u8], u32> = HashMap::new();
+        let mut values = Vec::new();
+        let mut at = Vec::with_capacity(b.flows.len());
+        for f in &b.flows {
+            let bytes = f.index.str(&f.wire, field);
+            let next = values.len() as u32;
+            let n = *seen.entry(bytes).or_insert(next);
+            if n == next {
+                // Checked when the flow was indexed.
+                values.push(String::from_utf8_lossy(bytes).into_owned());
+            }
+            at.push(n);
+        }
+        Ok(StringColumn { values, at })
+    }
+
+    fn ints(&mut self, this: Resource<FlowBatch>, field: IntField) -> R<Vec<i64>> {
+        Ok(self.table.get(&this)?.flows.iter().map(|f| f.index.int(field)).collect())
+    }
+
+    fn actions(&mut self, this: Resource<FlowBatch>) -> R<Vec<Action>> {
+        Ok(self.table.get(&this)?.flows.iter().map(|f| convert::action_to(f.index.action)).collect())
+    }
+
+    fn reporters(&mut self, this: Resource<FlowBatch>) -> R<Vec<Reporter>> {
+        Ok(self.table.get(&this)?.flows.iter().map(|f| convert::reporter_to(f.index.reporter)).collect())
+    }
+
+    fn endpoint_types(&mut self, this: Resource<FlowBatch>, field: EndpointField) -> R<Vec<EndpointType>> {
+        let b = self.table.get(&this)?;
+        Ok(b.flows
+            .iter()
+            .map(|f| {
+                convert::endpoint_to(match field {
+                    EndpointField::SourceType => f.index.source_type,
+                    EndpointField::DestType => f.index.dest_type,
+                })
+            })
+            .collect())
+    }
+
+    fn labels(&mut self, this: Resource<FlowBatch>, flow: u32, field: LabelsField) -> R<Vec<String>> {
+        Ok(labels(&self.table.get(&this)?.flow(flow)?.wire, field)?)
+    }
+
+    fn policies(&mut self, this: Resource<FlowBatch>, flow: u32, field: PoliciesField) -> R<Vec<PolicyHit>> {
+        let f = self.table.get_mut(&this)?.decoded(flow)?;
+        let trace = f.key.as_ref().and_then(|k| k.policies.as_ref());
+        let hits = trace.map(|t| match field {
+            PoliciesField::EnforcedPolicies => &t.enforced_policies,
+            PoliciesField::PendingPolicies => &t.pending_policies,
+        });
+        Ok(hits.map(|h| h.iter().map(convert::hit_to).collect()).unwrap_or_default())
+    }
+
+    fn record(&mut self, this: Resource<FlowBatch>, flow: u32) -> R<types::Flow> {
+        Ok(convert::flow_to_wit(self.table.get_mut(&this)?.decoded(flow)?))
+    }
+
+    fn set_string(&mut self, this: Resource<FlowBatch>, flow: u32, field: StringField, value: String) -> R<()> {
+        self.table.get_mut(&this)?.change(flow, Change::String(field, value))
+    }
+
+    fn set_int(&mut self, this: Resource<FlowBatch>, flow: u32, field: IntField, value: i64) -> R<()> {
+        self.table.get_mut(&this)?.change(flow, Change::Int(field, value))
+    }
+
+    fn set_action(&mut self, this: Resource<FlowBatch>, flow: u32, value: Action) -> R<()> {
+        self.table.get_mut(&this)?.change(flow, Change::Action(value))
+    }
+
+    fn set_reporter(&mut self, this: Resource<FlowBatch>, flow: u32, value: Reporter) -> R<()> {
+        self.table.get_mut(&this)?.change(flow, Change::Reporter(value))
+    }
+
+    fn set_endpoint_type(
+        &mut self,
+        this: Resource<FlowBatch>,
+        flow: u32,
+        field: EndpointField,
+        value: EndpointType,
+    ) -> R<()> {
+        self.table.get_mut(&this)?.change(flow, Change::Endpoint(field, value))
+    }
+
+    fn set_labels(&mut self, this: Resource<FlowBatch>, flow: u32, field: LabelsField, value: Vec<String>) -> R<()> {
+        self.table.get_mut(&this)?.change(flow, Change::Labels(field, value))
+    }
+
+    fn set_policies(
+        &mut self,
+        this: Resource<FlowBatch>,
+        flow: u32,
+        field: PoliciesField,
+        value: Vec<PolicyHit>,
+    ) -> R<()> {
+        self.table.get_mut(&this)?.change(flow, Change::Policies(field, value))
+    }
+
+    fn drop(&mut self, this: Resource<FlowBatch>) -> R<()> {
+        // The host owns the batch and takes it back after the call; a guest's drop of its borrow is a no-op.
+        let _ = this;
+        Ok(())
+    }
+}
+
+/// `flow` with `changes` applied (in order; a later change to a field wins). An `unknown` enum keeps the flow's
+/// number; in a policy list, the number of the hit at the same position.
+pub fn apply(flow: &mut Flow, changes: impl IntoIterator<Item = Change>) {
+    let key = flow.key.get_or_insert_with(FlowKey::default);
+    for change in changes {
+        match change {
+            Change::String(field, v) => {
+                *match field {
+                    StringField::SourceName => &mut key.source_name,
+                    StringField::SourceNamespace => &mut key.source_namespace,
+                    StringField::DestName => &mut key.dest_name,
+                    StringField::DestNamespace => &mut key.dest_namespace,
+                    StringField::DestServiceName => &mut key.dest_service_name,
+                    StringField::DestServiceNamespace => &mut key.dest_service_namespace,
+                    StringField::DestServicePortName => &mut key.dest_service_port_name,
+                    StringField::Proto => &mut key.proto,
+                } = v
+            }
+            Change::Int(field, v) => {
+                *match field {
+                    IntField::DestPort => &mut key.dest_port,
+                    IntField::DestServicePort => &mut key.dest_service_port,
+                    IntField::StartTime => &mut flow.start_time,
+                    IntField::EndTime => &mut flow.end_time,
+                    IntField::PacketsIn => &mut flow.packets_in,
+                    IntField::PacketsOut => &mut flow.packets_out,
+                    IntField::BytesIn => &mut flow.bytes_in,
+                    IntField::BytesOut => &mut flow.bytes_out,
+                    IntField::NumConnectionsStarted => &mut flow.num_connections_started,
+                    IntField::NumConnectionsCompleted => &mut flow.num_connections_completed,
+                    IntField::NumConnectionsLive => &mut flow.num_connections_live,
+                } = v
+            }
+            Change::Action(a) => key.action = convert::action_from(a).unwrap_or(key.action),
+            Change::Reporter(r) => key.reporter = convert::reporter_from(r).unwrap_or(key.reporter),
+            Change::Endpoint(EndpointField::SourceType, e) => {
+                key.source_type = convert::endpoint_from(e).unwrap_or(key.source_type)
+            }
+            Change::Endpoint(EndpointField::DestType, e) => {
+                key.dest_type = convert::endpoint_from(e).unwrap_or(key.dest_type)
+            }
+            Change::Labels(LabelsField::SourceLabels, v) => flow.source_labels = v,
+            Change::Labels(LabelsField::DestLabels, v) => flow.dest_labels = v,
+            Change::Policies(field, v) => {
+                let trace = key.policies.get_or_insert_with(Default::default);
+                let list = match field {
+                    PoliciesField::EnforcedPolicies => &mut trace.enforced_policies,
+                    PoliciesField::PendingPolicies => &mut trace.pending_policies,
+                };
+                *list = convert::hits_from(v, list);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flowgen::FlowGen;
+
+    /// The index reads what prost reads, field by field.
+    #[test]
+    fn the_index_agrees_with_prost_for_every_field() {
+        let strings = [
+            StringField::SourceName,
+            StringField::SourceNamespace,
+            StringField::DestName,
+            StringField::DestNamespace,
+            StringField::DestServiceName,
+            StringField::DestServiceNamespace,
+            StringField::DestServicePortName,
+            StringField::Proto,
+        ];
+        for flow in (FlowGen { seed: 9, keys: 200 }).bucket(1_764_970_845) {
+            let wire = flow.encode_to_vec();
+            let ix = FlowIndex::new(&wire).unwrap();
+            let k = flow.key.clone().unwrap();
+            let want = [
+                &k.source_name,
+                &k.source_namespace,
+                &k.dest_name,
+                &k.dest_namespace,
+                &k.dest_service_name,
+                &k.dest_service_namespace,
+                &k.dest_service_port_name,
+                &k.proto,
+            ];
+            for (field, want) in strings.into_iter().zip(want) {
+                assert_eq!(ix.str(&wire, field), want.as_bytes(), "{field:?}");
+            }
+            let ints = [
+                (IntField::DestPort, k.dest_port),
+                (IntField::DestServicePort, k.dest_service_port),
+                (IntField::StartTime, flow.start_time),
+                (IntField::EndTime, flow.end_time),
+                (IntField::PacketsIn, flow.packets_in),
+                (IntField::PacketsOut, flow.packets_out),
+                (IntField::BytesIn, flow.bytes_in),
+                (IntField::BytesOut, flow.bytes_out),
+                (IntField::NumConnectionsStarted, flow.num_connections_started),
+                (IntField::NumConnectionsCompleted, flow.num_connections_completed),
+                (IntField::NumConnectionsLive, flow.num_connections_live),
+            ];
+            for (field, want) in ints {
+                assert_eq!(ix.int(field), want, "{field:?}");
+            }
+            assert_eq!(
+                (ix.action, ix.reporter, ix.source_type, ix.dest_type),
+                (k.action, k.reporter, k.source_type, k.dest_type)
+            );
+            assert_eq!(labels(&wire, LabelsField::SourceLabels).unwrap(), flow.source_labels);
+            assert_eq!(labels(&wire, LabelsField::DestLabels).unwrap(), flow.dest_labels);
+        }
+    }
+
+    #[test]
+    fn bytes_that_are_not_a_flow_are_refused() {
+        assert!(FlowIndex::new(&[0x0a, 0x05, 0x01]).is_err(), "truncated key");
+        // A key whose source_name is not UTF-8.
+        assert!(FlowIndex::new(&[0x0a, 0x03, 0x0a, 0x01, 0xff]).is_err());
+        assert!(FlowIndex::new(&[0x10, 0x01, 0x08]).is_err(), "truncated varint");
+    }
+
+    #[test]
+    fn changes_apply_in_order_and_unknown_enums_keep_their_numbers() {
+        let mut flow = FlowGen { seed: 4, keys: 1 }.flow(0, 0);
+        let key = flow.key.as_mut().unwrap();
+        key.action = 42;
+        key.policies.as_mut().unwrap().enforced_policies[0].kind = 12;
+        let original = flow.clone();
+        let mut hits: Vec<PolicyHit> = original.key.as_ref().unwrap().policies.as_ref().unwrap().enforced_policies[..1]
+            .iter()
+            .map(convert::hit_to)
+            .collect();
+        hits[0].name = "x".into();
+        apply(
+            &mut flow,
+            [
+                Change::String(StringField::SourceName, "a".into()),
+                Change::String(StringField::SourceName, "b".into()),
+                Change::Action(Action::Unknown),
+                Change::Int(IntField::BytesIn, 7),
+                Change::Labels(LabelsField::DestLabels, vec!["k=v".into()]),
+                Change::Policies(PoliciesField::EnforcedPolicies, hits),
+            ],
+        );
+        let key = flow.key.as_ref().unwrap();
+        assert_eq!(key.source_name, "b");
+        assert_eq!(key.action, 42, "unknown keeps the number");
+        assert_eq!(flow.bytes_in, 7);
+        assert_eq!(flow.dest_labels, vec!["k=v".to_string()]);
+        let hit = &key.policies.as_ref().unwrap().enforced_policies[0];
+        assert_eq!((hit.kind, hit.name.as_str()), (12, "x"));
+    }
+}
