@@ -25,6 +25,12 @@ impl<'a> Reader<'a> {
         Reader { buf, pos: 0 }
     }
 
+    /// Bytes not read yet.
+    #[inline]
+    pub fn remaining(&self) -> usize {
+        self.buf.len().saturating_sub(self.pos)
+    }
+
     #[inline]
     pub fn is_empty(&self) -> bool {
         self.pos >= self.buf.len()

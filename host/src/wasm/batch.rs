@@ -353,6 +353,160 @@ pub fn apply(flow: &mut Flow, changes: impl IntoIterator<Item = Change>) {
     }
 }
 
+/// The encoded flow with `changes` applied, written straight from `wire` without decoding it: fields nobody
+/// changed are copied as they are, changed ones are written in their place, in field-number order and without
+/// proto3 defaults, as Go's `proto.Marshal` and prost write them (the renderer's fast path expects that order).
+/// Only a policy-list change decodes that list (to give `unknown` kinds and actions back their numbers).
+pub fn splice(wire: &[u8], changes: impl IntoIterator<Item = Change>) -> Result<Vec<u8>, WireError> {
+    use prost::encoding::{encode_key, encode_varint};
+
+    /// What a changed field becomes, by field number: top-level (`flow`) and in the key.
+    #[derive(Default)]
+    struct Edits {
+        flow: Vec<(u32, Field)>,
+        key: Vec<(u32, Field)>,
+        policies: Vec<(PoliciesField, Vec<PolicyHit>)>,
+    }
+    enum Field {
+        Varint(u64),
+        Bytes(Vec<u8>),
+        /// A message field: written even when empty (it is present), as prost writes `Some(default)`.
+        Message(Vec<u8>),
+        Strings(Vec<String>),
+    }
+    fn set(list: &mut Vec<(u32, Field)>, n: u32, f: Field) {
+        list.retain(|(m, _)| *m != n);
+        list.push((n, f));
+    }
+    fn write(n: u32, f: &Field, out: &mut Vec<u8>) {
+        match f {
+            Field::Varint(0) => {}
+            Field::Varint(v) => {
+                encode_key(n, prost::encoding::WireType::Varint, out);
+                encode_varint(*v, out);
+            }
+            Field::Bytes(b) if b.is_empty() => {}
+            Field::Bytes(b) => {
+                encode_key(n, prost::encoding::WireType::LengthDelimited, out);
+                encode_varint(b.len() as u64, out);
+                out.extend_from_slice(b);
+            }
+            Field::Message(b) => {
+                encode_key(n, prost::encoding::WireType::LengthDelimited, out);
+                encode_varint(b.len() as u64, out);
+                out.extend_from_slice(b);
+            }
+            Field::Strings(list) => {
+                for s in list {
+                    encode_key(n, prost::encoding::WireType::LengthDelimited, out);
+                    encode_varint(s.len() as u64, out);
+                    out.extend_from_slice(s.as_bytes());
+                }
+            }
+        }
+    }
+    /// `msg` with the fields in `edits` replaced, in field order.
+    fn rewrite(msg: &[u8], edits: &mut [(u32, Field)], out: &mut Vec<u8>) -> Result<(), WireError> {
+        edits.sort_by_key(|(n, _)| *n);
+        let mut next = 0;
+        let mut r = Reader::new(msg);
+        while !r.is_empty() {
+            let start = msg.len() - r.remaining();
+            let (n, wire_type) = r.tag()?;
+            r.skip(wire_type)?;
+            while next < edits.len() && edits[next].0 < n {
+                write(edits[next].0, &edits[next].1, out);
+                next += 1;
+            }
+            if edits.iter().any(|(m, _)| *m == n) {
+                continue;
+            }
+            out.extend_from_slice(&msg[start..msg.len() - r.remaining()]);
+        }
+        for (n, f) in &edits[next..] {
+            write(*n, f, out);
+        }
+        Ok(())
+    }
+
+    let mut e = Edits::default();
+    for change in changes {
+        match change {
+            Change::String(field, v) => set(&mut e.key, KEY_STRINGS[field as usize], Field::Bytes(v.into_bytes())),
+            Change::Int(IntField::DestPort, v) => set(&mut e.key, 7, Field::Varint(v as u64)),
+            Change::Int(IntField::DestServicePort, v) => set(&mut e.key, 11, Field::Varint(v as u64)),
+            Change::Int(field, v) => {
+                // start_time, end_time: fields 2, 3; the counters: 6 to 12.
+                let n = match field as u32 {
+                    i @ 2..=3 => i,
+                    i => i + 2,
+                };
+                set(&mut e.flow, n, Field::Varint(v as u64))
+            }
+            Change::Action(a) => {
+                if let Some(n) = convert::action_from(a) {
+                    set(&mut e.key, 14, Field::Varint(n as i64 as u64))
+                }
+            }
+            Change::Reporter(r) => {
+                if let Some(n) = convert::reporter_from(r) {
+                    set(&mut e.key, 13, Field::Varint(n as i64 as u64))
+                }
+            }
+            Change::Endpoint(field, t) => {
+                if let Some(n) = convert::endpoint_from(t) {
+                    let number = if field == EndpointField::SourceType { 3 } else { 6 };
+                    set(&mut e.key, number, Field::Varint(n as i64 as u64))
+                }
+            }
+            Change::Labels(field, v) => {
+                set(&mut e.flow, if field == LabelsField::SourceLabels { 4 } else { 5 }, Field::Strings(v))
+            }
+            Change::Policies(field, v) => {
+                e.policies.retain(|(f, _)| *f != field);
+                e.policies.push((field, v));
+            }
+        }
+    }
+    // The key's current bytes (the last occurrence, as the index reads it).
+    let mut key: &[u8] = &[];
+    let mut r = Reader::new(wire);
+    while !r.is_empty() {
+        match r.tag()? {
+            (1, WIRE_LEN) => key = r.len_delimited()?,
+            (_, wire_type) => r.skip(wire_type)?,
+        }
+    }
+    if !e.policies.is_empty() {
+        let mut trace = crate::proto::PolicyTrace::default();
+        let mut r = Reader::new(key);
+        while !r.is_empty() {
+            match r.tag()? {
+                (15, WIRE_LEN) => {
+                    trace.merge(r.len_delimited()?).map_err(|_| WireError("a policy trace that does not decode"))?
+                }
+                (_, wire_type) => r.skip(wire_type)?,
+            }
+        }
+        for (field, hits) in e.policies.drain(..) {
+            let list = match field {
+                PoliciesField::EnforcedPolicies => &mut trace.enforced_policies,
+                PoliciesField::PendingPolicies => &mut trace.pending_policies,
+            };
+            *list = convert::hits_from(hits, list);
+        }
+        set(&mut e.key, 15, Field::Message(trace.encode_to_vec()));
+    }
+    let mut new_key = Vec::with_capacity(key.len() + 64);
+    if !e.key.is_empty() {
+        rewrite(key, &mut e.key, &mut new_key)?;
+        e.flow.push((1, Field::Message(std::mem::take(&mut new_key))));
+    }
+    let mut out = Vec::with_capacity(wire.len() + 64);
+    rewrite(wire, &mut e.flow, &mut out)?;
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -410,6 +564,65 @@ mod tests {
             );
             assert_eq!(labels(&wire, LabelsField::SourceLabels).unwrap(), flow.source_labels);
             assert_eq!(labels(&wire, LabelsField::DestLabels).unwrap(), flow.dest_labels);
+        }
+    }
+
+    /// Splicing changes into the bytes gives exactly what decoding, assigning and encoding with prost gives.
+    #[test]
+    fn splicing_changes_into_the_bytes_equals_prost_decode_apply_encode() {
+        let flows = FlowGen { seed: 11, keys: 300 };
+        let hit = |name: &str| PolicyHit {
+            kind: types::PolicyKind::Unknown,
+            namespace: "ns".into(),
+            name: name.into(),
+            tier: "default".into(),
+            action: Action::Deny,
+            policy_index: 3,
+            rule_index: -1,
+            trigger: None,
+        };
+        let change_sets: Vec<Vec<Change>> = vec![
+            vec![],
+            vec![Change::String(StringField::SourceName, "anon-1".into())],
+            vec![
+                Change::String(StringField::SourceNamespace, "a".into()),
+                Change::String(StringField::Proto, String::new()),
+                Change::String(StringField::SourceNamespace, "b".into()),
+            ],
+            vec![
+                Change::Labels(LabelsField::SourceLabels, vec!["app=x".into()]),
+                Change::Labels(LabelsField::DestLabels, vec![]),
+            ],
+            vec![
+                Change::Int(IntField::BytesIn, 0),
+                Change::Int(IntField::NumConnectionsLive, -5),
+                Change::Int(IntField::StartTime, 7),
+            ],
+            vec![Change::Int(IntField::DestPort, 443), Change::Int(IntField::DestServicePort, 0)],
+            vec![
+                Change::Action(Action::Deny),
+                Change::Reporter(Reporter::Unknown),
+                Change::Endpoint(EndpointField::DestType, EndpointType::Network),
+            ],
+            vec![
+                Change::Action(Action::Unspecified),
+                Change::Endpoint(EndpointField::SourceType, EndpointType::Unknown),
+            ],
+            vec![Change::Policies(PoliciesField::EnforcedPolicies, vec![hit("a"), hit("b")])],
+            vec![
+                Change::Policies(PoliciesField::PendingPolicies, vec![]),
+                Change::String(StringField::DestName, "d".into()),
+            ],
+        ];
+        for i in 0..300 {
+            let flow = flows.flow(i, 1_764_970_845);
+            let wire = flow.encode_to_vec();
+            for changes in &change_sets {
+                let mut want = flow.clone();
+                apply(&mut want, changes.clone());
+                let got = splice(&wire, changes.clone()).unwrap();
+                assert_eq!(got, want.encode_to_vec(), "flow {i}, {changes:?}");
+            }
         }
     }
 

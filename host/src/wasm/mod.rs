@@ -27,7 +27,7 @@ use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-pub use batch::{BatchFlow, Change, FlowBatch, FlowIndex, apply};
+pub use batch::{BatchFlow, Change, FlowBatch, FlowIndex, apply, splice};
 pub use bindings::types::{Annotations, Body, Outcome, Output, Severity, Value};
 pub use convert::{flow_from_wit, flow_to_wit};
 

@@ -63,7 +63,8 @@ impl Filter for FlowFilter {
         if !self.ports.is_empty() && !self.ports.contains(&f.dest_port()) {
             return false;
         }
-        if action == Action::Allow && key_hash(f) % 10_000 >= self.allow_sample {
+        // With every allowed flow kept (the default), no hash: a transform pays only for the fields it reads.
+        if action == Action::Allow && self.allow_sample < 10_000 && key_hash(f) % 10_000 >= self.allow_sample {
             counter_add("sampled_out", 1);
             return false;
         }
