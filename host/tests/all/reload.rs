@@ -218,3 +218,47 @@ async fn editing_the_config_files_chain_reloads_it() {
     gw.shutdown().await.unwrap();
     assert_eq!(gw.metrics.transform_reloads_count("swapped"), 2);
 }
+
+/// A transform's config key it never reads (a typo) refuses the chain, with the key named: at startup (the gateway
+/// does not start, and `flowgate check` says why) and on reload (the running chain keeps serving).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_misspelt_transform_config_key_is_refused_at_startup_and_on_reload() {
+    let (sim, dir) =
+        simulator(SimConfig { flows_per_bucket: 300, time_scale: 30.0, seed: 5, ..SimConfig::default() }).await;
+    let typo = b"config:\n  actions: [Deny]\n  drop_namespace: [kube-*]\n".to_vec();
+    let named = "unknown config key \"drop_namespace\"; this transform reads: actions, allow_sample_rate, \
+                 drop_namespaces, ports";
+    let rx = receiver(accept_all()).await;
+
+    // Startup: refused, naming the key.
+    let mut bad = ConfigMapDir::new(&dir.path().join("bad"));
+    bad.update(&[("filter.wasm", wasm("flowgate_transform_filter.wasm")), ("filter.yaml", typo.clone())]);
+    let mut raw = raw_config(&sim, &rx.base_url());
+    raw.transforms.dir = Some(bad.root.clone());
+    let cfg = resolve(raw);
+    let check = flowgate::tools::check_chain(&cfg.transforms).unwrap_err();
+    assert!(format!("{check:#}").contains(named), "flowgate check: {check:#}");
+    let refused = flowgate::app::build(cfg, flowgate::telemetry::Metrics::new(), flowgate::app::Purpose::Run)
+        .err()
+        .expect("a gateway with a misspelt transform key does not start");
+    assert!(format!("{refused:#}").contains(named), "startup: {refused:#}");
+
+    // Reload: the running chain stays.
+    let mut cm = ConfigMapDir::new(&dir.path().join("transforms"));
+    cm.update(&[
+        ("filter.wasm", wasm("flowgate_transform_filter.wasm")),
+        ("filter.yaml", b"config:\n  actions: [Deny]\n".to_vec()),
+    ]);
+    let mut raw = raw_config(&sim, &rx.base_url());
+    raw.transforms.dir = Some(cm.root.clone());
+    raw.transforms.debounce_ms = Some(100);
+    let mut gw = Gateway::start(resolve(raw)).await;
+    wait_until(WAIT, "denied flows exported", || rx.bodies().len() >= 20).await;
+    cm.update(&[("filter.wasm", wasm("flowgate_transform_filter.wasm")), ("filter.yaml", typo)]);
+    wait_until(WAIT, "the misspelt config refused", || gw.metrics.transform_reloads_count("init") == 1).await;
+    let after = rx.bodies().len();
+    wait_until(WAIT, "still serving", || rx.bodies().len() >= after + 20).await;
+    gw.shutdown().await.unwrap();
+    assert!(rx.bodies().iter().all(|b| b.contains("\"action\":\"Deny\"")), "the old chain kept filtering");
+    assert_eq!(gw.metrics.transform_reloads_count("swapped"), 1);
+}
