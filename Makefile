@@ -85,6 +85,7 @@ transforms:
 	transforms/python-filter/build.sh
 	transforms/js-filter/build.sh
 	transforms/c-filter/build.sh
+	transforms/go-filter/build.sh
 	@for f in target/wasm32-wasip2/transform/*.wasm; do \
 	  printf '%-60s %8d bytes, %8d gzipped\n' "$$f" "$$(wc -c < $$f)" "$$(gzip -9c $$f | wc -c)"; \
 	done

@@ -92,7 +92,8 @@ impl Config {
                 .collect()
         };
         let noun = if unread.len() == 1 { "key" } else { "keys" };
-        Err(format!("unknown config {noun} {}; this transform reads: {}", quoted.join(", "), known.join(", ")))
+        let reads = if known.is_empty() { "reads no keys".to_string() } else { format!("reads: {}", known.join(", ")) };
+        Err(format!("unknown config {noun} {}; this transform {reads}", quoted.join(", ")))
     }
 }
 

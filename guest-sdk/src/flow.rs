@@ -443,17 +443,169 @@ fn apply(r: &mut FlowRecord, e: Edit) {
     }
 }
 
-/// Runs `process` over every flow of `batch`, sending each flow's changes with its outcome.
-pub(crate) fn run_batch(batch: &Batch, mut process: impl FnMut(&mut Flow<'_>) -> Outcome) -> Vec<Outcome> {
-    let columns = Columns::default();
-    (0..batch.len())
-        .map(|i| {
-            let mut flow = Flow::new(Source::Batch { batch, columns: &columns, i });
-            let outcome = process(&mut flow);
-            flow.send(&outcome);
-            outcome
+/// Every flow of a batch at once: columns, batch annotations, and each [`Flow`]. For transforms that map or
+/// decide column by column ([`crate::Transform::process_batch`]); most transforms never see it.
+pub struct Flows<'a> {
+    source: FlowsSource<'a>,
+    columns: Columns,
+    /// Batch annotations made on records (native tests); in a component they go straight to the host.
+    recorded: Vec<(String, BatchValues)>,
+}
+
+enum FlowsSource<'a> {
+    Batch(&'a Batch),
+    Records(&'a [FlowRecord]),
+}
+
+/// A batch annotation's values, as made.
+#[derive(Debug, Clone, PartialEq)]
+enum BatchValues {
+    Strings(StringColumn),
+    Ints(Vec<i64>),
+    StringField(StringField),
+    IntField(IntField),
+}
+
+impl<'a> Flows<'a> {
+    /// The flows of a host batch.
+    pub(crate) fn batch(batch: &'a Batch) -> Self {
+        Flows { source: FlowsSource::Batch(batch), columns: Columns::default(), recorded: Vec::new() }
+    }
+
+    /// Flows read from records: for native unit tests.
+    pub fn of(records: &'a [FlowRecord]) -> Self {
+        Flows { source: FlowsSource::Records(records), columns: Columns::default(), recorded: Vec::new() }
+    }
+
+    /// How many flows.
+    pub fn len(&self) -> usize {
+        match self.source {
+            FlowsSource::Batch(b) => b.len() as usize,
+            FlowsSource::Records(r) => r.len(),
+        }
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Flow `i`.
+    pub fn flow(&self, i: usize) -> Flow<'_> {
+        match self.source {
+            FlowsSource::Batch(batch) => Flow::new(Source::Batch { batch, columns: &self.columns, i: i as u32 }),
+            FlowsSource::Records(r) => Flow::of(&r[i]),
+        }
+    }
+
+    /// Runs `process` on flow `i` and sends its changes with its outcome: what the default
+    /// [`crate::Transform::process_batch`] does for each flow.
+    pub fn run(&self, i: usize, process: impl FnOnce(&mut Flow<'_>) -> Outcome) -> Outcome {
+        let mut flow = self.flow(i);
+        let outcome = process(&mut flow);
+        flow.send(&outcome);
+        outcome
+    }
+
+    /// One string field of every flow: flow `i`'s value is `values[at[i]]`, each distinct value once.
+    pub fn strings(&self, field: StringField) -> &StringColumn {
+        self.columns.strings[field as usize].get_or_init(|| match self.source {
+            FlowsSource::Batch(b) => b.strings(field),
+            FlowsSource::Records(r) => {
+                let mut values: Vec<String> = Vec::new();
+                let at = r
+                    .iter()
+                    .map(|rec| {
+                        let v = Flow::of(rec).string(field).to_string();
+                        match values.iter().position(|x| *x == v) {
+                            Some(p) => p as u32,
+                            None => {
+                                values.push(v);
+                                values.len() as u32 - 1
+                            }
+                        }
+                    })
+                    .collect();
+                StringColumn { values, at }
+            }
         })
-        .collect()
+    }
+
+    /// One integer field of every flow.
+    pub fn ints(&self, field: IntField) -> &[i64] {
+        self.columns.ints[field as usize].get_or_init(|| match self.source {
+            FlowsSource::Batch(b) => b.ints(field),
+            FlowsSource::Records(r) => r.iter().map(|rec| Flow::of(rec).int(field)).collect(),
+        })
+    }
+
+    /// Every flow's action.
+    pub fn actions(&self) -> &[Action] {
+        self.columns.actions.get_or_init(|| match self.source {
+            FlowsSource::Batch(b) => b.actions(),
+            FlowsSource::Records(r) => r.iter().map(|rec| rec.action).collect(),
+        })
+    }
+
+    /// Every flow's reporter.
+    pub fn reporters(&self) -> &[Reporter] {
+        self.columns.reporters.get_or_init(|| match self.source {
+            FlowsSource::Batch(b) => b.reporters(),
+            FlowsSource::Records(r) => r.iter().map(|rec| rec.reporter).collect(),
+        })
+    }
+
+    /// A string attribute for every flow this transform passes on: flow `i` gets `values[at[i]]`, none when
+    /// `at[i]` is past the end of `values`.
+    pub fn annotate_strings(&mut self, key: &str, values: StringColumn) {
+        self.annotate(key, BatchValues::Strings(values));
+    }
+
+    /// An integer attribute for every flow (one value per flow).
+    pub fn annotate_ints(&mut self, key: &str, values: Vec<i64>) {
+        self.annotate(key, BatchValues::Ints(values));
+    }
+
+    /// The flow's own string field as an attribute, as the flow leaves this transform (nothing crosses).
+    pub fn annotate_string_field(&mut self, key: &str, field: StringField) {
+        self.annotate(key, BatchValues::StringField(field));
+    }
+
+    /// The flow's own integer field as an attribute, as the flow leaves this transform.
+    pub fn annotate_int_field(&mut self, key: &str, field: IntField) {
+        self.annotate(key, BatchValues::IntField(field));
+    }
+
+    fn annotate(&mut self, key: &str, values: BatchValues) {
+        match self.source {
+            FlowsSource::Batch(b) => match &values {
+                BatchValues::Strings(c) => b.annotate_strings(key, c),
+                BatchValues::Ints(v) => b.annotate_ints(key, v),
+                BatchValues::StringField(f) => b.annotate_string_field(key, *f),
+                BatchValues::IntField(f) => b.annotate_int_field(key, *f),
+            },
+            FlowsSource::Records(_) => self.recorded.push((key.to_string(), values)),
+        }
+    }
+
+    /// The batch annotations flow `i` got, in order (native tests: records only; the host applies them in a
+    /// component).
+    pub fn annotations_of(&self, i: usize) -> Vec<crate::Attribute> {
+        let FlowsSource::Records(r) = self.source else { return Vec::new() };
+        let flow = Flow::of(&r[i]);
+        self.recorded
+            .iter()
+            .filter_map(|(key, values)| {
+                let value = match values {
+                    BatchValues::Strings(c) => crate::Value::Str(c.values.get(*c.at.get(i)? as usize)?.clone()),
+                    BatchValues::Ints(v) => crate::Value::Int(*v.get(i)?),
+                    BatchValues::StringField(f) => crate::Value::Str(flow.string(*f).to_string()),
+                    BatchValues::IntField(f) => crate::Value::Int(flow.int(*f)),
+                };
+                Some(crate::Attribute { key: key.clone(), value })
+            })
+            .collect()
+    }
 }
 
 #[cfg(test)]

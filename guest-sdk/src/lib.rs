@@ -45,12 +45,13 @@ pub mod bindings {
 }
 
 pub use bindings::flowgate::transform::host::Level;
+pub use bindings::flowgate::transform::types::StringColumn;
 pub use bindings::flowgate::transform::types::{
     Action, Annotations, Attribute, Body, EndpointField, EndpointType, Flow as FlowRecord, IntField, LabelsField,
     Outcome, Output, PoliciesField, PolicyHit, PolicyKind, PolicyTrigger, Reporter, Severity, StringField, Value,
 };
 pub use config::Config;
-pub use flow::Flow;
+pub use flow::{Flow, Flows};
 pub use glob::{Glob, glob_match};
 pub use pseudonym::pseudonymize;
 
@@ -106,6 +107,13 @@ pub trait Transform: Sized + Send + 'static {
     /// What becomes of `flow`. Fields set on it pass on with [`Outcome::Keep`] and [`Outcome::Annotate`]; return
     /// `Keep` when nothing else is to be said: nothing crosses back.
     fn process(&mut self, flow: &mut Flow<'_>) -> Outcome;
+
+    /// One outcome per flow of a batch. The default runs [`Transform::process`] on each flow; a transform that
+    /// maps or decides by column overrides it, using [`Flows`]'s columns and batch annotations (one call a batch
+    /// for an attribute of every flow).
+    fn process_batch(&mut self, flows: &mut Flows<'_>) -> Vec<Outcome> {
+        (0..flows.len()).map(|i| flows.run(i, |flow| self.process(flow))).collect()
+    }
 }
 
 /// Keep or drop.
@@ -207,7 +215,7 @@ pub fn __process<T: Transform>(
 ) -> Vec<Outcome> {
     let mut guard = slot.lock().expect("transform state poisoned");
     let t = guard.as_mut().expect("the host calls init before process");
-    flow::run_batch(batch, |flow| t.process(flow))
+    t.process_batch(&mut Flows::batch(batch))
 }
 
 /// Exports a [`Transform`] as the component's `flowgate:transform/transform` interface.

@@ -22,8 +22,8 @@ use super::chain::{Chain, Entry, FailurePolicy};
 use crate::proto::Flow;
 use crate::telemetry::{DropReason, Metrics};
 use crate::wasm::{
-    Annotations, BatchFlow, Body, Change, FlowIndex, Instance, Outcome, Processed, Severity, Value, WasmError, apply,
-    flow_from_wit, splice,
+    Annotations, Attribute, BatchAnnotation, BatchFlow, Body, Change, FlowIndex, Instance, Outcome, Processed,
+    Severity, Value, WasmError, apply, flow_from_wit, splice,
 };
 use crate::wire::WireError;
 use crate::{otlp, render};
@@ -284,7 +284,14 @@ impl Worker {
         self.stages.index += started - indexing;
         let mut results = Vec::with_capacity(inputs.len());
         let mut changes = Vec::new();
-        self.bisect(i, entry, &batch, 0, &mut results, &mut changes);
+        let mut calls = Vec::new();
+        self.bisect(
+            i,
+            entry,
+            &batch,
+            0,
+            &mut Answers { results: &mut results, changes: &mut changes, calls: &mut calls },
+        );
         let applying = Instant::now();
         self.metrics.transform_duration(name, applying - started);
         self.stages.call += applying - started;
@@ -306,11 +313,20 @@ impl Worker {
             match result {
                 Ok(Outcome::Keep) => {
                     changed(&mut item);
+                    let attributes = batch_attributes(&calls, n, &mut item);
+                    if !attributes.is_empty() {
+                        item.annotate(Annotations { attributes, severity: None, body: None });
+                    }
                     out.push(item);
                 }
                 Ok(Outcome::Drop) => self.metrics.transform_flows(name, "dropped", 1),
-                Ok(Outcome::Annotate(a)) => {
+                Ok(Outcome::Annotate(mut a)) => {
                     changed(&mut item);
+                    let mut attributes = batch_attributes(&calls, n, &mut item);
+                    if !attributes.is_empty() {
+                        attributes.append(&mut a.attributes);
+                        a.attributes = attributes;
+                    }
                     item.annotate(a);
                     out.push(item);
                 }
@@ -359,36 +375,31 @@ impl Worker {
     }
 
     /// Outcomes for `batch` (whose first flow is flow `offset` of the whole), or per-flow errors where the
-    /// transform traps or is quarantined; the changes of the calls that succeeded, by position in the whole.
-    fn bisect(
-        &mut self,
-        i: usize,
-        entry: &Entry,
-        batch: &[BatchFlow],
-        offset: u32,
-        results: &mut Vec<Result<Outcome, String>>,
-        changes: &mut Vec<(u32, Change)>,
-    ) {
+    /// transform traps or is quarantined; the changes and batch annotations of the calls that succeeded.
+    fn bisect(&mut self, i: usize, entry: &Entry, batch: &[BatchFlow], offset: u32, answers: &mut Answers<'_>) {
         if batch.is_empty() {
             return;
         }
         match self.call(i, entry, batch) {
             Ok(done) => {
-                results.extend(done.outcomes.into_iter().map(Ok));
-                changes.extend(done.changes.into_iter().map(|(at, c)| (at + offset, c)));
+                answers.results.extend(done.outcomes.into_iter().map(Ok));
+                answers.changes.extend(done.changes.into_iter().map(|(at, c)| (at + offset, c)));
+                if !done.annotations.is_empty() {
+                    answers.calls.push((offset, batch.len() as u32, done.annotations));
+                }
             }
             Err(CallError::Quarantined) => {
                 self.metrics.transform_error(&entry.spec.name, "quarantined");
-                results.extend(
+                answers.results.extend(
                     batch.iter().map(|_| Err(format!("{} is quarantined after repeated traps", entry.spec.name))),
                 );
             }
-            Err(CallError::Wasm(e)) if batch.len() == 1 => results.push(Err(e.to_string())),
+            Err(CallError::Wasm(e)) if batch.len() == 1 => answers.results.push(Err(e.to_string())),
             Err(CallError::Wasm(_)) => {
                 let half = batch.len() / 2;
                 let (a, b) = batch.split_at(half);
-                self.bisect(i, entry, a, offset, results, changes);
-                self.bisect(i, entry, b, offset + half as u32, results, changes);
+                self.bisect(i, entry, a, offset, answers);
+                self.bisect(i, entry, b, offset + half as u32, answers);
             }
         }
     }
@@ -461,6 +472,29 @@ impl Worker {
             );
         }
     }
+}
+
+/// What the calls over one batch answered.
+struct Answers<'a> {
+    results: &'a mut Vec<Result<Outcome, String>>,
+    /// (position in the whole batch, change).
+    changes: &'a mut Vec<(u32, Change)>,
+    /// (first flow, flows, batch annotations) of each call that made some.
+    calls: &'a mut Vec<(u32, u32, Vec<BatchAnnotation>)>,
+}
+
+/// The batch annotations for flow `n` of the batch, `item` being that flow as the transform left it.
+fn batch_attributes(calls: &[(u32, u32, Vec<BatchAnnotation>)], n: usize, item: &mut Item) -> Vec<Attribute> {
+    let n = n as u32;
+    let Some((offset, _, annotations)) = calls.iter().find(|(o, len, _)| (*o..o + len).contains(&n)) else {
+        return Vec::new();
+    };
+    let flow = if annotations.iter().any(BatchAnnotation::reads_the_flow) { item.batch_flow().ok() } else { None };
+    let at = (n - offset) as usize;
+    annotations
+        .iter()
+        .filter_map(|a| Some(Attribute { key: a.key.clone(), value: a.value(at, flow.as_ref())? }))
+        .collect()
 }
 
 enum CallError {

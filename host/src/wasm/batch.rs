@@ -121,6 +121,29 @@ fn labels(wire: &[u8], field: LabelsField) -> Result<Vec<String>, WireError> {
     Ok(out)
 }
 
+/// The flow's policy trace (key field 15), decoded on its own; the last key's, as prost merges it.
+fn policy_trace(wire: &[u8]) -> Result<crate::proto::PolicyTrace, WireError> {
+    let mut trace = crate::proto::PolicyTrace::default();
+    let mut r = Reader::new(wire);
+    while !r.is_empty() {
+        match r.tag()? {
+            (1, WIRE_LEN) => {
+                let mut k = Reader::new(r.len_delimited()?);
+                while !k.is_empty() {
+                    match k.tag()? {
+                        (15, WIRE_LEN) => trace
+                            .merge(k.len_delimited()?)
+                            .map_err(|_| WireError("a policy trace that does not decode"))?,
+                        (_, wire_type) => k.skip(wire_type)?,
+                    }
+                }
+            }
+            (_, wire_type) => r.skip(wire_type)?,
+        }
+    }
+    Ok(trace)
+}
+
 /// One flow of a batch: its bytes and index.
 #[derive(Debug, Clone)]
 pub struct BatchFlow {
@@ -140,23 +163,62 @@ pub enum Change {
     Policies(PoliciesField, Vec<PolicyHit>),
 }
 
+/// An attribute for every flow of a batch (`annotate-*`).
+#[derive(Debug, Clone)]
+pub struct BatchAnnotation {
+    pub key: String,
+    pub values: BatchValues,
+}
+
+/// Where a batch annotation's values come from.
+#[derive(Debug, Clone)]
+pub enum BatchValues {
+    Strings(StringColumn),
+    Ints(Vec<i64>),
+    StringField(StringField),
+    IntField(IntField),
+}
+
+impl BatchAnnotation {
+    /// Whether the values are the flow's own fields.
+    pub fn reads_the_flow(&self) -> bool {
+        matches!(self.values, BatchValues::StringField(_) | BatchValues::IntField(_))
+    }
+
+    /// The value for flow `i` of the batch (`flow` as it leaves the transform, for field references); `None` when
+    /// that flow gets no attribute.
+    pub fn value(&self, i: usize, flow: Option<&BatchFlow>) -> Option<types::Value> {
+        match &self.values {
+            BatchValues::Strings(c) => {
+                c.at.get(i).and_then(|&at| c.values.get(at as usize)).map(|v| types::Value::Str(v.clone()))
+            }
+            BatchValues::Ints(v) => v.get(i).map(|&n| types::Value::Int(n)),
+            BatchValues::StringField(f) => {
+                flow.map(|flow| types::Value::Str(String::from_utf8_lossy(flow.index.str(&flow.wire, *f)).into_owned()))
+            }
+            BatchValues::IntField(f) => flow.map(|flow| types::Value::Int(flow.index.int(*f))),
+        }
+    }
+}
+
 /// The resource behind a `batch` handle, for one `process` call.
 pub struct FlowBatch {
     flows: Vec<BatchFlow>,
-    /// Flows decoded for `policies` and `record`, by position.
+    /// Flows decoded for `record`, by position.
     decoded: HashMap<u32, Flow>,
     /// (flow, change), in the order the transform made them.
     changes: Vec<(u32, Change)>,
+    annotations: Vec<BatchAnnotation>,
 }
 
 impl FlowBatch {
     pub fn new(flows: Vec<BatchFlow>) -> Self {
-        FlowBatch { flows, decoded: HashMap::new(), changes: Vec::new() }
+        FlowBatch { flows, decoded: HashMap::new(), changes: Vec::new(), annotations: Vec::new() }
     }
 
-    /// The flows back, and the changes made to them.
-    pub fn finish(self) -> (Vec<BatchFlow>, Vec<(u32, Change)>) {
-        (self.flows, self.changes)
+    /// The changes made to the flows, and the batch annotations.
+    pub fn finish(self) -> (Vec<(u32, Change)>, Vec<BatchAnnotation>) {
+        (self.changes, self.annotations)
     }
 
     fn flow(&self, i: u32) -> wasmtime::Result<&BatchFlow> {
@@ -238,13 +300,13 @@ impl types::HostBatch for GuestState {
     }
 
     fn policies(&mut self, this: Resource<FlowBatch>, flow: u32, field: PoliciesField) -> R<Vec<PolicyHit>> {
-        let f = self.table.get_mut(&this)?.decoded(flow)?;
-        let trace = f.key.as_ref().and_then(|k| k.policies.as_ref());
-        let hits = trace.map(|t| match field {
-            PoliciesField::EnforcedPolicies => &t.enforced_policies,
-            PoliciesField::PendingPolicies => &t.pending_policies,
-        });
-        Ok(hits.map(|h| h.iter().map(convert::hit_to).collect()).unwrap_or_default())
+        // Only the key's policy trace is decoded, not the flow.
+        let trace = policy_trace(&self.table.get(&this)?.flow(flow)?.wire)?;
+        let hits = match field {
+            PoliciesField::EnforcedPolicies => &trace.enforced_policies,
+            PoliciesField::PendingPolicies => &trace.pending_policies,
+        };
+        Ok(hits.iter().map(convert::hit_to).collect())
     }
 
     fn record(&mut self, this: Resource<FlowBatch>, flow: u32) -> R<types::Flow> {
@@ -289,6 +351,28 @@ impl types::HostBatch for GuestState {
         value: Vec<PolicyHit>,
     ) -> R<()> {
         self.table.get_mut(&this)?.change(flow, Change::Policies(field, value))
+    }
+
+    fn annotate_strings(&mut self, this: Resource<FlowBatch>, key: String, values: StringColumn) -> R<()> {
+        self.table.get_mut(&this)?.annotations.push(BatchAnnotation { key, values: BatchValues::Strings(values) });
+        Ok(())
+    }
+
+    fn annotate_ints(&mut self, this: Resource<FlowBatch>, key: String, values: Vec<i64>) -> R<()> {
+        self.table.get_mut(&this)?.annotations.push(BatchAnnotation { key, values: BatchValues::Ints(values) });
+        Ok(())
+    }
+
+    fn annotate_string_field(&mut self, this: Resource<FlowBatch>, key: String, field: StringField) -> R<()> {
+        let values = BatchValues::StringField(field);
+        self.table.get_mut(&this)?.annotations.push(BatchAnnotation { key, values });
+        Ok(())
+    }
+
+    fn annotate_int_field(&mut self, this: Resource<FlowBatch>, key: String, field: IntField) -> R<()> {
+        let values = BatchValues::IntField(field);
+        self.table.get_mut(&this)?.annotations.push(BatchAnnotation { key, values });
+        Ok(())
     }
 
     fn drop(&mut self, this: Resource<FlowBatch>) -> R<()> {
@@ -562,6 +646,7 @@ mod tests {
                 (ix.action, ix.reporter, ix.source_type, ix.dest_type),
                 (k.action, k.reporter, k.source_type, k.dest_type)
             );
+            assert_eq!(policy_trace(&wire).unwrap(), k.policies.clone().unwrap_or_default());
             assert_eq!(labels(&wire, LabelsField::SourceLabels).unwrap(), flow.source_labels);
             assert_eq!(labels(&wire, LabelsField::DestLabels).unwrap(), flow.dest_labels);
         }

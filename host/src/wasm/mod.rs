@@ -27,8 +27,8 @@ use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-pub use batch::{BatchFlow, Change, FlowBatch, FlowIndex, apply, splice};
-pub use bindings::types::{Annotations, Body, Outcome, Output, Severity, Value};
+pub use batch::{BatchAnnotation, BatchFlow, BatchValues, Change, FlowBatch, FlowIndex, apply, splice};
+pub use bindings::types::{Annotations, Attribute, Body, Outcome, Output, Severity, Value};
 pub use convert::{flow_from_wit, flow_to_wit};
 
 use crate::proto::Flow;
@@ -344,7 +344,7 @@ impl Instance {
         // Taken back whatever happened, so a trapped Store does not keep the flows alive.
         let taken = self.store.data_mut().table.delete(handle);
         let outcomes = result.map_err(|e| trap(&self.name, e, &self.store))?;
-        let (_, changes) = taken
+        let (changes, annotations) = taken
             .map_err(|e| WasmError::Trap { name: self.name.clone(), kind: TrapKind::Trap, detail: e.to_string() })?
             .finish();
         if outcomes.len() != n {
@@ -354,7 +354,7 @@ impl Instance {
                 detail: format!("returned {} outcomes for {n} flows", outcomes.len()),
             });
         }
-        Ok(Processed { outcomes, changes })
+        Ok(Processed { outcomes, changes, annotations })
     }
 
     /// Encodes and processes prost flows (tests and tools): the outcomes, changes applied where they pass.
@@ -377,6 +377,8 @@ pub struct Processed {
     pub outcomes: Vec<Outcome>,
     /// (position in the batch, change), in the order the transform made them.
     pub changes: Vec<(u32, Change)>,
+    /// Attributes for every flow of the batch.
+    pub annotations: Vec<BatchAnnotation>,
 }
 
 /// The WIT flow type.

@@ -5,7 +5,9 @@
 //! keeps denies at INFO). Always adds `flowgate.bytes.total` and `flowgate.packets.total`. The flow itself is
 //! never sent back: the outcome is an annotation.
 
-use flowgate_guest::{Action, Annotations, Config, Flow, Outcome, Severity, Transform};
+use flowgate_guest::{
+    Action, Annotations, Config, Flow, Flows, IntField, Outcome, Severity, StringColumn, StringField, Transform,
+};
 
 pub struct Enrich {
     attributes: Vec<(String, String)>,
@@ -16,6 +18,23 @@ pub struct Enrich {
 impl Enrich {
     fn owner(&self, namespace: &str) -> Option<&str> {
         self.owners.iter().find(|(ns, _)| ns == namespace).map(|(_, team)| team.as_str())
+    }
+
+    /// The owners of a namespace column: each distinct namespace looked up once; no attribute without an owner.
+    fn owners_of(&self, namespaces: &StringColumn) -> StringColumn {
+        let mut values = Vec::new();
+        let found: Vec<u32> = namespaces
+            .values
+            .iter()
+            .map(|ns| match self.owner(ns) {
+                Some(team) => {
+                    values.push(team.to_string());
+                    values.len() as u32 - 1
+                }
+                None => u32::MAX,
+            })
+            .collect();
+        StringColumn { values, at: namespaces.at.iter().map(|&i| found[i as usize]).collect() }
     }
 }
 
@@ -51,6 +70,42 @@ impl Transform for Enrich {
         a = a.attr("flowgate.packets.total", f.packets_in().saturating_add(f.packets_out()));
         Outcome::Annotate(a)
     }
+
+    fn process_batch(&mut self, flows: &mut Flows<'_>) -> Vec<Outcome> {
+        self.batch(flows)
+    }
+}
+
+impl Enrich {
+    /// The batch path: every attribute is a batch annotation, so a flow answers `keep` (or `annotate` with only a
+    /// severity, when denied).
+    pub fn batch(&mut self, flows: &mut Flows<'_>) -> Vec<Outcome> {
+        let n = flows.len();
+        for (k, v) in &self.attributes {
+            flows.annotate_strings(k, StringColumn { values: vec![v.clone()], at: vec![0; n] });
+        }
+        if !self.owners.is_empty() {
+            let source = self.owners_of(flows.strings(StringField::SourceNamespace));
+            let dest = self.owners_of(flows.strings(StringField::DestNamespace));
+            flows.annotate_strings("flowgate.source.owner", source);
+            flows.annotate_strings("flowgate.dest.owner", dest);
+        }
+        let sum = |flows: &Flows<'_>, a, b| -> Vec<i64> {
+            flows.ints(a).iter().zip(flows.ints(b)).map(|(x, y)| x.saturating_add(*y)).collect()
+        };
+        let bytes = sum(flows, IntField::BytesIn, IntField::BytesOut);
+        let packets = sum(flows, IntField::PacketsIn, IntField::PacketsOut);
+        flows.annotate_ints("flowgate.bytes.total", bytes);
+        flows.annotate_ints("flowgate.packets.total", packets);
+        flows
+            .actions()
+            .iter()
+            .map(|a| match self.deny_severity {
+                Some(s) if *a == Action::Deny => Outcome::Annotate(Annotations::none().severity(s)),
+                _ => Outcome::Keep,
+            })
+            .collect()
+    }
 }
 
 flowgate_guest::export!(Enrich);
@@ -82,6 +137,34 @@ mod tests {
         assert_eq!(attr(&a, "flowgate.source.owner"), None);
         assert_eq!(attr(&a, "flowgate.bytes.total"), Some(&Value::Int(957 + 1226)));
         assert_eq!(a.severity, None, "allowed flows keep INFO");
+    }
+
+    /// The batch path gives every flow what the per-flow path gives it.
+    #[test]
+    fn the_batch_path_equals_the_per_flow_path() {
+        let c = [("attr.k8s.cluster.name", "prod"), ("owner.payments", "billing"), ("owner.checkout", "shop")];
+        let mut records = vec![sample_flow(); 3];
+        records[1].action = Action::Deny;
+        records[2].dest_namespace = "elsewhere".into();
+        let mut e =
+            Enrich::init(&Config::new(c.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())).unwrap();
+        let mut flows = Flows::of(&records);
+        let outcomes = e.batch(&mut flows);
+        for (i, (record, outcome)) in records.iter().zip(outcomes).enumerate() {
+            let want = annotations(&c, record.clone());
+            let (mut got, severity) = match outcome {
+                Outcome::Keep => (Vec::new(), None),
+                Outcome::Annotate(a) => (a.attributes, a.severity),
+                other => panic!("{other:?}"),
+            };
+            got.splice(0..0, flows.annotations_of(i));
+            let sorted = |mut v: Vec<flowgate_guest::Attribute>| {
+                v.sort_by(|a, b| a.key.cmp(&b.key));
+                v
+            };
+            assert_eq!(sorted(got), sorted(want.attributes), "flow {i}");
+            assert_eq!(severity, want.severity, "flow {i}");
+        }
     }
 
     #[test]

@@ -1,0 +1,3 @@
+module gofilter
+
+go 1.24
