@@ -61,6 +61,13 @@ fn main() {
     });
     report("render JSON body from the wire", render, None);
 
+    let index = best(|| {
+        for w in &flow_wire {
+            black_box(flowgate::wasm::FlowIndex::new(w).unwrap());
+        }
+    });
+    report("index a flow for transforms", index, None);
+
     for compression in [Compression::None, Compression::Gzip, Compression::Zstd] {
         let encoder = RequestEncoder::new(resource(&[]), compression);
         let mut out_bytes = 0usize;

@@ -262,22 +262,27 @@ impl Worker {
         items
     }
 
-    fn run_entry(&mut self, i: usize, entry: &Entry, items: Vec<Item>) -> Vec<Item> {
+    fn run_entry(&mut self, i: usize, entry: &Entry, mut inputs: Vec<Item>) -> Vec<Item> {
         let name = entry.spec.name.as_str();
         let indexing = Instant::now();
-        let mut batch = Vec::with_capacity(items.len());
-        let mut inputs = Vec::with_capacity(items.len());
-        for mut item in items {
+        let mut batch = Vec::with_capacity(inputs.len());
+        for item in &mut inputs {
             match item.batch_flow() {
-                Ok(flow) => {
-                    batch.push(flow);
-                    inputs.push(item);
-                }
+                Ok(flow) => batch.push(flow),
+                Err(_) => break,
+            }
+        }
+        if batch.len() < inputs.len() {
+            // Rare: bytes that are not a flow leave here, counted.
+            inputs.retain_mut(|item| match item.batch_flow() {
+                Ok(_) => true,
                 Err(e) => {
                     self.metrics.dropped(DropReason::Malformed, 1);
                     tracing::warn!(error = %e, "a flow from Goldmane could not be read; skipped");
+                    false
                 }
-            }
+            });
+            batch = inputs.iter_mut().map(|item| item.batch_flow().expect("checked above")).collect();
         }
         self.metrics.transform_flows(name, "in", inputs.len() as u64);
         let started = Instant::now();
@@ -288,7 +293,7 @@ impl Worker {
         self.bisect(
             i,
             entry,
-            &batch,
+            batch,
             0,
             &mut Answers { results: &mut results, changes: &mut changes, calls: &mut calls },
         );
@@ -302,6 +307,31 @@ impl Worker {
             for (at, change) in changes {
                 per_flow[at as usize].push(change);
             }
+        }
+        // Every flow passed on (the common case): annotated where it is, no new list.
+        if results.iter().all(|r| matches!(r, Ok(Outcome::Keep | Outcome::Annotate(_)))) {
+            for (n, (item, result)) in inputs.iter_mut().zip(results).enumerate() {
+                if let Some(c) = per_flow.get_mut(n).filter(|c| !c.is_empty()) {
+                    item.change(std::mem::take(c));
+                }
+                let mut attributes = batch_attributes(&calls, n, item);
+                match result {
+                    Ok(Outcome::Annotate(mut a)) => {
+                        if !attributes.is_empty() {
+                            attributes.append(&mut a.attributes);
+                            a.attributes = attributes;
+                        }
+                        item.annotate(a);
+                    }
+                    _ if !attributes.is_empty() => {
+                        item.annotate(Annotations { attributes, severity: None, body: None })
+                    }
+                    _ => {}
+                }
+            }
+            self.metrics.transform_flows(name, "out", inputs.len() as u64);
+            self.stages.apply += applying.elapsed();
+            return inputs;
         }
         let mut out = Vec::with_capacity(inputs.len());
         for (n, (mut item, result)) in inputs.into_iter().zip(results).enumerate() {
@@ -376,11 +406,22 @@ impl Worker {
 
     /// Outcomes for `batch` (whose first flow is flow `offset` of the whole), or per-flow errors where the
     /// transform traps or is quarantined; the changes and batch annotations of the calls that succeeded.
-    fn bisect(&mut self, i: usize, entry: &Entry, batch: &[BatchFlow], offset: u32, answers: &mut Answers<'_>) {
+    fn bisect(&mut self, i: usize, entry: &Entry, batch: Vec<BatchFlow>, offset: u32, answers: &mut Answers<'_>) {
         if batch.is_empty() {
             return;
         }
-        match self.call(i, entry, batch) {
+        let sent = batch.len();
+        let (mut batch, result) = self.call(i, entry, batch);
+        if batch.len() != sent {
+            // Never seen: the resource table lost the batch. Each flow takes the failure policy.
+            let message = match &result {
+                Err(CallError::Wasm(e)) => e.to_string(),
+                _ => format!("{}: the batch was lost", entry.spec.name),
+            };
+            answers.results.extend((0..sent).map(|_| Err(message.clone())));
+            return;
+        }
+        match result {
             Ok(done) => {
                 answers.results.extend(done.outcomes.into_iter().map(Ok));
                 answers.changes.extend(done.changes.into_iter().map(|(at, c)| (at + offset, c)));
@@ -397,19 +438,24 @@ impl Worker {
             Err(CallError::Wasm(e)) if batch.len() == 1 => answers.results.push(Err(e.to_string())),
             Err(CallError::Wasm(_)) => {
                 let half = batch.len() / 2;
-                let (a, b) = batch.split_at(half);
-                self.bisect(i, entry, a, offset, answers);
+                let b = batch.split_off(half);
+                self.bisect(i, entry, batch, offset, answers);
                 self.bisect(i, entry, b, offset + half as u32, answers);
             }
         }
     }
 
-    fn call(&mut self, i: usize, entry: &Entry, batch: &[BatchFlow]) -> Result<Processed, CallError> {
+    fn call(
+        &mut self,
+        i: usize,
+        entry: &Entry,
+        batch: Vec<BatchFlow>,
+    ) -> (Vec<BatchFlow>, Result<Processed, CallError>) {
         let name = entry.spec.name.as_str();
         let slot = &mut self.slots[i];
         if let Some(until) = slot.quarantined_until {
             if Instant::now() < until {
-                return Err(CallError::Quarantined);
+                return (batch, Err(CallError::Quarantined));
             }
             slot.quarantined_until = None;
             tracing::info!(transform = name, "quarantine over; instantiating again");
@@ -419,13 +465,14 @@ impl Worker {
                 Ok(instance) => slot.instance = Some(instance),
                 Err(e) => {
                     self.trapped(i, entry, &e);
-                    return Err(CallError::Wasm(e));
+                    return (batch, Err(CallError::Wasm(e)));
                 }
             }
         }
         let instance = slot.instance.as_mut().expect("instantiated above");
         self.metrics.transform_calls(name);
-        match instance.process(batch) {
+        let (batch, result) = instance.process(batch);
+        let result = match result {
             Ok(done) => {
                 // A transform that traps on a few flows but serves the rest is not quarantined: only traps in a
                 // row with no successful call in between count.
@@ -438,7 +485,8 @@ impl Worker {
                 self.trapped(i, entry, &e);
                 Err(CallError::Wasm(e))
             }
-        }
+        };
+        (batch, result)
     }
 
     fn trapped(&mut self, i: usize, entry: &Entry, e: &WasmError) {

@@ -329,32 +329,39 @@ impl Instance {
         }
     }
 
-    /// One outcome per flow, and the changes the transform made (by position in `flows`). A trap poisons this
-    /// instance: drop it and instantiate again.
-    pub fn process(&mut self, flows: &[BatchFlow]) -> Result<Processed, WasmError> {
+    /// One outcome per flow, and the changes the transform made (by position in `flows`), with the flows handed
+    /// back. A trap poisons this instance: drop it and instantiate again.
+    pub fn process(&mut self, flows: Vec<BatchFlow>) -> (Vec<BatchFlow>, Result<Processed, WasmError>) {
         self.store.set_epoch_deadline(ticks(self.limits.deadline));
         let n = flows.len();
-        let handle = self.store.data_mut().table.push(FlowBatch::new(flows.to_vec())).map_err(|e| WasmError::Trap {
-            name: self.name.clone(),
-            kind: TrapKind::Trap,
-            detail: e.to_string(),
-        })?;
+        let table = &mut self.store.data_mut().table;
+        let handle = match table.push(FlowBatch::new(flows)) {
+            Ok(h) => h,
+            Err(e) => {
+                let detail = format!("the batch does not fit the resource table: {e}");
+                return (Vec::new(), Err(WasmError::Trap { name: self.name.clone(), kind: TrapKind::Trap, detail }));
+            }
+        };
         let borrowed = wasmtime::component::Resource::<FlowBatch>::new_borrow(handle.rep());
         let result = self.guest.flowgate_transform_transform().call_process(&mut self.store, borrowed);
-        // Taken back whatever happened, so a trapped Store does not keep the flows alive.
+        // Taken back whatever happened: the flows go on (or to the next bisection) without a copy.
         let taken = self.store.data_mut().table.delete(handle);
-        let outcomes = result.map_err(|e| trap(&self.name, e, &self.store))?;
-        let (changes, annotations) = taken
-            .map_err(|e| WasmError::Trap { name: self.name.clone(), kind: TrapKind::Trap, detail: e.to_string() })?
-            .finish();
+        let (flows, changes, annotations) = match taken {
+            Ok(batch) => batch.finish(),
+            Err(e) => {
+                let detail = format!("the batch resource was lost: {e}");
+                return (Vec::new(), Err(WasmError::Trap { name: self.name.clone(), kind: TrapKind::Trap, detail }));
+            }
+        };
+        let outcomes = match result {
+            Ok(outcomes) => outcomes,
+            Err(e) => return (flows, Err(trap(&self.name, e, &self.store))),
+        };
         if outcomes.len() != n {
-            return Err(WasmError::Trap {
-                name: self.name.clone(),
-                kind: TrapKind::Trap,
-                detail: format!("returned {} outcomes for {n} flows", outcomes.len()),
-            });
+            let detail = format!("returned {} outcomes for {n} flows", outcomes.len());
+            return (flows, Err(WasmError::Trap { name: self.name.clone(), kind: TrapKind::Trap, detail }));
         }
-        Ok(Processed { outcomes, changes, annotations })
+        (flows, Ok(Processed { outcomes, changes, annotations }))
     }
 
     /// Encodes and processes prost flows (tests and tools): the outcomes, changes applied where they pass.
@@ -368,7 +375,7 @@ impl Instance {
                 BatchFlow { wire, index }
             })
             .collect();
-        Ok(self.process(&batch)?.outcomes)
+        Ok(self.process(batch).1?.outcomes)
     }
 }
 
