@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 pub use crate::config::FailurePolicy;
 use crate::flowgen::FlowGen;
-use crate::wasm::{Limits, LoadedComponent, Outcome, Runtime, WasmError};
+use crate::wasm::{GuestFailure, Limits, LoadError, LoadedComponent, Outcome, Runtime};
 
 /// One chain entry as configured.
 #[derive(Debug, Clone, PartialEq)]
@@ -55,7 +55,9 @@ pub enum ChainError {
     #[error("{name}: cannot read {path}: {detail}")]
     Read { name: String, path: PathBuf, detail: String },
     #[error(transparent)]
-    Wasm(#[from] WasmError),
+    Load(#[from] LoadError),
+    #[error(transparent)]
+    Guest(#[from] GuestFailure),
     #[error("{name}: self-test failed: {detail}")]
     SelfTest { name: String, detail: String },
 }
@@ -65,10 +67,10 @@ impl ChainError {
     pub fn kind(&self) -> &'static str {
         match self {
             ChainError::Read { .. } => "read",
-            ChainError::Wasm(WasmError::NotAComponent { .. }) => "not_a_component",
-            ChainError::Wasm(WasmError::WrongWorld { .. }) => "wrong_world",
-            ChainError::Wasm(WasmError::InitRefused { .. }) => "init",
-            ChainError::Wasm(WasmError::Trap { .. }) => "trap",
+            ChainError::Load(LoadError::NotAComponent { .. }) => "not_a_component",
+            ChainError::Load(LoadError::WrongWorld { .. }) => "wrong_world",
+            ChainError::Guest(GuestFailure::InitRefused { .. }) => "init",
+            ChainError::Guest(GuestFailure::Trap { .. }) => "trap",
             ChainError::SelfTest { .. } => "self_test",
         }
     }

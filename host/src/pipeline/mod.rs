@@ -157,13 +157,13 @@ fn worker_loop(
         let out = match &opts.post {
             None if chain.is_empty() => Records { records: passthrough(&flows, metrics), chunks: done },
             None => {
-                let items = transformed(&mut worker, &chain, flows, metrics);
+                let items = transformed(&mut worker, &chain, flows);
                 let provenance = opts.provenance.then_some(&*chain.provenance);
                 let records = rendered(items.into_iter().map(|item| (item, provenance)), unix_nanos(), metrics);
                 Records { records, chunks: done }
             }
             Some(post) => {
-                let items = decoded(transformed(&mut worker, &chain, flows, metrics), metrics);
+                let items = decoded(transformed(&mut worker, &chain, flows), metrics);
                 let provenance = (opts.provenance && !chain.is_empty()).then(|| chain.provenance.clone());
                 records_of(post.process(items, provenance, seq), metrics)
             }
@@ -214,7 +214,7 @@ fn decoded(mut items: Vec<Item>, metrics: &Metrics) -> Vec<Item> {
 }
 
 /// Runs the chain (possibly empty) over the flows, as their bytes.
-fn transformed(worker: &mut Worker, chain: &Chain, raw: Vec<RawFlow>, metrics: &Metrics) -> Vec<Item> {
+fn transformed(worker: &mut Worker, chain: &Chain, raw: Vec<RawFlow>) -> Vec<Item> {
     let reconciled = |mut item: Item, origin: crate::wire::Origin| {
         if let Some(v) = origin.attribute() {
             item.attributes.push((RECONCILED_ATTRIBUTE.to_string(), crate::wasm::Value::Str(v.to_string())));
@@ -224,7 +224,7 @@ fn transformed(worker: &mut Worker, chain: &Chain, raw: Vec<RawFlow>, metrics: &
     if chain.is_empty() {
         return raw.into_iter().map(|r| reconciled(Item::from_wire(r.wire), r.origin)).collect();
     }
-    let received = raw.len() as u64;
+    // The worker counts what the chain drops (intentionally or not) and expands.
     if raw.iter().any(|r| r.origin.attribute().is_some()) {
         // Rare (late flows): each origin runs as its own batch, so its records carry the attribute whatever the
         // chain does to them.
@@ -240,21 +240,9 @@ fn transformed(worker: &mut Worker, chain: &Chain, raw: Vec<RawFlow>, metrics: &
                 items.extend(worker.run_items(chain, group).into_iter().map(|i| reconciled(i, o)));
             }
         }
-        account(received, items.len() as u64, metrics);
         return items;
     }
-    let items = worker.run_items(chain, raw.into_iter().map(|r| Item::from_wire(r.wire)).collect());
-    account(received, items.len() as u64, metrics);
-    items
-}
-
-/// Flows the chain removed are accounted for (they are not lost: a transform decided).
-fn account(received: u64, out: u64, metrics: &Metrics) {
-    if out < received {
-        metrics.dropped(DropReason::Transform, received - out);
-    } else if out > received {
-        metrics.expanded(out - received);
-    }
+    worker.run_items(chain, raw.into_iter().map(|r| Item::from_wire(r.wire)).collect())
 }
 
 pub fn unix_nanos() -> u64 {
@@ -301,14 +289,14 @@ mod tests {
         // The chain's path renders from the bytes and counts it the same way.
         let metrics = Metrics::new();
         let mut worker = Worker::new(metrics.clone(), None);
-        let items = transformed(&mut worker, &Chain::default(), flows.clone(), &metrics);
+        let items = transformed(&mut worker, &Chain::default(), flows.clone());
         let records = rendered(items.into_iter().map(|i| (i, None::<&str>)), 0, &metrics);
         assert_eq!(records.len(), 2);
         assert_eq!(metrics.dropped_count(DropReason::Malformed), 1);
 
         // The decoding path (flow metrics or aggregation configured) counts it the same way.
         let metrics = Metrics::new();
-        let items = decoded(transformed(&mut worker, &Chain::default(), flows, &metrics), &metrics);
+        let items = decoded(transformed(&mut worker, &Chain::default(), flows), &metrics);
         assert_eq!(items.into_iter().map(Item::into_flow).collect::<Vec<_>>(), good);
         assert_eq!(metrics.dropped_count(DropReason::Malformed), 1);
     }

@@ -20,10 +20,10 @@ use prost::Message as _;
 
 use super::chain::{Chain, Entry, FailurePolicy};
 use crate::proto::Flow;
-use crate::telemetry::{DropReason, Metrics};
+use crate::telemetry::{DropReason, Metrics, TransformError, TransformEvent};
 use crate::wasm::{
-    Annotations, Attribute, BatchAnnotation, BatchFlow, Body, Change, FlowIndex, Instance, Outcome, Processed,
-    Severity, Value, WasmError, apply, flow_from_wit, splice,
+    Annotations, Attribute, BatchAnnotation, BatchFlow, Body, Change, FlowIndex, GuestFailure, Instance, Outcome,
+    Processed, Severity, Value, apply, flow_from_wit, splice,
 };
 use crate::wire::WireError;
 use crate::{otlp, render};
@@ -284,7 +284,7 @@ impl Worker {
             });
             batch = inputs.iter_mut().map(|item| item.batch_flow().expect("checked above")).collect();
         }
-        self.metrics.transform_flows(name, "in", inputs.len() as u64);
+        self.metrics.transform_flows(name, TransformEvent::In, inputs.len() as u64);
         let started = Instant::now();
         self.stages.index += started - indexing;
         let mut results = Vec::with_capacity(inputs.len());
@@ -329,7 +329,7 @@ impl Worker {
                     _ => {}
                 }
             }
-            self.metrics.transform_flows(name, "out", inputs.len() as u64);
+            self.metrics.transform_flows(name, TransformEvent::Out, inputs.len() as u64);
             self.stages.apply += applying.elapsed();
             return inputs;
         }
@@ -349,7 +349,10 @@ impl Worker {
                     }
                     out.push(item);
                 }
-                Ok(Outcome::Drop) => self.metrics.transform_flows(name, "dropped", 1),
+                Ok(Outcome::Drop) => {
+                    self.metrics.transform_flows(name, TransformEvent::Dropped, 1);
+                    self.metrics.dropped_by_transform(true, 1);
+                }
                 Ok(Outcome::Annotate(mut a)) => {
                     changed(&mut item);
                     let mut attributes = batch_attributes(&calls, n, &mut item);
@@ -362,9 +365,11 @@ impl Worker {
                 }
                 Ok(Outcome::Expand(outputs)) => {
                     if outputs.is_empty() {
-                        self.metrics.transform_flows(name, "dropped", 1);
+                        self.metrics.transform_flows(name, TransformEvent::Dropped, 1);
+                        self.metrics.dropped_by_transform(true, 1);
                     } else if outputs.len() > 1 {
-                        self.metrics.transform_flows(name, "expanded", outputs.len() as u64 - 1);
+                        self.metrics.transform_flows(name, TransformEvent::Expanded, outputs.len() as u64 - 1);
+                        self.metrics.expanded(outputs.len() as u64 - 1);
                     }
                     let original = item.flow_mut().clone();
                     for o in outputs {
@@ -375,13 +380,13 @@ impl Worker {
                     }
                 }
                 Ok(Outcome::Error(message)) => {
-                    self.metrics.transform_error(name, "guest_error");
+                    self.metrics.transform_error(name, TransformError::GuestError);
                     self.fail(entry, item, &message, &mut out);
                 }
                 Err(message) => self.fail(entry, item, &message, &mut out),
             }
         }
-        self.metrics.transform_flows(name, "out", out.len() as u64);
+        self.metrics.transform_flows(name, TransformEvent::Out, out.len() as u64);
         self.stages.apply += applying.elapsed();
         out
     }
@@ -389,7 +394,11 @@ impl Worker {
     /// Applies the failure policy to one flow.
     fn fail(&self, entry: &Entry, mut item: Item, error: &str, out: &mut Vec<Item>) {
         let name = entry.spec.name.as_str();
-        self.metrics.transform_failure(name, entry.spec.policy.as_str());
+        self.metrics.transform_failure(name, entry.spec.policy);
+        if entry.spec.policy != FailurePolicy::FailOpen {
+            // Fail-closed and dead-letter: not exported, and not the transform's decision.
+            self.metrics.dropped_by_transform(false, 1);
+        }
         match entry.spec.policy {
             FailurePolicy::FailClosed => {}
             FailurePolicy::FailOpen => out.push(item),
@@ -430,7 +439,7 @@ impl Worker {
                 }
             }
             Err(CallError::Quarantined) => {
-                self.metrics.transform_error(&entry.spec.name, "quarantined");
+                self.metrics.transform_error(&entry.spec.name, TransformError::Quarantined);
                 answers.results.extend(
                     batch.iter().map(|_| Err(format!("{} is quarantined after repeated traps", entry.spec.name))),
                 );
@@ -489,14 +498,9 @@ impl Worker {
         (batch, result)
     }
 
-    fn trapped(&mut self, i: usize, entry: &Entry, e: &WasmError) {
+    fn trapped(&mut self, i: usize, entry: &Entry, e: &GuestFailure) {
         let name = entry.spec.name.as_str();
-        let kind = match e {
-            WasmError::Trap { kind, .. } => kind.as_str(),
-            WasmError::InitRefused { .. } => "init",
-            _ => "trap",
-        };
-        self.metrics.transform_error(name, kind);
+        self.metrics.transform_error(name, e.event());
         let slot = &mut self.slots[i];
         let now = Instant::now();
         slot.traps.push_back(now);
@@ -511,7 +515,7 @@ impl Worker {
             slot.backoff = Some(backoff);
             slot.quarantined_until = Some(now + backoff);
             slot.traps.clear();
-            self.metrics.transform_error(name, "quarantine_entered");
+            self.metrics.transform_error(name, TransformError::QuarantineEntered);
             tracing::error!(
                 transform = name,
                 backoff_ms = backoff.as_millis() as u64,
@@ -547,7 +551,7 @@ fn batch_attributes(calls: &[(u32, u32, Vec<BatchAnnotation>)], n: usize, item: 
 
 enum CallError {
     Quarantined,
-    Wasm(WasmError),
+    Wasm(GuestFailure),
 }
 
 /// The OTLP record for an item leaving the chain; `Err` when its bytes cannot be rendered (malformed).

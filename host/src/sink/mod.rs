@@ -167,8 +167,8 @@ impl Exporter {
                 let started = Instant::now();
                 match self.post(&batch).await {
                     Attempt::Ok { rejected, message } => {
+                        // Also the count of requests that succeeded (`_count`).
                         self.metrics.export_duration.observe(started.elapsed().as_secs_f64());
-                        self.metrics.export_requests.inc();
                         let rejected = rejected.min(batch.records as u64);
                         self.metrics.flows_exported.inc_by(batch.records as u64 - rejected);
                         if rejected > 0 {

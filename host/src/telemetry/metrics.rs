@@ -14,6 +14,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use crate::config::FailurePolicy;
+
 /// Why flows left the pipeline without being exported. A bounded set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DropReason {
@@ -35,6 +37,63 @@ pub enum DropReason {
     Corrupt,
 }
 
+/// What happened to flows at a transform: the `kind` label of `flowgate_transform_flows_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TransformEvent {
+    /// Handed to the transform.
+    In,
+    /// Passed on by it (expansions included).
+    Out,
+    /// Dropped by its own decision (`drop`, or an `expand` into nothing).
+    Dropped,
+    /// Records beyond one made by `expand`.
+    Expanded,
+}
+
+impl TransformEvent {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TransformEvent::In => "in",
+            TransformEvent::Out => "out",
+            TransformEvent::Dropped => "dropped",
+            TransformEvent::Expanded => "expanded",
+        }
+    }
+}
+
+/// Why a transform failed: the `kind` label of `flowgate_transform_errors_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TransformError {
+    /// The guest answered `error` for a flow.
+    GuestError,
+    /// A trap other than the two below (a panic, `unreachable`, a broken contract).
+    Trap,
+    /// The per-call deadline passed.
+    Deadline,
+    /// The memory cap was hit.
+    Memory,
+    /// `init` refused the configuration when instantiating again.
+    Init,
+    /// Flows not given to a quarantined transform (one per call skipped).
+    Quarantined,
+    /// The transform entered quarantine.
+    QuarantineEntered,
+}
+
+impl TransformError {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TransformError::GuestError => "guest_error",
+            TransformError::Trap => "trap",
+            TransformError::Deadline => "deadline",
+            TransformError::Memory => "memory",
+            TransformError::Init => "init",
+            TransformError::Quarantined => "quarantined",
+            TransformError::QuarantineEntered => "quarantine_entered",
+        }
+    }
+}
+
 impl DropReason {
     pub fn as_str(self) -> &'static str {
         match self {
@@ -53,6 +112,8 @@ impl DropReason {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabel {
     reason: &'static str,
+    /// `true` for a transform's own decision to drop; `false` for every loss (errors, fail-closed, rejections).
+    intentional: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -77,9 +138,15 @@ struct TransformLabels {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TransformKindLabels {
     transform: String,
-    /// flows: in/out/dropped/expanded; errors: guest_error/trap/deadline/memory/init/quarantined/…;
-    /// failures: the policy applied.
+    /// flows: a [`TransformEvent`]; errors: a [`TransformError`].
     kind: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PolicyLabels {
+    transform: String,
+    /// The failure policy applied.
+    policy: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -117,7 +184,6 @@ pub struct Metrics {
     pub duplicates_skipped: Counter,
     flows_dropped: Family<ReasonLabel, Counter>,
     export_retries: Family<StatusLabel, Counter>,
-    pub export_requests: Counter,
     pub dead_lettered: Counter,
     pub reconnects: Counter,
     pub stream_connected: Gauge,
@@ -128,7 +194,7 @@ pub struct Metrics {
     transform_counters: Family<CounterLabels, Counter>,
     transform_flows: Family<TransformKindLabels, Counter>,
     transform_errors: Family<TransformKindLabels, Counter>,
-    transform_failures: Family<TransformKindLabels, Counter>,
+    transform_failures: Family<PolicyLabels, Counter>,
     transform_calls: Family<TransformLabels, Counter>,
     transform_duration: Family<TransformLabels, Histogram>,
     transform_reloads: Family<OutcomeLabels, Counter>,
@@ -161,7 +227,6 @@ impl Metrics {
             duplicates_skipped: Counter::default(),
             flows_dropped: Family::default(),
             export_retries: Family::default(),
-            export_requests: Counter::default(),
             dead_lettered: Counter::default(),
             reconnects: Counter::default(),
             stream_connected: Gauge::default(),
@@ -244,7 +309,6 @@ impl Metrics {
             "OTLP requests retried, by HTTP status or connect/timeout/io",
             m.export_retries.clone(),
         );
-        registry.register("export_requests", "OTLP requests that succeeded", m.export_requests.clone());
         registry.register("dead_letter_records", "Records written to the dead-letter file", m.dead_lettered.clone());
         registry.register(
             "source_reconnects",
@@ -333,12 +397,32 @@ impl Metrics {
         Arc::new(Metrics { registry, ..m })
     }
 
+    /// Flows lost (not by a transform's own decision).
     pub fn dropped(&self, reason: DropReason, n: u64) {
-        self.flows_dropped.get_or_create(&ReasonLabel { reason: reason.as_str() }).inc_by(n);
+        self.flows_dropped.get_or_create(&ReasonLabel { reason: reason.as_str(), intentional: "false" }).inc_by(n);
     }
 
+    /// Flows a transform dropped: by its own decision (`intentional`), or by its failure policy.
+    pub fn dropped_by_transform(&self, intentional: bool, n: u64) {
+        let intentional = if intentional { "true" } else { "false" };
+        let labels = ReasonLabel { reason: DropReason::Transform.as_str(), intentional };
+        self.flows_dropped.get_or_create(&labels).inc_by(n);
+    }
+
+    /// Flows dropped for `reason`, intentionally or not.
     pub fn dropped_count(&self, reason: DropReason) -> u64 {
-        self.flows_dropped.get_or_create(&ReasonLabel { reason: reason.as_str() }).get()
+        ["true", "false"]
+            .into_iter()
+            .map(|intentional| {
+                self.flows_dropped.get_or_create(&ReasonLabel { reason: reason.as_str(), intentional }).get()
+            })
+            .sum()
+    }
+
+    /// Flows a transform dropped by its own decision (`true`) or by its failure policy (`false`).
+    pub fn dropped_by_transform_count(&self, intentional: bool) -> u64 {
+        let intentional = if intentional { "true" } else { "false" };
+        self.flows_dropped.get_or_create(&ReasonLabel { reason: DropReason::Transform.as_str(), intentional }).get()
     }
 
     /// Records received or made (expansions) and not yet accounted for (exported, skipped as duplicates, dropped,
@@ -372,28 +456,31 @@ impl Metrics {
         self.records_expanded.inc_by(n);
     }
 
-    pub fn transform_flows(&self, transform: &str, kind: &'static str, n: u64) {
-        counter(&self.transform_flows, transform, kind).inc_by(n);
+    pub fn transform_flows(&self, transform: &str, event: TransformEvent, n: u64) {
+        counter(&self.transform_flows, transform, event.as_str()).inc_by(n);
     }
 
-    pub fn transform_flows_count(&self, transform: &str, kind: &'static str) -> u64 {
-        counter(&self.transform_flows, transform, kind).get()
+    pub fn transform_flows_count(&self, transform: &str, event: TransformEvent) -> u64 {
+        counter(&self.transform_flows, transform, event.as_str()).get()
     }
 
-    pub fn transform_error(&self, transform: &str, kind: &'static str) {
-        counter(&self.transform_errors, transform, kind).inc();
+    pub fn transform_error(&self, transform: &str, error: TransformError) {
+        counter(&self.transform_errors, transform, error.as_str()).inc();
     }
 
-    pub fn transform_errors_count(&self, transform: &str, kind: &'static str) -> u64 {
-        counter(&self.transform_errors, transform, kind).get()
+    pub fn transform_errors_count(&self, transform: &str, error: TransformError) -> u64 {
+        counter(&self.transform_errors, transform, error.as_str()).get()
     }
 
-    pub fn transform_failure(&self, transform: &str, policy: &'static str) {
-        counter(&self.transform_failures, transform, policy).inc();
+    pub fn transform_failure(&self, transform: &str, policy: FailurePolicy) {
+        let labels = PolicyLabels { transform: transform.into(), policy: policy.as_str() };
+        self.transform_failures.get_or_create(&labels).inc();
     }
 
-    pub fn transform_failures_count(&self, transform: &str, policy: &'static str) -> u64 {
-        counter(&self.transform_failures, transform, policy).get()
+    pub fn transform_failures_count(&self, transform: &str, policy: FailurePolicy) -> u64 {
+        self.transform_failures
+            .get_or_create(&PolicyLabels { transform: transform.into(), policy: policy.as_str() })
+            .get()
     }
 
     pub fn transform_calls(&self, transform: &str) {

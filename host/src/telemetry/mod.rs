@@ -3,7 +3,7 @@
 pub mod flow;
 mod metrics;
 
-pub use metrics::{DropReason, Metrics};
+pub use metrics::{DropReason, Metrics, TransformError, TransformEvent};
 
 use tracing_subscriber::EnvFilter;
 

@@ -41,17 +41,35 @@ pub const DEFAULT_DEADLINE_MS: u64 = 200;
 /// Default linear-memory cap of one instance.
 pub const DEFAULT_MEMORY_MB: u64 = 64;
 
-/// Why a component could not be loaded or run.
+/// Why a component could not be loaded: returned by [`Runtime::load`], before any guest code runs.
 #[derive(Debug, thiserror::Error)]
-pub enum WasmError {
+pub enum LoadError {
     #[error("{name}: not a WebAssembly component ({detail})")]
     NotAComponent { name: String, detail: String },
     #[error("{name}: does not implement the flowgate:transform/transformer world: {detail}")]
     WrongWorld { name: String, detail: String },
+}
+
+/// Why a guest failed: returned by [`LoadedComponent::instantiate`] and [`Instance::process`].
+#[derive(Debug, thiserror::Error)]
+pub enum GuestFailure {
     #[error("{name}: init refused the configuration: {message}")]
     InitRefused { name: String, message: String },
     #[error("{name}: trapped: {detail}")]
     Trap { name: String, kind: TrapKind, detail: String },
+}
+
+impl GuestFailure {
+    /// The bounded label of the transform-error metric.
+    pub fn event(&self) -> crate::telemetry::TransformError {
+        use crate::telemetry::TransformError as E;
+        match self {
+            GuestFailure::InitRefused { .. } => E::Init,
+            GuestFailure::Trap { kind: TrapKind::Deadline, .. } => E::Deadline,
+            GuestFailure::Trap { kind: TrapKind::Memory, .. } => E::Memory,
+            GuestFailure::Trap { kind: TrapKind::Trap, .. } => E::Trap,
+        }
+    }
 }
 
 /// Why a guest call trapped. A bounded set, used as a metric label.
@@ -96,23 +114,27 @@ impl Runtime {
         let engine = Engine::new(&config)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-        bindings::Transformer::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)?;
+        // The batch resource needs the Store's resource table; the host functions only their own state.
+        bindings::types::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s: &mut GuestState| s)?;
+        bindings::host::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s: &mut GuestState| {
+            &mut s.host
+        })?;
         let ticker = Arc::new(EpochTicker::start(engine.clone()));
         Ok(Runtime { engine, linker: Arc::new(linker), _ticker: ticker })
     }
 
     /// Compiles `bytes` (never a precompiled artifact) and links it against the world.
-    pub fn load(&self, name: &str, bytes: &[u8]) -> Result<LoadedComponent, WasmError> {
+    pub fn load(&self, name: &str, bytes: &[u8]) -> Result<LoadedComponent, LoadError> {
         let digest = hex::encode(Sha256::digest(bytes));
         let component = Component::new(&self.engine, bytes).map_err(|e| {
             let detail = format!("{e:#}");
-            WasmError::NotAComponent { name: name.to_string(), detail }
+            LoadError::NotAComponent { name: name.to_string(), detail }
         })?;
         let pre = self
             .linker
             .instantiate_pre(&component)
             .and_then(bindings::TransformerPre::new)
-            .map_err(|e| WasmError::WrongWorld { name: name.to_string(), detail: format!("{e:#}") })?;
+            .map_err(|e| LoadError::WrongWorld { name: name.to_string(), detail: format!("{e:#}") })?;
         Ok(LoadedComponent { name: name.to_string(), digest, pre, engine: self.engine.clone() })
     }
 
@@ -268,7 +290,7 @@ impl LoadedComponent {
         config: &[(String, String)],
         limits: Limits,
         metrics: Option<Arc<Metrics>>,
-    ) -> Result<Instance, WasmError> {
+    ) -> Result<Instance, GuestFailure> {
         let wasi = {
             let mut b = wasmtime_wasi::WasiCtxBuilder::new();
             b.stdout(guest_io::GuestLog::new(&self.name, "stdout"));
@@ -299,39 +321,41 @@ impl LoadedComponent {
     }
 }
 
+/// Epoch ticks for `deadline`. The `+ 1`: the deadline is set between two ticks, so the first tick can come at
+/// once; one more keeps a call from being cut short (it may run up to one [`EPOCH_TICK`] longer, never shorter).
 fn ticks(deadline: Duration) -> u64 {
     (deadline.as_nanos() / EPOCH_TICK.as_nanos()).max(1) as u64 + 1
 }
 
-fn trap(name: &str, e: wasmtime::Error, store: &Store<GuestState>) -> WasmError {
+fn trap(name: &str, e: wasmtime::Error, store: &Store<GuestState>) -> GuestFailure {
     classify(name, e, store.data().limits.memory_refused)
 }
 
 /// A guest failure's kind: the deadline by wasmtime's own trap code, the memory cap by the limiter's flag.
-fn classify(name: &str, e: wasmtime::Error, memory_refused: bool) -> WasmError {
+fn classify(name: &str, e: wasmtime::Error, memory_refused: bool) -> GuestFailure {
     let detail = format!("{e:#}");
     let kind = match e.downcast_ref::<wasmtime::Trap>() {
         Some(wasmtime::Trap::Interrupt) => TrapKind::Deadline,
         _ if memory_refused => TrapKind::Memory,
         _ => TrapKind::Trap,
     };
-    WasmError::Trap { name: name.to_string(), kind, detail }
+    GuestFailure::Trap { name: name.to_string(), kind, detail }
 }
 
 impl Instance {
-    fn init(&mut self, config: &[(String, String)]) -> Result<(), WasmError> {
+    fn init(&mut self, config: &[(String, String)]) -> Result<(), GuestFailure> {
         self.store.set_epoch_deadline(ticks(self.limits.deadline));
         let result = self.guest.flowgate_transform_transform().call_init(&mut self.store, config);
         match result {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(message)) => Err(WasmError::InitRefused { name: self.name.clone(), message }),
+            Ok(Err(message)) => Err(GuestFailure::InitRefused { name: self.name.clone(), message }),
             Err(e) => Err(trap(&self.name, e, &self.store)),
         }
     }
 
     /// One outcome per flow, and the changes the transform made (by position in `flows`), with the flows handed
     /// back. A trap poisons this instance: drop it and instantiate again.
-    pub fn process(&mut self, flows: Vec<BatchFlow>) -> (Vec<BatchFlow>, Result<Processed, WasmError>) {
+    pub fn process(&mut self, flows: Vec<BatchFlow>) -> (Vec<BatchFlow>, Result<Processed, GuestFailure>) {
         self.store.set_epoch_deadline(ticks(self.limits.deadline));
         let n = flows.len();
         let table = &mut self.store.data_mut().table;
@@ -339,7 +363,7 @@ impl Instance {
             Ok(h) => h,
             Err(e) => {
                 let detail = format!("the batch does not fit the resource table: {e}");
-                return (Vec::new(), Err(WasmError::Trap { name: self.name.clone(), kind: TrapKind::Trap, detail }));
+                return (Vec::new(), Err(GuestFailure::Trap { name: self.name.clone(), kind: TrapKind::Trap, detail }));
             }
         };
         let borrowed = wasmtime::component::Resource::<FlowBatch>::new_borrow(handle.rep());
@@ -350,7 +374,7 @@ impl Instance {
             Ok(batch) => batch.finish(),
             Err(e) => {
                 let detail = format!("the batch resource was lost: {e}");
-                return (Vec::new(), Err(WasmError::Trap { name: self.name.clone(), kind: TrapKind::Trap, detail }));
+                return (Vec::new(), Err(GuestFailure::Trap { name: self.name.clone(), kind: TrapKind::Trap, detail }));
             }
         };
         let outcomes = match result {
@@ -359,13 +383,13 @@ impl Instance {
         };
         if outcomes.len() != n {
             let detail = format!("returned {} outcomes for {n} flows", outcomes.len());
-            return (flows, Err(WasmError::Trap { name: self.name.clone(), kind: TrapKind::Trap, detail }));
+            return (flows, Err(GuestFailure::Trap { name: self.name.clone(), kind: TrapKind::Trap, detail }));
         }
         (flows, Ok(Processed { outcomes, changes, annotations }))
     }
 
     /// Encodes and processes prost flows (tests and tools): the outcomes, changes applied where they pass.
-    pub fn process_flows(&mut self, flows: &[Flow]) -> Result<Vec<Outcome>, WasmError> {
+    pub fn process_flows(&mut self, flows: &[Flow]) -> Result<Vec<Outcome>, GuestFailure> {
         use prost::Message as _;
         let batch: Vec<BatchFlow> = flows
             .iter()
@@ -398,7 +422,7 @@ mod tests {
     #[test]
     fn the_memory_cap_is_the_limiters_word_not_the_traps_text() {
         let kind = |e: wasmtime::Error, refused| match classify("t", e, refused) {
-            WasmError::Trap { kind, .. } => kind,
+            GuestFailure::Trap { kind, .. } => kind,
             other => panic!("{other:?}"),
         };
         // A guest's own failure that talks about memory limits is a trap, not the cap.

@@ -46,9 +46,9 @@ fn populated() -> String {
     let m = Metrics::new();
     m.dropped(flowgate::telemetry::DropReason::Transform, 1);
     m.retry("503");
-    m.transform_flows("redact", "in", 1);
-    m.transform_error("redact", "trap");
-    m.transform_failure("redact", "fail-open");
+    m.transform_flows("redact", flowgate::telemetry::TransformEvent::In, 1);
+    m.transform_error("redact", flowgate::telemetry::TransformError::Trap);
+    m.transform_failure("redact", flowgate::config::FailurePolicy::FailOpen);
     m.transform_calls("redact");
     m.transform_duration("redact", std::time::Duration::from_millis(1));
     m.transform_reload("swapped");

@@ -468,9 +468,13 @@ async fn fault_7_a_transform_trapping_on_one_percent_of_flows() {
         }
     }
     assert!(trapping > 0 && trapping * 50 < passed, "about 1%: {trapping} of {}", trapping + passed);
-    assert_eq!(m.transform_errors_count("chaos", "quarantine_entered"), 0, "1% traps never quarantine");
     assert_eq!(
-        m.transform_failures_count("chaos", "fail-closed"),
+        m.transform_errors_count("chaos", flowgate::telemetry::TransformError::QuarantineEntered),
+        0,
+        "1% traps never quarantine"
+    );
+    assert_eq!(
+        m.transform_failures_count("chaos", flowgate::config::FailurePolicy::FailClosed),
         m.dropped_count(flowgate::telemetry::DropReason::Transform),
         "only trapping flows took the policy"
     );

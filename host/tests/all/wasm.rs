@@ -10,7 +10,8 @@ use flowgate::pipeline::{DeadLetter, Worker};
 use flowgate::proto::Flow;
 use flowgate::sim::FlowGen;
 use flowgate::telemetry::Metrics;
-use flowgate::wasm::{Limits, Outcome, Runtime, TrapKind, WasmError};
+use flowgate::telemetry::TransformError;
+use flowgate::wasm::{GuestFailure, Limits, LoadError, Outcome, Runtime, TrapKind};
 
 /// A component built by `make transforms`.
 pub fn component(file: &str) -> PathBuf {
@@ -42,15 +43,15 @@ fn with_port(mut f: Flow, port: i64) -> Flow {
 fn bad_bytes_and_wrong_worlds_are_refused_with_clear_errors() {
     let rt = Runtime::new().unwrap();
     let err = rt.load("junk", b"this is not wasm").err().unwrap();
-    assert!(matches!(err, WasmError::NotAComponent { .. }), "{err}");
+    assert!(matches!(err, LoadError::NotAComponent { .. }), "{err}");
     assert!(err.to_string().starts_with("junk: not a WebAssembly component"), "{err}");
     // A core module is WebAssembly but not a component.
     let core = wat::parse_str("(module (func (export \"process\")))").unwrap();
-    assert!(matches!(rt.load("core", &core).err().unwrap(), WasmError::NotAComponent { .. }));
+    assert!(matches!(rt.load("core", &core).err().unwrap(), LoadError::NotAComponent { .. }));
     // A WASI command is a component of another world.
     let bytes = std::fs::read(component("wrong-world.wasm")).unwrap();
     let err = rt.load("cli", &bytes).err().unwrap();
-    assert!(matches!(err, WasmError::WrongWorld { .. }), "{err}");
+    assert!(matches!(err, LoadError::WrongWorld { .. }), "{err}");
     assert!(err.to_string().contains("flowgate:transform/transformer"), "{err}");
 }
 
@@ -61,16 +62,16 @@ fn init_failures_refuse_the_component() {
     let limits = Limits { deadline: Duration::from_millis(100), memory_bytes: 32 << 20 };
     let cfg = |v: &str| vec![("init".to_string(), v.to_string())];
     match chaos.instantiate(&cfg("fail"), limits, None) {
-        Err(WasmError::InitRefused { message, .. }) => assert_eq!(message, "chaos refuses this configuration"),
+        Err(GuestFailure::InitRefused { message, .. }) => assert_eq!(message, "chaos refuses this configuration"),
         other => panic!("{:?}", other.err()),
     }
     match chaos.instantiate(&cfg("trap"), limits, None) {
-        Err(WasmError::Trap { kind: TrapKind::Trap, .. }) => {}
+        Err(GuestFailure::Trap { kind: TrapKind::Trap, .. }) => {}
         other => panic!("{:?}", other.err()),
     }
     let started = Instant::now();
     match chaos.instantiate(&cfg("loop"), limits, None) {
-        Err(WasmError::Trap { kind: TrapKind::Deadline, .. }) => {}
+        Err(GuestFailure::Trap { kind: TrapKind::Deadline, .. }) => {}
         other => panic!("{:?}", other.err()),
     }
     assert!(started.elapsed() < Duration::from_secs(2), "the deadline stopped an endless init");
@@ -111,6 +112,8 @@ fn one_trapping_flow_costs_only_itself() {
         match policy {
             FailurePolicy::FailClosed => {
                 assert_eq!(out.len(), 255, "only the poisonous flow is dropped");
+                assert_eq!(metrics.dropped_by_transform_count(false), 1, "a loss, not the transform's decision");
+                assert_eq!(metrics.dropped_by_transform_count(true), 0);
                 assert!(out.iter().all(|i| i.flow().key.as_ref().unwrap().dest_port != 666));
                 assert!(
                     out.iter().all(|i| i.attributes.iter().any(|(k, _)| k == "chaos")),
@@ -123,8 +126,11 @@ fn one_trapping_flow_costs_only_itself() {
                 assert!(passed.attributes.is_empty(), "unchanged by the transform that failed on it");
             }
         }
-        assert_eq!(metrics.transform_failures_count("chaos", policy.as_str()), 1);
-        assert!(metrics.transform_errors_count("chaos", "trap") >= 8, "bisection re-ran halves: log2(256) traps");
+        assert_eq!(metrics.transform_failures_count("chaos", policy), 1);
+        assert!(
+            metrics.transform_errors_count("chaos", TransformError::Trap) >= 8,
+            "bisection re-ran halves: log2(256) traps"
+        );
         // The worker recovers: the next batch runs normally.
         assert_eq!(worker.run(&chain, flows(10)).len(), 10);
     }
@@ -153,9 +159,16 @@ fn endless_loops_and_huge_allocations_are_bounded() {
     let out = worker.run(&chain, batch);
     assert_eq!(out.len(), 18);
     assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
-    assert!(metrics.transform_errors_count("chaos", "deadline") >= 1);
-    assert!(metrics.transform_errors_count("chaos", "memory") >= 1, "the 4 GiB allocation hit the memory cap");
-    assert_eq!(metrics.transform_errors_count("chaos", "trap"), 0, "each failure is classified as what it was");
+    assert!(metrics.transform_errors_count("chaos", TransformError::Deadline) >= 1);
+    assert!(
+        metrics.transform_errors_count("chaos", TransformError::Memory) >= 1,
+        "the 4 GiB allocation hit the memory cap"
+    );
+    assert_eq!(
+        metrics.transform_errors_count("chaos", TransformError::Trap),
+        0,
+        "each failure is classified as what it was"
+    );
 }
 
 #[test]
@@ -182,7 +195,7 @@ fn guest_errors_follow_the_policy_and_dead_letters_keep_the_original() {
     assert_eq!(lines[0]["error"], "chaos cannot handle port 9");
     assert!(lines[0]["digest"].as_str().unwrap().starts_with("sha256:"));
     assert_eq!(lines[0]["flow"]["Key"]["destPort"], "9");
-    assert_eq!(metrics.transform_errors_count("chaos", "guest_error"), 1);
+    assert_eq!(metrics.transform_errors_count("chaos", TransformError::GuestError), 1);
 }
 
 #[test]
@@ -200,12 +213,12 @@ fn a_transform_that_keeps_trapping_is_quarantined_and_its_policy_applies() {
     for _ in 0..flowgate::pipeline::worker::QUARANTINE_TRAPS {
         assert!(worker.run(&chain, poison.clone()).is_empty());
     }
-    assert_eq!(metrics.transform_errors_count("chaos", "quarantine_entered"), 1);
-    let calls_before = metrics.transform_errors_count("chaos", "trap");
+    assert_eq!(metrics.transform_errors_count("chaos", TransformError::QuarantineEntered), 1);
+    let calls_before = metrics.transform_errors_count("chaos", TransformError::Trap);
     // While quarantined, good flows take the failure policy too (fail-closed: dropped), without a call.
     assert!(worker.run(&chain, flows(3)).is_empty());
-    assert_eq!(metrics.transform_errors_count("chaos", "trap"), calls_before);
-    assert!(metrics.transform_errors_count("chaos", "quarantined") >= 1);
+    assert_eq!(metrics.transform_errors_count("chaos", TransformError::Trap), calls_before);
+    assert!(metrics.transform_errors_count("chaos", TransformError::Quarantined) >= 1);
     std::thread::sleep(Duration::from_millis(1_100));
     assert_eq!(worker.run(&chain, flows(3)).len(), 3, "after the backoff it serves again");
 }
@@ -384,8 +397,12 @@ fn the_python_javascript_c_and_go_filters_agree_with_the_rust_filter() {
         // An interpreter inside (CPython, SpiderMonkey): more memory, and more time for the first batch.
         s.limits = Limits { deadline: Duration::from_secs(5), memory_bytes: 256 << 20 };
         let chain = chain::build(&rt, vec![s], 1).unwrap();
-        let mut w = Worker::new(Metrics::new(), None);
+        let metrics = Metrics::new();
+        let mut w = Worker::new(metrics.clone(), None);
         let out: Vec<Flow> = w.run(&chain, input.clone()).into_iter().map(|i| i.into_flow()).collect();
+        // A filter's drops are its decision: counted as intentional, never as losses.
+        assert_eq!(metrics.dropped_by_transform_count(true), (input.len() - out.len()) as u64, "{name}");
+        assert_eq!(metrics.dropped_by_transform_count(false), 0, "{name}");
         kept.push(out);
     }
     assert!(!kept[0].is_empty() && kept[0].len() < 400);
