@@ -15,6 +15,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::batch::disk::DiskQueue;
 use crate::batch::{self, ExportQueue, Queue};
+use crate::config::env::ENV_FLOWGATE_STATE_DIR;
 use crate::config::{Config, Fsync};
 use crate::otlp::{RequestEncoder, resource};
 use crate::sink::Exporter;
@@ -84,12 +85,12 @@ fn cursor(cfg: &Config) -> anyhow::Result<Option<Arc<source::Progress>>> {
     Ok(match (&cfg.queue.persistent, &cfg.state_dir) {
         (Some(p), _) => Some(Arc::new(source::Progress::new(&p.dir, p.fsync == Fsync::Always))),
         (None, Some(dir)) => {
-            writable_dir(dir).with_context(|| format!("state_dir (FLOWGATE_STATE_DIR) {}", dir.display()))?;
+            writable_dir(dir).with_context(|| format!("state_dir ({ENV_FLOWGATE_STATE_DIR}) {}", dir.display()))?;
             Some(Arc::new(source::Progress::new(dir, false)))
         }
         (None, None) => {
             tracing::info!(
-                "no state directory (FLOWGATE_STATE_DIR) and no persistent queue: a restart starts the stream from now, and flows Goldmane streamed while Flowgate was down are not exported"
+                "no state directory ({ENV_FLOWGATE_STATE_DIR}) and no persistent queue: a restart starts the stream from now, and flows Goldmane streamed while Flowgate was down are not exported"
             );
             None
         }

@@ -11,6 +11,10 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::env::{
+    ENV_OTEL_EXPORTER_OTLP_COMPRESSION, ENV_OTEL_EXPORTER_OTLP_ENDPOINT, ENV_OTEL_EXPORTER_OTLP_HEADERS,
+    ENV_OTEL_EXPORTER_OTLP_LOGS_ENDPOINT,
+};
 use crate::config::{self, Env, RawConfig};
 use crate::receiver::{self, Receiver};
 use crate::sim::{SimCerts, SimConfig, Simulator};
@@ -38,7 +42,7 @@ pub async fn run(opts: DemoOptions, env: &Env, shutdown: CancellationToken) -> a
         SimConfig { flows_per_bucket: opts.flows_per_bucket, time_scale: opts.time_scale, ..SimConfig::default() };
     let sim = Simulator::start(sim_cfg, certs.clone(), TcpListener::bind("127.0.0.1:0").await?)?;
 
-    let external = env.get("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT").or(env.get("OTEL_EXPORTER_OTLP_ENDPOINT")).is_some();
+    let external = env.get(ENV_OTEL_EXPORTER_OTLP_LOGS_ENDPOINT).or(env.get(ENV_OTEL_EXPORTER_OTLP_ENDPOINT)).is_some();
     let (tx, mut rx) = mpsc::unbounded_channel();
     let receiver = if external {
         None
@@ -61,10 +65,10 @@ pub async fn run(opts: DemoOptions, env: &Env, shutdown: CancellationToken) -> a
     // Only the OTLP variables apply: the Goldmane side is the simulator's.
     let otlp_env = Env::from_pairs(
         [
-            "OTEL_EXPORTER_OTLP_ENDPOINT",
-            "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
-            "OTEL_EXPORTER_OTLP_HEADERS",
-            "OTEL_EXPORTER_OTLP_COMPRESSION",
+            ENV_OTEL_EXPORTER_OTLP_ENDPOINT,
+            ENV_OTEL_EXPORTER_OTLP_LOGS_ENDPOINT,
+            ENV_OTEL_EXPORTER_OTLP_HEADERS,
+            ENV_OTEL_EXPORTER_OTLP_COMPRESSION,
         ]
         .iter()
         .filter_map(|k| env.get(k).map(|v| (k.to_string(), v.to_string()))),

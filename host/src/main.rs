@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use flowgate::config::env::{ENV_FLOWGATE_CONFIG, ENV_FLOWGATE_LOG_FORMAT};
 use flowgate::config::{self, Env};
 use flowgate::telemetry::{self, LogFormat, Metrics};
 use tokio_util::sync::CancellationToken;
@@ -13,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 #[command(name = "flowgate", version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("FLOWGATE_GIT_REV"), ")"), about)]
 struct Cli {
     /// Log format on stderr.
-    #[arg(long, global = true, value_enum, default_value = "json", env = "FLOWGATE_LOG_FORMAT")]
+    #[arg(long, global = true, value_enum, default_value = "json", env = ENV_FLOWGATE_LOG_FORMAT)]
     log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
@@ -24,12 +25,12 @@ enum Command {
     /// Stream flows from Goldmane to the OTLP endpoint (the default job).
     Run {
         /// Optional YAML config; the old exporter's environment variables override it.
-        #[arg(long, short, env = "FLOWGATE_CONFIG")]
+        #[arg(long, short, env = ENV_FLOWGATE_CONFIG)]
         config: Option<PathBuf>,
     },
     /// Validate the configuration and TLS material, print what would run, exit non-zero on any problem.
     Check {
-        #[arg(long, short, env = "FLOWGATE_CONFIG")]
+        #[arg(long, short, env = ENV_FLOWGATE_CONFIG)]
         config: Option<PathBuf>,
         /// Check the configuration (file and environment) only, without reading certificates or components:
         /// for CI, where the mounted files do not exist.
@@ -39,7 +40,7 @@ enum Command {
     /// Run the transform chain over flows from a file of JSON bodies (as in Loki, one a line) and print the
     /// records, or compare them with expected records (JSON lines) and show the differences.
     Test {
-        #[arg(long, short, env = "FLOWGATE_CONFIG")]
+        #[arg(long, short, env = ENV_FLOWGATE_CONFIG)]
         config: Option<PathBuf>,
         /// A transforms directory (overrides the config's).
         #[arg(long)]
@@ -77,7 +78,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let format = match &cli.command {
-        Command::Demo { .. } if std::env::var_os("FLOWGATE_LOG_FORMAT").is_none() => LogFormat::Text,
+        Command::Demo { .. } if std::env::var_os(ENV_FLOWGATE_LOG_FORMAT).is_none() => LogFormat::Text,
         _ => cli.log_format,
     };
     telemetry::init_logging(format);

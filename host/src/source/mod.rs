@@ -28,6 +28,7 @@ use tonic::transport::Endpoint;
 pub use resume::{BUCKET_SECONDS, HISTORY_SECONDS, Resume, identity};
 
 use crate::backoff::{Backoff, Jitter};
+use crate::config::env::ENV_CA_CERT_PATH;
 use crate::config::{FilterConfig, GoldmaneConfig, Growth, MatchTypeConfig};
 use crate::proto::{self, FlowStreamRequest};
 use crate::telemetry::{DropReason, Metrics, error_chain};
@@ -414,7 +415,9 @@ async fn connect(cfg: &GoldmaneConfig) -> Result<tonic::transport::Channel, Stre
     endpoint.connect_with_connector(svc).await.map_err(|e| {
         let mut detail = error_chain(&e);
         if detail.contains("invalid peer certificate") {
-            detail.push_str(" (Goldmane's certificate must verify against CA_CERT_PATH and match the TLS server name)");
+            detail.push_str(&format!(
+                " (Goldmane's certificate must verify against {ENV_CA_CERT_PATH} and match the TLS server name)"
+            ));
         }
         StreamError::Connect { target, detail }
     })

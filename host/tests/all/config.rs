@@ -3,14 +3,15 @@
 use std::path::Path;
 use std::time::Duration;
 
+use flowgate::config::env::*;
 use flowgate::config::{self, Compression, Env, RawConfig, resolve_with_env};
 
 fn required() -> Vec<(&'static str, &'static str)> {
     vec![
-        ("GOLDMANE_HOST", "goldmane:7443"),
-        ("CA_CERT_PATH", "/etc/goldmane/ca-cert/tigera-ca-bundle.crt"),
-        ("PRIVATE_KEY_PATH", "/etc/goldmane/certs/tls.key"),
-        ("PUBLIC_CERT_PATH", "/etc/goldmane/certs/tls.crt"),
+        (ENV_GOLDMANE_HOST, "goldmane:7443"),
+        (ENV_CA_CERT_PATH, "/etc/goldmane/ca-cert/tigera-ca-bundle.crt"),
+        (ENV_PRIVATE_KEY_PATH, "/etc/goldmane/certs/tls.key"),
+        (ENV_PUBLIC_CERT_PATH, "/etc/goldmane/certs/tls.crt"),
     ]
 }
 
@@ -25,7 +26,7 @@ fn the_old_exporters_chart_environment_resolves_to_its_defaults() {
     let cfg = resolve_with_env(RawConfig::default(), &env(&[])).unwrap();
     assert_eq!(cfg.goldmane.host, "goldmane");
     assert_eq!(cfg.goldmane.port, 7443);
-    assert_eq!(cfg.goldmane.server_name, "goldmane", "TLS server name is the host part of GOLDMANE_HOST");
+    assert_eq!(cfg.goldmane.server_name, "goldmane", "TLS server name is the host part of {ENV_GOLDMANE_HOST}");
     assert_eq!(cfg.goldmane.reconnect_initial, Duration::from_millis(5_000));
     assert_eq!(cfg.goldmane.start_time_gte, 0);
     assert_eq!(cfg.goldmane.keepalive_interval, None);
@@ -41,12 +42,12 @@ fn the_old_exporters_chart_environment_resolves_to_its_defaults() {
 #[test]
 fn missing_required_variables_are_named_in_one_message() {
     let err =
-        resolve_with_env(RawConfig::default(), &Env::from_pairs([("GOLDMANE_HOST", "goldmane:7443")])).unwrap_err();
+        resolve_with_env(RawConfig::default(), &Env::from_pairs([(ENV_GOLDMANE_HOST, "goldmane:7443")])).unwrap_err();
     let text = err.to_string();
-    for name in ["CA_CERT_PATH", "PRIVATE_KEY_PATH", "PUBLIC_CERT_PATH"] {
+    for name in [ENV_CA_CERT_PATH, ENV_PRIVATE_KEY_PATH, ENV_PUBLIC_CERT_PATH] {
         assert!(text.contains(name), "{name} not named in: {text}");
     }
-    assert!(!text.contains("GOLDMANE_HOST ("), "GOLDMANE_HOST was set: {text}");
+    assert!(!text.contains(&format!("{ENV_GOLDMANE_HOST} (")), "{ENV_GOLDMANE_HOST} was set: {text}");
 }
 
 #[test]
@@ -54,21 +55,21 @@ fn every_problem_is_reported_at_once() {
     let err = resolve_with_env(
         RawConfig::default(),
         &env(&[
-            ("GOLDMANE_HOST", "goldmane"),
-            ("OTEL_EXPORTER_OTLP_COMPRESSION", "brotli"),
-            ("OTEL_EXPORTER_OTLP_TIMEOUT", "ten"),
-            ("OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", "0"),
-            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            (ENV_GOLDMANE_HOST, "goldmane"),
+            (ENV_OTEL_EXPORTER_OTLP_COMPRESSION, "brotli"),
+            (ENV_OTEL_EXPORTER_OTLP_TIMEOUT, "ten"),
+            (ENV_OTEL_BLRP_MAX_EXPORT_BATCH_SIZE, "0"),
+            (ENV_OTEL_EXPORTER_OTLP_PROTOCOL, "grpc"),
         ]),
     )
     .unwrap_err();
     let fields: Vec<&str> = err.problems.iter().map(|p| p.field.as_str()).collect();
     for f in [
-        "GOLDMANE_HOST",
-        "OTEL_EXPORTER_OTLP_COMPRESSION",
-        "OTEL_EXPORTER_OTLP_TIMEOUT",
-        "batch.max_records (OTEL_BLRP_MAX_EXPORT_BATCH_SIZE)",
-        "OTEL_EXPORTER_OTLP_PROTOCOL",
+        ENV_GOLDMANE_HOST,
+        ENV_OTEL_EXPORTER_OTLP_COMPRESSION,
+        ENV_OTEL_EXPORTER_OTLP_TIMEOUT,
+        ENV_OTEL_BLRP_MAX_EXPORT_BATCH_SIZE,
+        ENV_OTEL_EXPORTER_OTLP_PROTOCOL,
     ] {
         assert!(fields.contains(&f), "{f} missing from {fields:?}");
     }
@@ -76,36 +77,40 @@ fn every_problem_is_reported_at_once() {
 
 #[test]
 fn unparsable_reconnect_wait_falls_back_to_the_default_with_a_warning() {
-    let cfg = resolve_with_env(RawConfig::default(), &env(&[("RECONNECT_WAIT_TIME_IN_MILLISECONDS", "soon")])).unwrap();
+    let cfg =
+        resolve_with_env(RawConfig::default(), &env(&[(ENV_RECONNECT_WAIT_TIME_IN_MILLISECONDS, "soon")])).unwrap();
     assert_eq!(cfg.goldmane.reconnect_initial, Duration::from_millis(5_000));
-    assert!(cfg.warnings.iter().any(|w| w.contains("RECONNECT_WAIT_TIME_IN_MILLISECONDS")));
-    let cfg = resolve_with_env(RawConfig::default(), &env(&[("RECONNECT_WAIT_TIME_IN_MILLISECONDS", "250")])).unwrap();
+    assert!(cfg.warnings.iter().any(|w| w.contains(ENV_RECONNECT_WAIT_TIME_IN_MILLISECONDS)));
+    let cfg =
+        resolve_with_env(RawConfig::default(), &env(&[(ENV_RECONNECT_WAIT_TIME_IN_MILLISECONDS, "250")])).unwrap();
     assert_eq!(cfg.goldmane.reconnect_initial, Duration::from_millis(250));
 }
 
 #[test]
 fn otlp_precedence_follows_the_spec() {
     // Generic endpoint: /v1/logs appended (with or without a trailing slash).
-    let cfg =
-        resolve_with_env(RawConfig::default(), &env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "https://otel.example:4318/")]))
-            .unwrap();
+    let cfg = resolve_with_env(
+        RawConfig::default(),
+        &env(&[(ENV_OTEL_EXPORTER_OTLP_ENDPOINT, "https://otel.example:4318/")]),
+    )
+    .unwrap();
     assert_eq!(cfg.otlp.endpoint.as_str(), "https://otel.example:4318/v1/logs");
     // Signal-specific: used as is, and wins.
     let cfg = resolve_with_env(
         RawConfig::default(),
         &env(&[
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://generic:4318"),
-            ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "http://specific:9999/custom/path"),
-            ("OTEL_EXPORTER_OTLP_HEADERS", "x-generic=1"),
-            ("OTEL_EXPORTER_OTLP_LOGS_HEADERS", "authorization=Bearer%20abc,x-tenant=t1"),
-            ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"),
-            ("OTEL_EXPORTER_OTLP_LOGS_COMPRESSION", "zstd"),
-            ("OTEL_EXPORTER_OTLP_TIMEOUT", "1000"),
-            ("OTEL_EXPORTER_OTLP_LOGS_TIMEOUT", "2500"),
-            ("OTEL_EXPORTER_OTLP_CERTIFICATE", "/generic/ca.crt"),
-            ("OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE", "/logs/ca.crt"),
-            ("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", "/c.crt"),
-            ("OTEL_EXPORTER_OTLP_CLIENT_KEY", "/c.key"),
+            (ENV_OTEL_EXPORTER_OTLP_ENDPOINT, "http://generic:4318"),
+            (ENV_OTEL_EXPORTER_OTLP_LOGS_ENDPOINT, "http://specific:9999/custom/path"),
+            (ENV_OTEL_EXPORTER_OTLP_HEADERS, "x-generic=1"),
+            (ENV_OTEL_EXPORTER_OTLP_LOGS_HEADERS, "authorization=Bearer%20abc,x-tenant=t1"),
+            (ENV_OTEL_EXPORTER_OTLP_COMPRESSION, "gzip"),
+            (ENV_OTEL_EXPORTER_OTLP_LOGS_COMPRESSION, "zstd"),
+            (ENV_OTEL_EXPORTER_OTLP_TIMEOUT, "1000"),
+            (ENV_OTEL_EXPORTER_OTLP_LOGS_TIMEOUT, "2500"),
+            (ENV_OTEL_EXPORTER_OTLP_CERTIFICATE, "/generic/ca.crt"),
+            (ENV_OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE, "/logs/ca.crt"),
+            (ENV_OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE, "/c.crt"),
+            (ENV_OTEL_EXPORTER_OTLP_CLIENT_KEY, "/c.key"),
         ]),
     )
     .unwrap();
@@ -126,10 +131,10 @@ fn batch_processor_variables_map_onto_batch_and_queue() {
     let cfg = resolve_with_env(
         RawConfig::default(),
         &env(&[
-            ("OTEL_BLRP_MAX_QUEUE_SIZE", "2048"),
-            ("OTEL_BLRP_SCHEDULE_DELAY", "250"),
-            ("OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", "128"),
-            ("OTEL_BLRP_EXPORT_TIMEOUT", "30000"),
+            (ENV_OTEL_BLRP_MAX_QUEUE_SIZE, "2048"),
+            (ENV_OTEL_BLRP_SCHEDULE_DELAY, "250"),
+            (ENV_OTEL_BLRP_MAX_EXPORT_BATCH_SIZE, "128"),
+            (ENV_OTEL_BLRP_EXPORT_TIMEOUT, "30000"),
         ]),
     )
     .unwrap();
@@ -137,14 +142,17 @@ fn batch_processor_variables_map_onto_batch_and_queue() {
     assert_eq!(cfg.batch.delay, Duration::from_millis(250));
     assert_eq!(cfg.batch.max_records, 128);
     assert!(cfg.warnings.iter().any(|w| w.contains("Goldmane burst")), "a small queue is warned about");
-    assert!(cfg.warnings.iter().any(|w| w.contains("OTEL_BLRP_EXPORT_TIMEOUT")));
+    assert!(cfg.warnings.iter().any(|w| w.contains(ENV_OTEL_BLRP_EXPORT_TIMEOUT)));
 }
 
 #[test]
 fn resource_attributes_are_percent_decoded_and_service_name_can_be_overridden() {
     let cfg = resolve_with_env(
         RawConfig::default(),
-        &env(&[("OTEL_RESOURCE_ATTRIBUTES", "k8s.cluster.name=prod%2Deu,team=net"), ("OTEL_SERVICE_NAME", "flows")]),
+        &env(&[
+            (ENV_OTEL_RESOURCE_ATTRIBUTES, "k8s.cluster.name=prod%2Deu,team=net"),
+            (ENV_OTEL_SERVICE_NAME, "flows"),
+        ]),
     )
     .unwrap();
     let attrs = &cfg.otlp.resource_attributes;
@@ -161,7 +169,7 @@ fn yaml_is_strict_and_environment_wins_over_it() {
         "goldmane:\n  host: from-file:7443\n  keepalive_interval_ms: 300000\n  filter:\n    dest_namespaces: [{value: payments}]\n    actions: [Deny]\notlp:\n  compression: gzip\n  max_in_flight: 8\n",
     )
     .unwrap();
-    let cfg = config::load(Some(&path), &env(&[("GOLDMANE_HOST", "from-env:7443")])).unwrap();
+    let cfg = config::load(Some(&path), &env(&[(ENV_GOLDMANE_HOST, "from-env:7443")])).unwrap();
     assert_eq!(cfg.goldmane.host, "from-env");
     assert_eq!(cfg.goldmane.keepalive_interval, Some(Duration::from_secs(300)));
     assert_eq!(cfg.otlp.compression, Compression::Gzip);
@@ -193,13 +201,16 @@ fn flow_metrics_otlp_push_follows_the_logs_endpoint_or_the_metrics_variables() {
         resolve_with_env(raw, &env(extra))
     };
     // Derived from the logs URL, path prefix kept; the SDK's default period.
-    let cfg = on(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "https://collector:4318/otlp/")], "").unwrap();
+    let cfg = on(&[(ENV_OTEL_EXPORTER_OTLP_ENDPOINT, "https://collector:4318/otlp/")], "").unwrap();
     let push = cfg.flow_metrics.unwrap().otlp.unwrap();
     assert_eq!(push.endpoint.as_str(), "https://collector:4318/otlp/v1/metrics");
     assert_eq!(push.interval, Duration::from_secs(60));
     // The metrics variables win, as the OTLP exporter spec has them.
     let cfg = on(
-        &[("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "http://metrics:9000/in"), ("OTEL_METRIC_EXPORT_INTERVAL", "15000")],
+        &[
+            (ENV_OTEL_EXPORTER_OTLP_METRICS_ENDPOINT, "http://metrics:9000/in"),
+            (ENV_OTEL_METRIC_EXPORT_INTERVAL, "15000"),
+        ],
         "",
     )
     .unwrap();
@@ -207,7 +218,7 @@ fn flow_metrics_otlp_push_follows_the_logs_endpoint_or_the_metrics_variables() {
     assert_eq!(push.endpoint.as_str(), "http://metrics:9000/in");
     assert_eq!(push.interval, Duration::from_secs(15));
     // A custom logs URL gives no metrics URL to derive: say so, naming the field.
-    let err = on(&[("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "http://c:4318/ingest")], "").unwrap_err().to_string();
+    let err = on(&[(ENV_OTEL_EXPORTER_OTLP_LOGS_ENDPOINT, "http://c:4318/ingest")], "").unwrap_err().to_string();
     assert!(err.contains("flow_metrics.otlp.endpoint") && err.contains("/v1/logs"), "{err}");
     let err = on(&[], "flow_metrics:\n  otlp:\n    interval_ms: 5\n").unwrap_err().to_string();
     assert!(err.contains("flow_metrics.otlp.interval_ms"), "{err}");
@@ -219,7 +230,7 @@ fn flow_metrics_otlp_push_follows_the_logs_endpoint_or_the_metrics_variables() {
     // Off unless asked for, even with the metrics variables set.
     let mut raw = RawConfig::default();
     raw.flow_metrics.enabled = Some(true);
-    let cfg = resolve_with_env(raw, &env(&[("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "http://m:1/x")])).unwrap();
+    let cfg = resolve_with_env(raw, &env(&[(ENV_OTEL_EXPORTER_OTLP_METRICS_ENDPOINT, "http://m:1/x")])).unwrap();
     assert_eq!(cfg.flow_metrics.unwrap().otlp, None);
 }
 
@@ -232,9 +243,11 @@ fn reconciliation_is_on_by_default_and_its_settings_are_checked() {
     assert_eq!(r.growth, config::Growth::Delta);
     assert_eq!(cfg.state_dir, None);
 
-    let cfg =
-        resolve_with_env(RawConfig::default(), &env(&[("FLOWGATE_RECONCILE", "false"), ("FLOWGATE_STATE_DIR", "/s")]))
-            .unwrap();
+    let cfg = resolve_with_env(
+        RawConfig::default(),
+        &env(&[(ENV_FLOWGATE_RECONCILE, "false"), (ENV_FLOWGATE_STATE_DIR, "/s")]),
+    )
+    .unwrap();
     assert!(cfg.goldmane.reconcile.is_none());
     assert_eq!(cfg.state_dir.as_deref(), Some(Path::new("/s")));
 
@@ -243,9 +256,9 @@ fn reconciliation_is_on_by_default_and_its_settings_are_checked() {
     assert!(err.contains("growth") || err.contains("unknown variant"), "{err}");
     let yaml = "goldmane:\n  reconcile:\n    window_secs: 120\n    passes_secs: [60, 30, 200]\n    page_size: 0\n";
     let raw: RawConfig = serde_norway::from_str(yaml).unwrap();
-    let text = resolve_with_env(raw, &env(&[("FLOWGATE_RECONCILE", "maybe")])).unwrap_err().to_string();
+    let text = resolve_with_env(raw, &env(&[(ENV_FLOWGATE_RECONCILE, "maybe")])).unwrap_err().to_string();
     for problem in [
-        "FLOWGATE_RECONCILE: \"maybe\" is not true or false",
+        &format!("{ENV_FLOWGATE_RECONCILE}: \"maybe\" is not true or false"),
         "goldmane.reconcile.passes_secs: a pass 200 s after a bucket was streamed falls outside the 120 s window",
         "goldmane.reconcile.passes_secs: must be increasing",
         "goldmane.reconcile.page_size: must be at least 1",
@@ -259,9 +272,9 @@ fn the_admin_listener_is_loopback_by_default_and_moved_by_flowgate_admin_listen(
     let cfg = resolve_with_env(RawConfig::default(), &env(&[])).unwrap();
     assert_eq!(cfg.admin_listen.to_string(), "127.0.0.1:9090", "no unauthenticated port on every address by default");
 
-    let cfg = resolve_with_env(RawConfig::default(), &env(&[("FLOWGATE_ADMIN_LISTEN", "0.0.0.0:9191")])).unwrap();
+    let cfg = resolve_with_env(RawConfig::default(), &env(&[(ENV_FLOWGATE_ADMIN_LISTEN, "0.0.0.0:9191")])).unwrap();
     assert_eq!(cfg.admin_listen.to_string(), "0.0.0.0:9191");
-    let cfg = resolve_with_env(RawConfig::default(), &env(&[("FLOWGATE_ADMIN_LISTEN", "[::]:9090")])).unwrap();
+    let cfg = resolve_with_env(RawConfig::default(), &env(&[(ENV_FLOWGATE_ADMIN_LISTEN, "[::]:9090")])).unwrap();
     assert_eq!(cfg.admin_listen.to_string(), "[::]:9090");
 
     // The environment wins over the file, as every other variable does.
@@ -269,17 +282,178 @@ fn the_admin_listener_is_loopback_by_default_and_moved_by_flowgate_admin_listen(
     raw.admin.listen = Some("127.0.0.1:7000".into());
     let cfg = resolve_with_env(raw.clone(), &env(&[])).unwrap();
     assert_eq!(cfg.admin_listen.to_string(), "127.0.0.1:7000");
-    let cfg = resolve_with_env(raw, &env(&[("FLOWGATE_ADMIN_LISTEN", "0.0.0.0:9090")])).unwrap();
+    let cfg = resolve_with_env(raw, &env(&[(ENV_FLOWGATE_ADMIN_LISTEN, "0.0.0.0:9090")])).unwrap();
     assert_eq!(cfg.admin_listen.to_string(), "0.0.0.0:9090");
 }
 
 #[test]
 fn a_malformed_flowgate_admin_listen_is_an_error_naming_the_variable() {
     for bad in ["9090", "0.0.0.0", "localhost:9090", "0.0.0.0:http"] {
-        let err = resolve_with_env(RawConfig::default(), &env(&[("FLOWGATE_ADMIN_LISTEN", bad)])).unwrap_err();
-        let problem = err.problems.iter().find(|p| p.field == "FLOWGATE_ADMIN_LISTEN");
-        let problem = problem.unwrap_or_else(|| panic!("{bad:?}: FLOWGATE_ADMIN_LISTEN not named in {err}"));
+        let err = resolve_with_env(RawConfig::default(), &env(&[(ENV_FLOWGATE_ADMIN_LISTEN, bad)])).unwrap_err();
+        let problem = err.problems.iter().find(|p| p.field == ENV_FLOWGATE_ADMIN_LISTEN);
+        let problem = problem.unwrap_or_else(|| panic!("{bad:?}: {ENV_FLOWGATE_ADMIN_LISTEN} not named in {err}"));
         assert!(problem.message.contains(&format!("{bad:?} is not addr:port")), "{bad:?}: {}", problem.message);
         assert!(!err.to_string().contains("admin.listen"), "the file was not at fault: {err}");
     }
+}
+
+/// The same bad value, once from the file and once from the environment: each problem names where it came from.
+#[test]
+fn otlp_compression_is_named_by_its_yaml_path_or_by_its_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("flowgate.yaml");
+    std::fs::write(&path, "otlp:\n  compression: brotli\n").unwrap();
+    let err = config::load(Some(&path), &env(&[])).unwrap_err();
+    assert!(err.to_string().contains("otlp.compression: \"brotli\" is not none, gzip or zstd"), "{err}");
+    assert!(!err.to_string().contains(ENV_OTEL_EXPORTER_OTLP_COMPRESSION), "the environment was not at fault: {err}");
+
+    std::fs::write(&path, "otlp:\n  compression: gzip\n").unwrap();
+    for var in [ENV_OTEL_EXPORTER_OTLP_COMPRESSION, ENV_OTEL_EXPORTER_OTLP_LOGS_COMPRESSION] {
+        let err = config::load(Some(&path), &env(&[(var, "brotli")])).unwrap_err();
+        assert!(err.to_string().contains(&format!("{var}: \"brotli\" is not none, gzip or zstd")), "{err}");
+        assert!(!err.to_string().contains("otlp.compression"), "the file was not at fault: {err}");
+    }
+
+    // A good variable over a bad file value: the variable wins, nothing to report.
+    std::fs::write(&path, "otlp:\n  compression: brotli\n").unwrap();
+    let cfg = config::load(Some(&path), &env(&[(ENV_OTEL_EXPORTER_OTLP_COMPRESSION, "zstd")])).unwrap();
+    assert_eq!(cfg.otlp.compression, Compression::Zstd);
+}
+
+/// Every setting a variable maps onto and resolving can refuse: set badly in the file, the problem names the YAML
+/// path; set badly by the variable, it names the variable.
+#[test]
+fn a_problem_names_the_variable_or_the_yaml_path_that_set_the_value() {
+    // The required Goldmane settings, from the file, so that a case can set the host either way.
+    let resolve = |yaml: &str, vars: &[(&'static str, &'static str)]| {
+        let mut raw = RawConfig::from_yaml(yaml, Path::new("flowgate.yaml")).unwrap();
+        let g = &mut raw.goldmane;
+        g.host.get_or_insert_with(|| "goldmane:7443".into());
+        g.ca_cert_path.get_or_insert_with(|| "/ca.crt".into());
+        g.client_cert_path.get_or_insert_with(|| "/tls.crt".into());
+        g.client_key_path.get_or_insert_with(|| "/tls.key".into());
+        resolve_with_env(raw, &Env::from_pairs(vars.iter().copied())).unwrap_err()
+    };
+    let pushing = "flow_metrics:\n  enabled: true\n  otlp:\n    enabled: true\n";
+    // (YAML path, the file setting it, variable, its value, the file the variable's case starts from, message)
+    let cases = [
+        ("goldmane.host", "goldmane:\n  host: goldmane\n", ENV_GOLDMANE_HOST, "goldmane", "", "is not host:port"),
+        (
+            "goldmane.host",
+            "goldmane:\n  host: \"gold mane:7443\"\n",
+            ENV_GOLDMANE_HOST,
+            "gold mane:7443",
+            "",
+            "is not a valid TLS server name",
+        ),
+        (
+            "otlp.endpoint",
+            "otlp:\n  endpoint: ftp://c/v1/logs\n",
+            ENV_OTEL_EXPORTER_OTLP_LOGS_ENDPOINT,
+            "ftp://c/v1/logs",
+            "",
+            "is not http or https",
+        ),
+        (
+            "otlp.endpoint",
+            "otlp:\n  endpoint: ftp://c/v1/logs\n",
+            ENV_OTEL_EXPORTER_OTLP_ENDPOINT,
+            "ftp://c",
+            "",
+            "is not http or https",
+        ),
+        (
+            "otlp.compression",
+            "otlp:\n  compression: brotli\n",
+            ENV_OTEL_EXPORTER_OTLP_LOGS_COMPRESSION,
+            "brotli",
+            "",
+            "is not none, gzip or zstd",
+        ),
+        (
+            "otlp.client_cert_path",
+            "otlp:\n  client_cert_path: /c.crt\n",
+            ENV_OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE,
+            "/c.crt",
+            "",
+            "go together",
+        ),
+        (
+            "otlp.client_key_path",
+            "otlp:\n  client_key_path: /c.key\n",
+            ENV_OTEL_EXPORTER_OTLP_LOGS_CLIENT_KEY,
+            "/c.key",
+            "",
+            "go together",
+        ),
+        (
+            "otlp.headers",
+            "otlp:\n  headers:\n    \"x tenant\": t1\n",
+            ENV_OTEL_EXPORTER_OTLP_HEADERS,
+            "x tenant=t1",
+            "",
+            "is not a valid header name",
+        ),
+        (
+            "batch.max_records",
+            "batch:\n  max_records: 0\n",
+            ENV_OTEL_BLRP_MAX_EXPORT_BATCH_SIZE,
+            "0",
+            "",
+            "must be at least 1",
+        ),
+        (
+            "queue.max_records",
+            "queue:\n  max_records: 10\n",
+            ENV_OTEL_BLRP_MAX_QUEUE_SIZE,
+            "10",
+            "",
+            "must hold at least one batch (512 records)",
+        ),
+        ("admin.listen", "admin:\n  listen: \"9090\"\n", ENV_FLOWGATE_ADMIN_LISTEN, "9090", "", "is not addr:port"),
+        (
+            "flow_metrics.otlp.endpoint",
+            "flow_metrics:\n  enabled: true\n  otlp:\n    enabled: true\n    endpoint: ftp://m/v1/metrics\n",
+            ENV_OTEL_EXPORTER_OTLP_METRICS_ENDPOINT,
+            "ftp://m/v1/metrics",
+            pushing,
+            "is not http or https",
+        ),
+        (
+            "flow_metrics.otlp.interval_ms",
+            "flow_metrics:\n  enabled: true\n  otlp:\n    enabled: true\n    interval_ms: 5\n",
+            ENV_OTEL_METRIC_EXPORT_INTERVAL,
+            "5",
+            pushing,
+            "must be at least 100",
+        ),
+    ];
+    for (path, yaml, var, value, base, message) in cases {
+        let named = |err: &config::ConfigError, label: &str| {
+            err.problems.iter().any(|p| p.field == label && p.message.contains(message))
+        };
+        let err = resolve(yaml, &[]);
+        assert!(named(&err, path), "{path} from the file: {message:?} not named {path}: {err}");
+        assert!(!err.to_string().contains(var), "{path} from the file: {var} named: {err}");
+        let err = resolve(base, &[(var, value)]);
+        assert!(named(&err, var), "{path} from {var}: {message:?} not named {var}: {err}");
+        assert!(err.problems.iter().all(|p| p.field != path), "{path} from {var}: the path named: {err}");
+    }
+    // Without the environment, a file's TLS server name is its own setting's problem.
+    let err = resolve("goldmane:\n  server_name: \"gold mane\"\n", &[]);
+    assert!(err.problems.iter().any(|p| p.field == "goldmane.server_name"), "{err}");
+}
+
+#[test]
+fn a_small_queue_is_warned_about_under_the_name_that_set_it() {
+    let cfg = resolve_with_env(RawConfig::default(), &env(&[(ENV_OTEL_BLRP_MAX_QUEUE_SIZE, "2048")])).unwrap();
+    let warning = format!("{ENV_OTEL_BLRP_MAX_QUEUE_SIZE} is 2048: a Goldmane burst");
+    assert!(cfg.warnings.iter().any(|w| w.starts_with(&warning)), "{:?}", cfg.warnings);
+    let raw = RawConfig::from_yaml("queue:\n  max_records: 2048\n", Path::new("flowgate.yaml")).unwrap();
+    let cfg = resolve_with_env(raw, &env(&[])).unwrap();
+    assert!(
+        cfg.warnings.iter().any(|w| w.starts_with("queue.max_records is 2048: a Goldmane burst")),
+        "{:?}",
+        cfg.warnings
+    );
 }

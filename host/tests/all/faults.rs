@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use flowgate::config::env::{ENV_FLOWGATE_STATE_DIR, ENV_OTEL_EXPORTER_OTLP_HEADERS};
 use flowgate::config::{Fsync, RawEntry, RawPersistentQueue, WhenFull};
 use flowgate::receiver::{Receiver, Reply, accept_all};
 use flowgate::sim::{SimCerts, SimConfig, Simulator};
@@ -230,7 +231,7 @@ async fn fault_3_sigkill_mid_burst_with_the_persistent_queue_then_restart() {
     let queue = format!("queue:\n  persistent:\n    dir: {}\n", dir.path().join("queue").display());
     let config = binary_config(dir.path(), &sim, &rx, admin, &queue);
     let secret = "s3cret-t0ken-value";
-    let env = [("OTEL_EXPORTER_OTLP_HEADERS", &*format!("authorization=Bearer {secret}")), ("RUST_LOG", "debug")];
+    let env = [(ENV_OTEL_EXPORTER_OTLP_HEADERS, &*format!("authorization=Bearer {secret}")), ("RUST_LOG", "debug")];
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, *v)).collect();
 
     let mut first = Child::start(&config, &env, dir.path().join("first.log"));
@@ -624,7 +625,7 @@ async fn fault_10_sigkill_with_only_the_cursor_directory_then_restart() {
     let config = binary_config(dir.path(), &sim, &rx, admin, "");
     let state = dir.path().join("state");
     let state_env = state.display().to_string();
-    let env = [("FLOWGATE_STATE_DIR", state_env.as_str())];
+    let env = [(ENV_FLOWGATE_STATE_DIR, state_env.as_str())];
 
     let mut first = Child::start(&config, &env, dir.path().join("first.log"));
     let started = std::time::Instant::now();

@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use flowgate::config::env::ENV_CA_CERT_PATH;
 use flowgate::config::{GoldmaneConfig, TlsFiles};
 use flowgate::receiver::accept_all;
 use flowgate::sim::{SimCerts, SimConfig, Simulator};
@@ -104,7 +105,7 @@ async fn a_wrong_ca_names_the_tls_problem() {
     let files = with(&sim, &other.ca_cert, &sim.certs.client_cert, &sim.certs.client_key);
     let err = source::probe(&goldmane_config(&sim, files).await).await.unwrap_err().to_string();
     // Both PKIs name their CA alike, so rustls finds the issuer and rejects its signature.
-    assert!(err.contains("invalid peer certificate") && err.contains("CA_CERT_PATH"), "{err}");
+    assert!(err.contains("invalid peer certificate") && err.contains(ENV_CA_CERT_PATH), "{err}");
     assert!(err.contains(&sim.target()), "names the target: {err}");
 }
 

@@ -1,13 +1,95 @@
 //! Environment variables of the old exporter and of the OpenTelemetry specification, mapped onto [`RawConfig`].
 //!
+//! Every name is declared here once, as `ENV_` followed by the variable's own name, so a search for the variable
+//! finds its constant. Renaming one breaks deployments that set it: the unit tests pin each name.
+//!
 //! OTLP precedence follows the exporter spec: a signal-specific variable (`OTEL_EXPORTER_OTLP_LOGS_*`) wins over
 //! the generic one (`OTEL_EXPORTER_OTLP_*`) as a whole value; `/v1/logs` is appended only to the generic endpoint.
+//!
+//! The overlay records which variable set which setting (`Origins`), so a problem with a value names the variable
+//! it came from, or the YAML path when the file set it.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::str::FromStr;
 
+use super::otlp::is_header_name;
 use super::{DEFAULT_RECONNECT_INITIAL_MS, Problems, RawConfig};
+
+// The old exporter's variables (its Helm chart sets them); Flowgate reads them unchanged.
+
+/// Goldmane's `host:port` (`goldmane.host`).
+pub const ENV_GOLDMANE_HOST: &str = "GOLDMANE_HOST";
+/// PEM CA bundle Goldmane's certificate verifies against (`goldmane.ca_cert_path`).
+pub const ENV_CA_CERT_PATH: &str = "CA_CERT_PATH";
+/// Client key for Goldmane (`goldmane.client_key_path`).
+pub const ENV_PRIVATE_KEY_PATH: &str = "PRIVATE_KEY_PATH";
+/// Client certificate for Goldmane (`goldmane.client_cert_path`).
+pub const ENV_PUBLIC_CERT_PATH: &str = "PUBLIC_CERT_PATH";
+/// Initial reconnect wait (`goldmane.reconnect_initial_ms`); unparsable falls back to the default, as it did.
+pub const ENV_RECONNECT_WAIT_TIME_IN_MILLISECONDS: &str = "RECONNECT_WAIT_TIME_IN_MILLISECONDS";
+
+// Flowgate's own variables.
+
+/// The YAML config file (read by the command line, not by this overlay).
+pub const ENV_FLOWGATE_CONFIG: &str = "FLOWGATE_CONFIG";
+/// Log format on stderr, `json` or `text` (read by the command line, not by this overlay).
+pub const ENV_FLOWGATE_LOG_FORMAT: &str = "FLOWGATE_LOG_FORMAT";
+/// The transforms directory (`transforms.dir`).
+pub const ENV_FLOWGATE_TRANSFORMS_DIR: &str = "FLOWGATE_TRANSFORMS_DIR";
+/// Where the stream cursor lives (`state_dir`).
+pub const ENV_FLOWGATE_STATE_DIR: &str = "FLOWGATE_STATE_DIR";
+/// `true` or `false`: reconciliation of late flows (`goldmane.reconcile.enabled`).
+pub const ENV_FLOWGATE_RECONCILE: &str = "FLOWGATE_RECONCILE";
+/// The admin listener's `addr:port` (`admin.listen`).
+pub const ENV_FLOWGATE_ADMIN_LISTEN: &str = "FLOWGATE_ADMIN_LISTEN";
+
+// The OTLP exporter spec's variables: each generic one has a logs-specific twin that wins over it.
+
+/// Base URL; `/v1/logs` is appended (`otlp.endpoint`).
+pub const ENV_OTEL_EXPORTER_OTLP_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
+/// Full logs URL, used as is (`otlp.endpoint`).
+pub const ENV_OTEL_EXPORTER_OTLP_LOGS_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT";
+/// Full metrics URL of the flow metrics' push, used as is (`flow_metrics.otlp.endpoint`).
+pub const ENV_OTEL_EXPORTER_OTLP_METRICS_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT";
+/// Only `http/protobuf` is accepted.
+pub const ENV_OTEL_EXPORTER_OTLP_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_PROTOCOL";
+pub const ENV_OTEL_EXPORTER_OTLP_LOGS_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL";
+/// `k=v,…`, percent-decoded, added to the file's (`otlp.headers`).
+pub const ENV_OTEL_EXPORTER_OTLP_HEADERS: &str = "OTEL_EXPORTER_OTLP_HEADERS";
+pub const ENV_OTEL_EXPORTER_OTLP_LOGS_HEADERS: &str = "OTEL_EXPORTER_OTLP_LOGS_HEADERS";
+/// `none`, `gzip` or `zstd` (`otlp.compression`).
+pub const ENV_OTEL_EXPORTER_OTLP_COMPRESSION: &str = "OTEL_EXPORTER_OTLP_COMPRESSION";
+pub const ENV_OTEL_EXPORTER_OTLP_LOGS_COMPRESSION: &str = "OTEL_EXPORTER_OTLP_LOGS_COMPRESSION";
+/// Per-request timeout in milliseconds (`otlp.timeout_ms`).
+pub const ENV_OTEL_EXPORTER_OTLP_TIMEOUT: &str = "OTEL_EXPORTER_OTLP_TIMEOUT";
+pub const ENV_OTEL_EXPORTER_OTLP_LOGS_TIMEOUT: &str = "OTEL_EXPORTER_OTLP_LOGS_TIMEOUT";
+/// PEM CA bundle for the endpoint (`otlp.ca_cert_path`).
+pub const ENV_OTEL_EXPORTER_OTLP_CERTIFICATE: &str = "OTEL_EXPORTER_OTLP_CERTIFICATE";
+pub const ENV_OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE: &str = "OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE";
+/// Client certificate for the endpoint (`otlp.client_cert_path`).
+pub const ENV_OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE: &str = "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE";
+pub const ENV_OTEL_EXPORTER_OTLP_LOGS_CLIENT_CERTIFICATE: &str = "OTEL_EXPORTER_OTLP_LOGS_CLIENT_CERTIFICATE";
+/// Client key for the endpoint (`otlp.client_key_path`).
+pub const ENV_OTEL_EXPORTER_OTLP_CLIENT_KEY: &str = "OTEL_EXPORTER_OTLP_CLIENT_KEY";
+pub const ENV_OTEL_EXPORTER_OTLP_LOGS_CLIENT_KEY: &str = "OTEL_EXPORTER_OTLP_LOGS_CLIENT_KEY";
+
+// The OpenTelemetry SDK's variables.
+
+/// `k=v,…`, percent-decoded, added to the resource (`otlp.resource_attributes`).
+pub const ENV_OTEL_RESOURCE_ATTRIBUTES: &str = "OTEL_RESOURCE_ATTRIBUTES";
+/// The resource's `service.name`, over every other source.
+pub const ENV_OTEL_SERVICE_NAME: &str = "OTEL_SERVICE_NAME";
+/// Push period of the flow metrics in milliseconds (`flow_metrics.otlp.interval_ms`).
+pub const ENV_OTEL_METRIC_EXPORT_INTERVAL: &str = "OTEL_METRIC_EXPORT_INTERVAL";
+/// Longest a record waits in a partial batch, in milliseconds (`batch.delay_ms`).
+pub const ENV_OTEL_BLRP_SCHEDULE_DELAY: &str = "OTEL_BLRP_SCHEDULE_DELAY";
+/// Records per request (`batch.max_records`).
+pub const ENV_OTEL_BLRP_MAX_EXPORT_BATCH_SIZE: &str = "OTEL_BLRP_MAX_EXPORT_BATCH_SIZE";
+/// Records queued (`queue.max_records`).
+pub const ENV_OTEL_BLRP_MAX_QUEUE_SIZE: &str = "OTEL_BLRP_MAX_QUEUE_SIZE";
+/// Accepted and warned about: Flowgate never abandons a retryable batch.
+pub const ENV_OTEL_BLRP_EXPORT_TIMEOUT: &str = "OTEL_BLRP_EXPORT_TIMEOUT";
 
 /// A snapshot of the environment (the process's, or a map in tests).
 #[derive(Debug, Default, Clone)]
@@ -29,13 +111,24 @@ impl Env {
     }
 
     /// The logs-specific variable if set, else the generic one; returns the name that was used.
-    fn otlp(&self, suffix: &str) -> Option<(String, &str)> {
-        let specific = format!("OTEL_EXPORTER_OTLP_LOGS_{suffix}");
-        if let Some(v) = self.get(&specific) {
-            return Some((specific, v));
-        }
-        let generic = format!("OTEL_EXPORTER_OTLP_{suffix}");
-        self.get(&generic).map(|v| (generic, v))
+    fn otlp(&self, specific: &'static str, generic: &'static str) -> Option<(&'static str, &str)> {
+        self.get(specific).map(|v| (specific, v)).or_else(|| self.get(generic).map(|v| (generic, v)))
+    }
+}
+
+/// Which settings the environment set, and with which variable.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Origins(BTreeMap<&'static str, &'static str>);
+
+impl Origins {
+    fn set(&mut self, yaml_path: &'static str, var: &'static str) {
+        self.0.insert(yaml_path, var);
+    }
+
+    /// How a problem with the setting at `yaml_path` is labelled: the variable that set its value, if one did,
+    /// else the path (the file set it, or the default stands).
+    pub(crate) fn label<'a>(&'a self, yaml_path: &'a str) -> &'a str {
+        self.0.get(yaml_path).copied().unwrap_or(yaml_path)
     }
 }
 
@@ -43,127 +136,187 @@ fn parse<T: FromStr>(name: &str, v: &str, p: &mut Problems) -> Option<T> {
     match v.trim().parse() {
         Ok(x) => Some(x),
         Err(_) => {
-            p.push(name, format!("{v:?} is not a valid number"));
+            p.named(name, format!("{v:?} is not a valid number"));
             None
         }
     }
 }
 
-/// Overlays `env` onto `raw`. Problems are collected, not returned early.
-pub(crate) fn apply_env(raw: &mut RawConfig, env: &Env, p: &mut Problems, warnings: &mut Vec<String>) {
+/// Overlays `env` onto `raw` and returns which setting each variable set. Problems with a variable's text (not a
+/// number, not a boolean) name the variable and leave the setting alone; problems are collected, not returned
+/// early.
+pub(crate) fn apply_env(raw: &mut RawConfig, env: &Env, p: &mut Problems, warnings: &mut Vec<String>) -> Origins {
+    let mut origins = Origins::default();
     let g = &mut raw.goldmane;
-    if let Some(v) = env.get("GOLDMANE_HOST") {
+    if let Some(v) = env.get(ENV_GOLDMANE_HOST) {
         g.host = Some(v.trim().to_string());
+        origins.set("goldmane.host", ENV_GOLDMANE_HOST);
     }
-    for (name, slot) in [
-        ("CA_CERT_PATH", &mut g.ca_cert_path),
-        ("PRIVATE_KEY_PATH", &mut g.client_key_path),
-        ("PUBLIC_CERT_PATH", &mut g.client_cert_path),
+    for (name, path, slot) in [
+        (ENV_CA_CERT_PATH, "goldmane.ca_cert_path", &mut g.ca_cert_path),
+        (ENV_PRIVATE_KEY_PATH, "goldmane.client_key_path", &mut g.client_key_path),
+        (ENV_PUBLIC_CERT_PATH, "goldmane.client_cert_path", &mut g.client_cert_path),
     ] {
         if let Some(v) = env.get(name) {
             *slot = Some(PathBuf::from(v));
+            origins.set(path, name);
         }
     }
-    if let Some(v) = env.get("RECONNECT_WAIT_TIME_IN_MILLISECONDS") {
+    if let Some(v) = env.get(ENV_RECONNECT_WAIT_TIME_IN_MILLISECONDS) {
         // The old exporter falls back to its default on an unparsable value; so do we, loudly.
         match v.trim().parse::<u64>() {
-            Ok(ms) => g.reconnect_initial_ms = Some(ms),
+            Ok(ms) => {
+                g.reconnect_initial_ms = Some(ms);
+                origins.set("goldmane.reconnect_initial_ms", ENV_RECONNECT_WAIT_TIME_IN_MILLISECONDS);
+            }
             Err(_) => warnings.push(format!(
-                "RECONNECT_WAIT_TIME_IN_MILLISECONDS={v:?} is not a number; using {DEFAULT_RECONNECT_INITIAL_MS}"
+                "{ENV_RECONNECT_WAIT_TIME_IN_MILLISECONDS}={v:?} is not a number; using {DEFAULT_RECONNECT_INITIAL_MS}"
             )),
         }
     }
 
-    if let Some(v) = env.get("FLOWGATE_TRANSFORMS_DIR") {
+    if let Some(v) = env.get(ENV_FLOWGATE_TRANSFORMS_DIR) {
         raw.transforms.dir = Some(PathBuf::from(v.trim()));
+        origins.set("transforms.dir", ENV_FLOWGATE_TRANSFORMS_DIR);
     }
-    if let Some(v) = env.get("FLOWGATE_STATE_DIR") {
+    if let Some(v) = env.get(ENV_FLOWGATE_STATE_DIR) {
         raw.state_dir = Some(PathBuf::from(v.trim()));
+        origins.set("state_dir", ENV_FLOWGATE_STATE_DIR);
     }
-    if let Some(v) = env.get("FLOWGATE_RECONCILE") {
-        match v.trim().to_ascii_lowercase().as_str() {
-            "true" | "1" | "on" => raw.goldmane.reconcile.enabled = Some(true),
-            "false" | "0" | "off" => raw.goldmane.reconcile.enabled = Some(false),
-            _ => p.push("FLOWGATE_RECONCILE", format!("{v:?} is not true or false")),
+    if let Some(v) = env.get(ENV_FLOWGATE_RECONCILE) {
+        let enabled = match v.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "on" => Some(true),
+            "false" | "0" | "off" => Some(false),
+            _ => {
+                p.named(ENV_FLOWGATE_RECONCILE, format!("{v:?} is not true or false"));
+                None
+            }
+        };
+        if enabled.is_some() {
+            raw.goldmane.reconcile.enabled = enabled;
+            origins.set("goldmane.reconcile.enabled", ENV_FLOWGATE_RECONCILE);
         }
     }
-    if let Some(v) = env.get("FLOWGATE_ADMIN_LISTEN") {
-        match v.trim().parse::<std::net::SocketAddr>() {
-            Ok(_) => raw.admin.listen = Some(v.trim().to_string()),
-            Err(e) => p.push("FLOWGATE_ADMIN_LISTEN", format!("{v:?} is not addr:port (e.g. 0.0.0.0:9090): {e}")),
-        }
+    if let Some(v) = env.get(ENV_FLOWGATE_ADMIN_LISTEN) {
+        // Checked with the file's value when resolved, and labelled with this variable.
+        raw.admin.listen = Some(v.trim().to_string());
+        origins.set("admin.listen", ENV_FLOWGATE_ADMIN_LISTEN);
     }
 
     let o = &mut raw.otlp;
-    if let Some(v) = env.get("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT") {
+    if let Some(v) = env.get(ENV_OTEL_EXPORTER_OTLP_LOGS_ENDPOINT) {
         o.endpoint = Some(v.trim().to_string());
-    } else if let Some(v) = env.get("OTEL_EXPORTER_OTLP_ENDPOINT") {
+        origins.set("otlp.endpoint", ENV_OTEL_EXPORTER_OTLP_LOGS_ENDPOINT);
+    } else if let Some(v) = env.get(ENV_OTEL_EXPORTER_OTLP_ENDPOINT) {
         o.endpoint = Some(format!("{}/v1/logs", v.trim().trim_end_matches('/')));
+        origins.set("otlp.endpoint", ENV_OTEL_EXPORTER_OTLP_ENDPOINT);
     }
     // The flow metrics' OTLP push, per the OTLP exporter spec: the metrics variable is a full URL, used as is;
     // the generic one is covered by deriving from the logs URL.
-    if let Some(v) = env.get("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT") {
-        raw.flow_metrics.otlp.endpoint = Some(v.trim().to_string());
+    let m = &mut raw.flow_metrics.otlp;
+    if let Some(v) = env.get(ENV_OTEL_EXPORTER_OTLP_METRICS_ENDPOINT) {
+        m.endpoint = Some(v.trim().to_string());
+        origins.set("flow_metrics.otlp.endpoint", ENV_OTEL_EXPORTER_OTLP_METRICS_ENDPOINT);
     }
-    if let Some(v) = env.get("OTEL_METRIC_EXPORT_INTERVAL") {
-        raw.flow_metrics.otlp.interval_ms =
-            parse("OTEL_METRIC_EXPORT_INTERVAL", v, p).or(raw.flow_metrics.otlp.interval_ms);
+    if let Some(v) = env.get(ENV_OTEL_METRIC_EXPORT_INTERVAL)
+        && let Some(ms) = parse(ENV_OTEL_METRIC_EXPORT_INTERVAL, v, p)
+    {
+        m.interval_ms = Some(ms);
+        origins.set("flow_metrics.otlp.interval_ms", ENV_OTEL_METRIC_EXPORT_INTERVAL);
     }
-    let o = &mut raw.otlp;
-    if let Some((name, v)) = env.otlp("PROTOCOL")
+    if let Some((name, v)) = env.otlp(ENV_OTEL_EXPORTER_OTLP_LOGS_PROTOCOL, ENV_OTEL_EXPORTER_OTLP_PROTOCOL)
         && v.trim() != "http/protobuf"
     {
-        p.push(name, format!("{v:?} is not supported: Flowgate exports OTLP/HTTP with protobuf (http/protobuf)"));
+        p.named(name, format!("{v:?} is not supported: Flowgate exports OTLP/HTTP with protobuf (http/protobuf)"));
     }
-    if let Some((name, v)) = env.otlp("HEADERS") {
+    // Headers and resource attributes add to the file's, key by key, so a bad header name is reported here,
+    // against the variable; the file's are checked when resolved.
+    if let Some((name, v)) = env.otlp(ENV_OTEL_EXPORTER_OTLP_LOGS_HEADERS, ENV_OTEL_EXPORTER_OTLP_HEADERS) {
         match parse_key_values(v) {
-            Ok(kvs) => o.headers.extend(kvs),
-            Err(e) => p.push(name, e),
+            Ok(kvs) => {
+                for (k, v) in kvs {
+                    if is_header_name(&k) {
+                        o.headers.insert(k, v);
+                    } else {
+                        p.named(name, format!("{k:?} is not a valid header name"));
+                    }
+                }
+            }
+            Err(e) => p.named(name, e),
         }
     }
-    if let Some((_, v)) = env.otlp("COMPRESSION") {
+    if let Some((name, v)) = env.otlp(ENV_OTEL_EXPORTER_OTLP_LOGS_COMPRESSION, ENV_OTEL_EXPORTER_OTLP_COMPRESSION) {
         o.compression = Some(v.trim().to_string());
+        origins.set("otlp.compression", name);
     }
-    if let Some((name, v)) = env.otlp("TIMEOUT") {
-        o.timeout_ms = parse(&name, v, p).or(o.timeout_ms);
+    if let Some((name, v)) = env.otlp(ENV_OTEL_EXPORTER_OTLP_LOGS_TIMEOUT, ENV_OTEL_EXPORTER_OTLP_TIMEOUT)
+        && let Some(ms) = parse(name, v, p)
+    {
+        o.timeout_ms = Some(ms);
+        origins.set("otlp.timeout_ms", name);
     }
-    for (suffix, slot) in [
-        ("CERTIFICATE", &mut o.ca_cert_path),
-        ("CLIENT_CERTIFICATE", &mut o.client_cert_path),
-        ("CLIENT_KEY", &mut o.client_key_path),
+    for (specific, generic, path, slot) in [
+        (
+            ENV_OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE,
+            ENV_OTEL_EXPORTER_OTLP_CERTIFICATE,
+            "otlp.ca_cert_path",
+            &mut o.ca_cert_path,
+        ),
+        (
+            ENV_OTEL_EXPORTER_OTLP_LOGS_CLIENT_CERTIFICATE,
+            ENV_OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE,
+            "otlp.client_cert_path",
+            &mut o.client_cert_path,
+        ),
+        (
+            ENV_OTEL_EXPORTER_OTLP_LOGS_CLIENT_KEY,
+            ENV_OTEL_EXPORTER_OTLP_CLIENT_KEY,
+            "otlp.client_key_path",
+            &mut o.client_key_path,
+        ),
     ] {
-        if let Some((_, v)) = env.otlp(suffix) {
+        if let Some((name, v)) = env.otlp(specific, generic) {
             *slot = Some(PathBuf::from(v.trim()));
+            origins.set(path, name);
         }
     }
-    if let Some(v) = env.get("OTEL_RESOURCE_ATTRIBUTES") {
+    if let Some(v) = env.get(ENV_OTEL_RESOURCE_ATTRIBUTES) {
         match parse_key_values(v) {
             Ok(kvs) => o.resource_attributes.extend(kvs),
-            Err(e) => p.push("OTEL_RESOURCE_ATTRIBUTES", e),
+            Err(e) => p.named(ENV_OTEL_RESOURCE_ATTRIBUTES, e),
         }
     }
-    if let Some(v) = env.get("OTEL_SERVICE_NAME") {
+    if let Some(v) = env.get(ENV_OTEL_SERVICE_NAME) {
         o.resource_attributes.insert("service.name".into(), v.trim().to_string());
     }
 
-    if let Some(v) = env.get("OTEL_BLRP_SCHEDULE_DELAY") {
-        raw.batch.delay_ms = parse("OTEL_BLRP_SCHEDULE_DELAY", v, p).or(raw.batch.delay_ms);
-    }
-    if let Some(v) = env.get("OTEL_BLRP_MAX_EXPORT_BATCH_SIZE") {
-        raw.batch.max_records = parse("OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", v, p).or(raw.batch.max_records);
-    }
-    if let Some(v) = env.get("OTEL_BLRP_MAX_QUEUE_SIZE") {
-        raw.queue.max_records = parse("OTEL_BLRP_MAX_QUEUE_SIZE", v, p).or(raw.queue.max_records);
-    }
-    if let Some(v) = env.get("OTEL_BLRP_EXPORT_TIMEOUT")
-        && parse::<u64>("OTEL_BLRP_EXPORT_TIMEOUT", v, p).is_some()
+    if let Some(v) = env.get(ENV_OTEL_BLRP_SCHEDULE_DELAY)
+        && let Some(ms) = parse(ENV_OTEL_BLRP_SCHEDULE_DELAY, v, p)
     {
-        warnings.push(
-            "OTEL_BLRP_EXPORT_TIMEOUT is accepted but has no effect: Flowgate never abandons a retryable batch; \
-             OTEL_EXPORTER_OTLP_TIMEOUT bounds each request"
-                .to_string(),
-        );
+        raw.batch.delay_ms = Some(ms);
+        origins.set("batch.delay_ms", ENV_OTEL_BLRP_SCHEDULE_DELAY);
     }
+    if let Some(v) = env.get(ENV_OTEL_BLRP_MAX_EXPORT_BATCH_SIZE)
+        && let Some(n) = parse(ENV_OTEL_BLRP_MAX_EXPORT_BATCH_SIZE, v, p)
+    {
+        raw.batch.max_records = Some(n);
+        origins.set("batch.max_records", ENV_OTEL_BLRP_MAX_EXPORT_BATCH_SIZE);
+    }
+    if let Some(v) = env.get(ENV_OTEL_BLRP_MAX_QUEUE_SIZE)
+        && let Some(n) = parse(ENV_OTEL_BLRP_MAX_QUEUE_SIZE, v, p)
+    {
+        raw.queue.max_records = Some(n);
+        origins.set("queue.max_records", ENV_OTEL_BLRP_MAX_QUEUE_SIZE);
+    }
+    if let Some(v) = env.get(ENV_OTEL_BLRP_EXPORT_TIMEOUT)
+        && parse::<u64>(ENV_OTEL_BLRP_EXPORT_TIMEOUT, v, p).is_some()
+    {
+        warnings.push(format!(
+            "{ENV_OTEL_BLRP_EXPORT_TIMEOUT} is accepted but has no effect: Flowgate never abandons a retryable batch; \
+             {ENV_OTEL_EXPORTER_OTLP_TIMEOUT} bounds each request"
+        ));
+    }
+    origins
 }
 
 /// Parses the spec's `k1=v1,k2=v2` lists (headers, resource attributes); values are percent-decoded.
@@ -194,5 +347,87 @@ mod tests {
             vec![("a".into(), "b".into()), ("authorization".into(), "Bearer x=".into())]
         );
         assert!(parse_key_values("novalue").unwrap_err().contains("key=value"));
+    }
+
+    /// Deployments set these names (the old exporter's chart, the OpenTelemetry specification): a constant renamed
+    /// by mistake fails here rather than in someone's cluster.
+    #[test]
+    fn the_variables_keep_their_names() {
+        let pinned = [
+            (ENV_GOLDMANE_HOST, "GOLDMANE_HOST"),
+            (ENV_CA_CERT_PATH, "CA_CERT_PATH"),
+            (ENV_PRIVATE_KEY_PATH, "PRIVATE_KEY_PATH"),
+            (ENV_PUBLIC_CERT_PATH, "PUBLIC_CERT_PATH"),
+            (ENV_RECONNECT_WAIT_TIME_IN_MILLISECONDS, "RECONNECT_WAIT_TIME_IN_MILLISECONDS"),
+            (ENV_FLOWGATE_CONFIG, "FLOWGATE_CONFIG"),
+            (ENV_FLOWGATE_LOG_FORMAT, "FLOWGATE_LOG_FORMAT"),
+            (ENV_FLOWGATE_TRANSFORMS_DIR, "FLOWGATE_TRANSFORMS_DIR"),
+            (ENV_FLOWGATE_STATE_DIR, "FLOWGATE_STATE_DIR"),
+            (ENV_FLOWGATE_RECONCILE, "FLOWGATE_RECONCILE"),
+            (ENV_FLOWGATE_ADMIN_LISTEN, "FLOWGATE_ADMIN_LISTEN"),
+            (ENV_OTEL_EXPORTER_OTLP_ENDPOINT, "OTEL_EXPORTER_OTLP_ENDPOINT"),
+            (ENV_OTEL_EXPORTER_OTLP_LOGS_ENDPOINT, "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT"),
+            (ENV_OTEL_EXPORTER_OTLP_METRICS_ENDPOINT, "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"),
+            (ENV_OTEL_EXPORTER_OTLP_PROTOCOL, "OTEL_EXPORTER_OTLP_PROTOCOL"),
+            (ENV_OTEL_EXPORTER_OTLP_LOGS_PROTOCOL, "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL"),
+            (ENV_OTEL_EXPORTER_OTLP_HEADERS, "OTEL_EXPORTER_OTLP_HEADERS"),
+            (ENV_OTEL_EXPORTER_OTLP_LOGS_HEADERS, "OTEL_EXPORTER_OTLP_LOGS_HEADERS"),
+            (ENV_OTEL_EXPORTER_OTLP_COMPRESSION, "OTEL_EXPORTER_OTLP_COMPRESSION"),
+            (ENV_OTEL_EXPORTER_OTLP_LOGS_COMPRESSION, "OTEL_EXPORTER_OTLP_LOGS_COMPRESSION"),
+            (ENV_OTEL_EXPORTER_OTLP_TIMEOUT, "OTEL_EXPORTER_OTLP_TIMEOUT"),
+            (ENV_OTEL_EXPORTER_OTLP_LOGS_TIMEOUT, "OTEL_EXPORTER_OTLP_LOGS_TIMEOUT"),
+            (ENV_OTEL_EXPORTER_OTLP_CERTIFICATE, "OTEL_EXPORTER_OTLP_CERTIFICATE"),
+            (ENV_OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE, "OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE"),
+            (ENV_OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE, "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE"),
+            (ENV_OTEL_EXPORTER_OTLP_LOGS_CLIENT_CERTIFICATE, "OTEL_EXPORTER_OTLP_LOGS_CLIENT_CERTIFICATE"),
+            (ENV_OTEL_EXPORTER_OTLP_CLIENT_KEY, "OTEL_EXPORTER_OTLP_CLIENT_KEY"),
+            (ENV_OTEL_EXPORTER_OTLP_LOGS_CLIENT_KEY, "OTEL_EXPORTER_OTLP_LOGS_CLIENT_KEY"),
+            (ENV_OTEL_RESOURCE_ATTRIBUTES, "OTEL_RESOURCE_ATTRIBUTES"),
+            (ENV_OTEL_SERVICE_NAME, "OTEL_SERVICE_NAME"),
+            (ENV_OTEL_METRIC_EXPORT_INTERVAL, "OTEL_METRIC_EXPORT_INTERVAL"),
+            (ENV_OTEL_BLRP_SCHEDULE_DELAY, "OTEL_BLRP_SCHEDULE_DELAY"),
+            (ENV_OTEL_BLRP_MAX_EXPORT_BATCH_SIZE, "OTEL_BLRP_MAX_EXPORT_BATCH_SIZE"),
+            (ENV_OTEL_BLRP_MAX_QUEUE_SIZE, "OTEL_BLRP_MAX_QUEUE_SIZE"),
+            (ENV_OTEL_BLRP_EXPORT_TIMEOUT, "OTEL_BLRP_EXPORT_TIMEOUT"),
+        ];
+        for (constant, name) in pinned {
+            assert_eq!(constant, name);
+        }
+    }
+
+    /// A label is only as good as its path: every setting a variable can set is a real path of the YAML file.
+    #[test]
+    fn every_origin_is_a_yaml_path() {
+        let env = Env::from_pairs([
+            (ENV_GOLDMANE_HOST, "goldmane:7443"),
+            (ENV_CA_CERT_PATH, "/ca"),
+            (ENV_PRIVATE_KEY_PATH, "/key"),
+            (ENV_PUBLIC_CERT_PATH, "/cert"),
+            (ENV_RECONNECT_WAIT_TIME_IN_MILLISECONDS, "100"),
+            (ENV_FLOWGATE_TRANSFORMS_DIR, "/t"),
+            (ENV_FLOWGATE_STATE_DIR, "/s"),
+            (ENV_FLOWGATE_RECONCILE, "on"),
+            (ENV_FLOWGATE_ADMIN_LISTEN, "0.0.0.0:9090"),
+            (ENV_OTEL_EXPORTER_OTLP_ENDPOINT, "http://c:4318"),
+            (ENV_OTEL_EXPORTER_OTLP_METRICS_ENDPOINT, "http://c:4318/v1/metrics"),
+            (ENV_OTEL_METRIC_EXPORT_INTERVAL, "1000"),
+            (ENV_OTEL_EXPORTER_OTLP_COMPRESSION, "gzip"),
+            (ENV_OTEL_EXPORTER_OTLP_TIMEOUT, "1000"),
+            (ENV_OTEL_EXPORTER_OTLP_CERTIFICATE, "/ca"),
+            (ENV_OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE, "/cert"),
+            (ENV_OTEL_EXPORTER_OTLP_CLIENT_KEY, "/key"),
+            (ENV_OTEL_BLRP_SCHEDULE_DELAY, "100"),
+            (ENV_OTEL_BLRP_MAX_EXPORT_BATCH_SIZE, "100"),
+            (ENV_OTEL_BLRP_MAX_QUEUE_SIZE, "100000"),
+        ]);
+        let (mut p, mut warnings) = (Problems::default(), Vec::new());
+        let origins = apply_env(&mut RawConfig::default(), &env, &mut p, &mut warnings);
+        assert!(p.found.is_empty() && warnings.is_empty(), "{:?} {warnings:?}", p.found);
+        assert_eq!(origins.0.len(), env.0.len(), "every variable above sets one setting: {origins:?}");
+        let file = serde_norway::to_value(RawConfig::default()).unwrap();
+        for (path, var) in &origins.0 {
+            let found = path.split('.').try_fold(&file, |v, key| v.get(key));
+            assert!(found.is_some(), "{var} sets {path:?}, which is not a path of the YAML file");
+        }
     }
 }
