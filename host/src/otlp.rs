@@ -20,6 +20,9 @@ use crate::wasm::{Severity, Value};
 /// zstd level: 3 is zstd's default, a good speed/ratio point for JSON bodies.
 const ZSTD_LEVEL: i32 = 3;
 
+/// flate2's backend, as the bench prints it.
+pub const GZIP_BACKEND: &str = "miniz_oxide";
+
 /// An encoded, possibly compressed request ready to send as is.
 #[derive(Debug, Clone)]
 pub struct Encoded {
