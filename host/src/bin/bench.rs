@@ -22,6 +22,9 @@ const BATCH: usize = 512;
 const ROUNDS: usize = 5;
 
 fn main() {
+    if std::env::var_os("FLOWGATE_BENCH_COMPRESSION").is_some() {
+        return compression_levels(&wire_of(&FlowGen { seed: 3, keys: FLOWS }.bucket(1_764_970_845)));
+    }
     if std::env::var_os("FLOWGATE_BENCH_CHAINS").is_some() {
         return transforms(&wire_of(&FlowGen { seed: 3, keys: FLOWS }.bucket(1_764_970_845)));
     }
@@ -235,8 +238,9 @@ fn compression_levels(wire: &[Bytes]) {
     let requests: Vec<Vec<u8>> = wire
         .chunks(BATCH)
         .map(|chunk| {
-            let records = chunk.iter().map(|w| flow_record(&flow_of_result(w).unwrap().unwrap().wire, now).unwrap()).collect();
-            encoder.encode(records).body
+            let records =
+                chunk.iter().map(|w| flow_record(&flow_of_result(w).unwrap().unwrap().wire, now).unwrap()).collect();
+            encoder.encode(records).body.to_vec()
         })
         .collect();
     let raw: usize = requests.iter().map(Vec::len).sum();
@@ -255,7 +259,8 @@ fn compression_levels(wire: &[Bytes]) {
     for level in [1, 4, 6] {
         row(format!("gzip level {level} (flate2, {})", flowgate::otlp::GZIP_BACKEND), &|r| {
             use std::io::Write as _;
-            let mut enc = flate2::write::GzEncoder::new(Vec::with_capacity(r.len() / 4), flate2::Compression::new(level));
+            let mut enc =
+                flate2::write::GzEncoder::new(Vec::with_capacity(r.len() / 4), flate2::Compression::new(level));
             enc.write_all(r).unwrap();
             enc.finish().unwrap()
         });
