@@ -285,6 +285,8 @@ async fn run(
         .args(["run", "--config"])
         .arg(&config)
         .env_clear()
+        // Allocator settings pass through, for experiments (`MIMALLOC_PURGE_DELAY=0 make bench-e2e`).
+        .envs(std::env::vars().filter(|(k, _)| k.starts_with("MIMALLOC_")))
         .stdout(std::process::Stdio::null())
         .stderr(std::fs::File::create(&log)?)
         .spawn()?;
