@@ -409,16 +409,8 @@ fn transforms(wire: &[Bytes]) {
         }
         let chain = chain::build(&rt, specs, 1).expect("chain builds");
         let mut w = Worker::new(Metrics::new(), None);
-        let passthrough_before = best(|| {
-            for chunk in wire.chunks(BATCH) {
-                let now = unix_nanos();
-                let records: Vec<_> = chunk
-                    .iter()
-                    .map(|b| flow_record(&flow_of_result(b).unwrap().unwrap().wire, now).unwrap())
-                    .collect();
-                black_box(records);
-            }
-        });
+        // Passthrough before and after the row: the lower of the two is the machine at its quietest around it.
+        let passthrough_before = passthrough(wire);
         let mut stages = Vec::new();
         let total = best(|| {
             w.stages = Default::default();
@@ -436,17 +428,7 @@ fn transforms(wire: &[Bytes]) {
             }
             stages.push((t.elapsed(), w.stages));
         });
-        // Passthrough again after the row: the lower of the two is the machine at its quietest around the row.
-        let passthrough = passthrough_before.min(best(|| {
-            for chunk in wire.chunks(BATCH) {
-                let now = unix_nanos();
-                let records: Vec<_> = chunk
-                    .iter()
-                    .map(|b| flow_record(&flow_of_result(b).unwrap().unwrap().wire, now).unwrap())
-                    .collect();
-                black_box(records);
-            }
-        }));
+        let passthrough = passthrough_before.min(passthrough(wire));
         // The stages of the best round.
         let (_, st) = stages.iter().min_by_key(|(d, _)| *d).copied().expect("rounds ran");
         let ratio = total.as_secs_f64() / passthrough.as_secs_f64();
@@ -478,6 +460,18 @@ fn transforms(wire: &[Bytes]) {
             ns(total) - ns(st.index) - ns(st.call) - ns(st.apply),
         );
     }
+}
+
+/// The passthrough path over `wire` (split, render, record), best of the rounds.
+fn passthrough(wire: &[Bytes]) -> Duration {
+    best(|| {
+        for chunk in wire.chunks(BATCH) {
+            let now = unix_nanos();
+            let records: Vec<_> =
+                chunk.iter().map(|b| flow_record(&flow_of_result(b).unwrap().unwrap().wire, now).unwrap()).collect();
+            black_box(records);
+        }
+    })
 }
 
 fn gzipped_len(bytes: &[u8]) -> usize {
