@@ -245,7 +245,7 @@ fn compression_levels(wire: &[Bytes]) {
         .collect();
     let raw: usize = requests.iter().map(Vec::len).sum();
     println!("\ncompressing OTLP requests of {BATCH} records ({} B a record before compression)", raw / FLOWS);
-    let mut row = |name: String, f: &dyn Fn(&[u8]) -> Vec<u8>| {
+    let row = |name: String, f: &dyn Fn(&[u8]) -> Vec<u8>| {
         let mut out = 0usize;
         let d = best(|| out = requests.iter().map(|r| f(r).len()).sum());
         let ns = d.as_nanos() as f64 / FLOWS as f64;
