@@ -2,7 +2,7 @@
 
 use std::cell::OnceCell;
 
-use crate::bindings::flowgate::transform::types::{Batch, StringColumn};
+use crate::bindings::flowgate::transform::types::{Batch, LabelsColumn, StringColumn};
 use crate::{
     Action, EndpointField, EndpointType, FlowRecord, IntField, LabelsField, Outcome, PoliciesField, PolicyHit,
     Reporter, StringField,
@@ -19,6 +19,7 @@ struct Columns {
     actions: OnceCell<Vec<Action>>,
     reporters: OnceCell<Vec<Reporter>>,
     endpoints: [OnceCell<Vec<EndpointType>>; 2],
+    labels: [OnceCell<LabelsColumn>; 2],
 }
 
 /// Where a flow's fields come from: the host's batch, or a record (native unit tests, [`Flow::of`]).
@@ -36,6 +37,8 @@ enum Edit {
     Reporter(Reporter),
     Endpoint(EndpointField, EndpointType),
     Labels(LabelsField, Vec<String>),
+    /// Labels kept from the batch's label column, by index (sent as numbers); the strings when read back.
+    LabelsKept(LabelsField, Vec<u32>, OnceCell<Vec<String>>),
     Policies(PoliciesField, Vec<PolicyHit>),
 }
 
@@ -47,7 +50,7 @@ impl Edit {
             (Edit::Int(a, _), Edit::Int(b, _)) => a == b,
             (Edit::Action(_), Edit::Action(_)) | (Edit::Reporter(_), Edit::Reporter(_)) => true,
             (Edit::Endpoint(a, _), Edit::Endpoint(b, _)) => a == b,
-            (Edit::Labels(a, _), Edit::Labels(b, _)) => a == b,
+            (Edit::Labels(a, _) | Edit::LabelsKept(a, ..), Edit::Labels(b, _) | Edit::LabelsKept(b, ..)) => a == b,
             (Edit::Policies(a, _), Edit::Policies(b, _)) => a == b,
             _ => false,
         }
@@ -302,7 +305,11 @@ impl<'a> Flow<'a> {
 
     fn labels(&self, field: LabelsField) -> &[String] {
         if let Some(v) = self.edits.iter().rev().find_map(|e| match e {
-            Edit::Labels(f, v) if *f == field => Some(v),
+            Edit::Labels(f, v) if *f == field => Some(v.as_slice()),
+            Edit::LabelsKept(f, kept, strings) if *f == field => Some(strings.get_or_init(|| {
+                let column = self.labels_column(field).expect("kept from the column");
+                kept.iter().map(|&k| column.values[k as usize].clone()).collect()
+            })),
             _ => None,
         }) {
             return v;
@@ -312,12 +319,60 @@ impl<'a> Flow<'a> {
             LabelsField::DestLabels => &self.dest_labels,
         };
         cell.get_or_init(|| match &self.source {
-            Source::Batch { batch, i, .. } => batch.labels(*i, field),
+            Source::Batch { i, .. } => {
+                let column = self.labels_column(field).expect("a batch flow");
+                let range = column.starts[*i as usize] as usize..column.starts[*i as usize + 1] as usize;
+                column.at[range].iter().map(|&k| column.values[k as usize].clone()).collect()
+            }
             Source::Record(r) => match field {
                 LabelsField::SourceLabels => r.source_labels.clone(),
                 LabelsField::DestLabels => r.dest_labels.clone(),
             },
         })
+    }
+
+    /// The batch's label column for `field` (fetched on first use); `None` for a flow read from a record.
+    fn labels_column(&self, field: LabelsField) -> Option<&'a LabelsColumn> {
+        match &self.source {
+            Source::Batch { batch, columns, .. } => {
+                Some(columns.labels[field as usize].get_or_init(|| batch.all_labels(field)))
+            }
+            Source::Record(_) => None,
+        }
+    }
+
+    /// Keeps the source labels for which `keep` is true; whether any went. In a component the kept labels go
+    /// back to the host as numbers into the batch's label column, not as strings.
+    pub fn retain_source_labels(&mut self, keep: impl FnMut(&str) -> bool) -> bool {
+        self.retain_labels(LabelsField::SourceLabels, keep)
+    }
+
+    /// Keeps the destination labels for which `keep` is true (as [`Flow::retain_source_labels`]).
+    pub fn retain_dest_labels(&mut self, keep: impl FnMut(&str) -> bool) -> bool {
+        self.retain_labels(LabelsField::DestLabels, keep)
+    }
+
+    fn retain_labels(&mut self, field: LabelsField, mut keep: impl FnMut(&str) -> bool) -> bool {
+        let edited =
+            self.edits.iter().any(|e| matches!(e, Edit::Labels(f, _) | Edit::LabelsKept(f, ..) if *f == field));
+        if let (false, Source::Batch { i, .. }) = (edited, &self.source) {
+            let column = self.labels_column(field).expect("a batch flow");
+            let range = column.starts[*i as usize] as usize..column.starts[*i as usize + 1] as usize;
+            let all = &column.at[range];
+            let kept: Vec<u32> = all.iter().copied().filter(|&k| keep(&column.values[k as usize])).collect();
+            if kept.len() == all.len() {
+                return false;
+            }
+            self.edit(Edit::LabelsKept(field, kept, OnceCell::new()));
+            return true;
+        }
+        let labels = self.labels(field);
+        let kept: Vec<String> = labels.iter().filter(|l| keep(l)).cloned().collect();
+        if kept.len() == labels.len() {
+            return false;
+        }
+        self.edit(Edit::Labels(field, kept));
+        true
     }
 
     /// Policies that decided the flow, in evaluation order.
@@ -368,7 +423,11 @@ impl<'a> Flow<'a> {
             Source::Record(r) => (*r).clone(),
         };
         for e in &self.edits {
-            apply(&mut r, e.clone());
+            let e = match e {
+                Edit::LabelsKept(field, ..) => Edit::Labels(*field, self.labels(*field).to_vec()),
+                other => other.clone(),
+            };
+            apply(&mut r, e);
         }
         r
     }
@@ -397,6 +456,7 @@ impl<'a> Flow<'a> {
                 Edit::Reporter(r) => batch.set_reporter(i, r),
                 Edit::Endpoint(f, t) => batch.set_endpoint_type(i, f, t),
                 Edit::Labels(f, v) => batch.set_labels(i, f, &v),
+                Edit::LabelsKept(f, kept, _) => batch.set_labels_from_column(i, f, &kept),
                 Edit::Policies(f, v) => batch.set_policies(i, f, &v),
             }
         }
@@ -438,6 +498,8 @@ fn apply(r: &mut FlowRecord, e: Edit) {
         Edit::Endpoint(EndpointField::DestType, t) => r.dest_type = t,
         Edit::Labels(LabelsField::SourceLabels, v) => r.source_labels = v,
         Edit::Labels(LabelsField::DestLabels, v) => r.dest_labels = v,
+        // Turned into `Labels` by `Flow::record` before it applies them.
+        Edit::LabelsKept(..) => {}
         Edit::Policies(PoliciesField::EnforcedPolicies, v) => r.enforced_policies = v,
         Edit::Policies(PoliciesField::PendingPolicies, v) => r.pending_policies = v,
     }
@@ -450,6 +512,8 @@ pub struct Flows<'a> {
     columns: Columns,
     /// Batch annotations made on records (native tests); in a component they go straight to the host.
     recorded: Vec<(String, BatchValues)>,
+    /// Column setters called on records (native tests).
+    set: Vec<(StringField, StringColumn)>,
 }
 
 enum FlowsSource<'a> {
@@ -469,12 +533,17 @@ enum BatchValues {
 impl<'a> Flows<'a> {
     /// The flows of a host batch.
     pub(crate) fn batch(batch: &'a Batch) -> Self {
-        Flows { source: FlowsSource::Batch(batch), columns: Columns::default(), recorded: Vec::new() }
+        Flows { source: FlowsSource::Batch(batch), columns: Columns::default(), recorded: Vec::new(), set: Vec::new() }
     }
 
     /// Flows read from records: for native unit tests.
     pub fn of(records: &'a [FlowRecord]) -> Self {
-        Flows { source: FlowsSource::Records(records), columns: Columns::default(), recorded: Vec::new() }
+        Flows {
+            source: FlowsSource::Records(records),
+            columns: Columns::default(),
+            recorded: Vec::new(),
+            set: Vec::new(),
+        }
     }
 
     /// How many flows.
@@ -561,6 +630,25 @@ impl<'a> Flows<'a> {
         self.annotate(key, BatchValues::Strings(values));
     }
 
+    /// Sets a string field of every flow: flow `i` gets `values.values[values.at[i]]`, and keeps its value when
+    /// `values.at[i]` is past the end of `values.values`. Natively the flows are read from records, which do not
+    /// change: [`Flows::set_of`] shows what flow `i` was given.
+    pub fn set_strings(&mut self, field: StringField, values: StringColumn) {
+        match self.source {
+            FlowsSource::Batch(b) => b.set_strings(field, &values),
+            FlowsSource::Records(_) => self.set.push((field, values)),
+        }
+    }
+
+    /// What [`Flows::set_strings`] gave flow `i` (native tests).
+    pub fn set_of(&self, i: usize, field: StringField) -> Option<&str> {
+        self.set
+            .iter()
+            .rev()
+            .filter(|(f, _)| *f == field)
+            .find_map(|(_, c)| c.at.get(i).and_then(|&at| c.values.get(at as usize)).map(String::as_str))
+    }
+
     /// An integer attribute for every flow (one value per flow).
     pub fn annotate_ints(&mut self, key: &str, values: Vec<i64>) {
         self.annotate(key, BatchValues::Ints(values));
@@ -628,6 +716,9 @@ mod tests {
         assert_eq!((f.source_namespace(), f.dest_port(), f.action()), ("anon-2", 443, Action::Deny));
         assert_eq!(f.source_labels(), ["app=checkout-api"]);
         assert_eq!(f.edits.len(), 4, "a later change to a field replaces the earlier one");
+        assert!(!f.retain_dest_labels(|_| true), "nothing dropped, nothing changed");
+        assert!(f.retain_dest_labels(|l| l != "app=postgres"));
+        assert!(f.dest_labels().is_empty());
         let changed = f.record();
         assert_eq!((changed.source_namespace.as_str(), changed.dest_port), ("anon-2", 443));
         assert_eq!(changed.dest_namespace, record.dest_namespace, "the rest as it was");

@@ -105,12 +105,17 @@ impl FlowIndex {
     }
 }
 
-/// The label list `field` (flow field 4 or 5) read from the bytes.
-fn labels(wire: &[u8], field: LabelsField) -> Result<Vec<String>, WireError> {
-    let want = match field {
+/// A label list's field number in `goldmane.Flow`.
+fn labels_field_number(field: LabelsField) -> u32 {
+    match field {
         LabelsField::SourceLabels => 4,
         LabelsField::DestLabels => 5,
-    };
+    }
+}
+
+/// The label list `field` (flow field 4 or 5) read from the bytes.
+fn labels(wire: &[u8], field: LabelsField) -> Result<Vec<String>, WireError> {
+    let want = labels_field_number(field);
     let mut out = Vec::new();
     let mut r = Reader::new(wire);
     while !r.is_empty() {
@@ -210,11 +215,19 @@ pub struct FlowBatch {
     /// (flow, change), in the order the transform made them.
     changes: Vec<(u32, Change)>,
     annotations: Vec<BatchAnnotation>,
+    /// The values of the `all-labels` columns fetched in this call, by [`LabelsField`] position.
+    label_values: [Option<Vec<String>>; 2],
 }
 
 impl FlowBatch {
     pub fn new(flows: Vec<BatchFlow>) -> Self {
-        FlowBatch { flows, decoded: HashMap::new(), changes: Vec::new(), annotations: Vec::new() }
+        FlowBatch {
+            flows,
+            decoded: HashMap::new(),
+            changes: Vec::new(),
+            annotations: Vec::new(),
+            label_values: [None, None],
+        }
     }
 
     /// The flows back, the changes made to them, and the batch annotations.
@@ -299,6 +312,55 @@ impl types::HostBatch for GuestState {
         Ok(labels(&self.table.get(&this)?.flow(flow)?.wire, field)?)
     }
 
+    fn all_labels(&mut self, this: Resource<FlowBatch>, field: LabelsField) -> R<types::LabelsColumn> {
+        let b = self.table.get_mut(&this)?;
+        let want = labels_field_number(field);
+        let mut seen: rustc_hash::FxHashMap<&[u8], u32> = Default::default();
+        let mut values = Vec::new();
+        let mut at = Vec::with_capacity(b.flows.len() * 4);
+        let mut starts = Vec::with_capacity(b.flows.len() + 1);
+        for f in &b.flows {
+            starts.push(at.len() as u32);
+            let mut r = Reader::new(&f.wire);
+            while !r.is_empty() {
+                match r.tag()? {
+                    (n, WIRE_LEN) if n == want => {
+                        let label = r.len_delimited()?;
+                        let next = values.len() as u32;
+                        let i = *seen.entry(label).or_insert(next);
+                        if i == next {
+                            values.push(String::from_utf8_lossy(label).into_owned());
+                        }
+                        at.push(i);
+                    }
+                    (_, wire_type) => r.skip(wire_type)?,
+                }
+            }
+        }
+        starts.push(at.len() as u32);
+        b.label_values[field as usize] = Some(values.clone());
+        Ok(types::LabelsColumn { values, at, starts })
+    }
+
+    fn set_labels_from_column(
+        &mut self,
+        this: Resource<FlowBatch>,
+        flow: u32,
+        field: LabelsField,
+        values: Vec<u32>,
+    ) -> R<()> {
+        let b = self.table.get_mut(&this)?;
+        let column = b.label_values[field as usize]
+            .as_ref()
+            .ok_or_else(|| wasmtime::format_err!("set-labels-from-column before all-labels for {field:?}"))?;
+        let labels = values
+            .iter()
+            .map(|&i| column.get(i as usize).cloned())
+            .collect::<Option<Vec<String>>>()
+            .ok_or_else(|| wasmtime::format_err!("a label index past the {field:?} column"))?;
+        b.change(flow, Change::Labels(field, labels))
+    }
+
     fn policies(&mut self, this: Resource<FlowBatch>, flow: u32, field: PoliciesField) -> R<Vec<PolicyHit>> {
         // Only the key's policy trace is decoded, not the flow.
         let trace = policy_trace(&self.table.get(&this)?.flow(flow)?.wire)?;
@@ -315,6 +377,19 @@ impl types::HostBatch for GuestState {
 
     fn set_string(&mut self, this: Resource<FlowBatch>, flow: u32, field: StringField, value: String) -> R<()> {
         self.table.get_mut(&this)?.change(flow, Change::String(field, value))
+    }
+
+    fn set_strings(&mut self, this: Resource<FlowBatch>, field: StringField, values: StringColumn) -> R<()> {
+        let b = self.table.get_mut(&this)?;
+        if values.at.len() != b.flows.len() {
+            return Err(wasmtime::format_err!("set-strings: {} entries for {} flows", values.at.len(), b.flows.len()));
+        }
+        for (i, &at) in values.at.iter().enumerate() {
+            if let Some(v) = values.values.get(at as usize) {
+                b.changes.push((i as u32, Change::String(field, v.clone())));
+            }
+        }
+        Ok(())
     }
 
     fn set_int(&mut self, this: Resource<FlowBatch>, flow: u32, field: IntField, value: i64) -> R<()> {
