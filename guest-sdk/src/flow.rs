@@ -2,7 +2,7 @@
 
 use std::cell::OnceCell;
 
-use crate::bindings::flowgate::transform::types::{Batch, LabelsColumn, StringColumn};
+use crate::bindings::flowgate::transform::types::{Batch, LabelsColumn, PoliciesColumn, StringColumn};
 use crate::{
     Action, EndpointField, EndpointType, FlowRecord, IntField, LabelsField, Outcome, PoliciesField, PolicyHit,
     Reporter, StringField,
@@ -20,6 +20,7 @@ struct Columns {
     reporters: OnceCell<Vec<Reporter>>,
     endpoints: [OnceCell<Vec<EndpointType>>; 2],
     labels: [OnceCell<LabelsColumn>; 2],
+    policies: [OnceCell<PoliciesColumn>; 2],
 }
 
 /// Where a flow's fields come from: the host's batch, or a record (native unit tests, [`Flow::of`]).
@@ -525,6 +526,7 @@ enum FlowsSource<'a> {
 #[derive(Debug, Clone, PartialEq)]
 enum BatchValues {
     Strings(StringColumn),
+    StringLists(LabelsColumn),
     Ints(Vec<i64>),
     StringField(StringField),
     IntField(IntField),
@@ -608,6 +610,32 @@ impl<'a> Flows<'a> {
         })
     }
 
+    /// One policy list of every flow: each distinct hit once, flow `i`'s as `at[starts[i]..starts[i + 1]]`.
+    pub fn policies(&self, field: PoliciesField) -> &PoliciesColumn {
+        self.columns.policies[field as usize].get_or_init(|| match self.source {
+            FlowsSource::Batch(b) => b.all_policies(field),
+            FlowsSource::Records(r) => {
+                let mut hits: Vec<PolicyHit> = Vec::new();
+                let (mut at, mut starts) = (Vec::new(), Vec::new());
+                for rec in r {
+                    starts.push(at.len() as u32);
+                    for h in Flow::of(rec).policies(field) {
+                        let i = match hits.iter().position(|x| x == h) {
+                            Some(i) => i,
+                            None => {
+                                hits.push(h.clone());
+                                hits.len() - 1
+                            }
+                        };
+                        at.push(i as u32);
+                    }
+                }
+                starts.push(at.len() as u32);
+                PoliciesColumn { hits, at, starts }
+            }
+        })
+    }
+
     /// Every flow's action.
     pub fn actions(&self) -> &[Action] {
         self.columns.actions.get_or_init(|| match self.source {
@@ -649,6 +677,12 @@ impl<'a> Flows<'a> {
             .find_map(|(_, c)| c.at.get(i).and_then(|&at| c.values.get(at as usize)).map(String::as_str))
     }
 
+    /// A string-list attribute for every flow: flow `i` gets `values[at[k]]` for `k` in
+    /// `starts[i]..starts[i + 1]`.
+    pub fn annotate_string_lists(&mut self, key: &str, values: LabelsColumn) {
+        self.annotate(key, BatchValues::StringLists(values));
+    }
+
     /// An integer attribute for every flow (one value per flow).
     pub fn annotate_ints(&mut self, key: &str, values: Vec<i64>) {
         self.annotate(key, BatchValues::Ints(values));
@@ -668,6 +702,7 @@ impl<'a> Flows<'a> {
         match self.source {
             FlowsSource::Batch(b) => match &values {
                 BatchValues::Strings(c) => b.annotate_strings(key, c),
+                BatchValues::StringLists(c) => b.annotate_string_lists(key, c),
                 BatchValues::Ints(v) => b.annotate_ints(key, v),
                 BatchValues::StringField(f) => b.annotate_string_field(key, *f),
                 BatchValues::IntField(f) => b.annotate_int_field(key, *f),
@@ -687,6 +722,10 @@ impl<'a> Flows<'a> {
                 let value = match values {
                     BatchValues::Strings(c) => crate::Value::Str(c.values.get(*c.at.get(i)? as usize)?.clone()),
                     BatchValues::Ints(v) => crate::Value::Int(*v.get(i)?),
+                    BatchValues::StringLists(c) => {
+                        let range = *c.starts.get(i)? as usize..*c.starts.get(i + 1)? as usize;
+                        crate::Value::StrList(c.at[range].iter().map(|&k| c.values[k as usize].clone()).collect())
+                    }
                     BatchValues::StringField(f) => crate::Value::Str(flow.string(*f).to_string()),
                     BatchValues::IntField(f) => crate::Value::Int(flow.int(*f)),
                 };

@@ -45,11 +45,11 @@ pub mod bindings {
 }
 
 pub use bindings::flowgate::transform::host::Level;
-pub use bindings::flowgate::transform::types::StringColumn;
 pub use bindings::flowgate::transform::types::{
     Action, Annotations, Attribute, Body, EndpointField, EndpointType, Flow as FlowRecord, IntField, LabelsField,
     Outcome, Output, PoliciesField, PolicyHit, PolicyKind, PolicyTrigger, Reporter, Severity, StringField, Value,
 };
+pub use bindings::flowgate::transform::types::{LabelsColumn, PoliciesColumn, StringColumn};
 pub use config::Config;
 pub use flow::{Flow, Flows};
 pub use glob::{Glob, glob_match};

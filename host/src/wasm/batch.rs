@@ -150,6 +150,39 @@ fn policy_trace(wire: &[u8]) -> Result<crate::proto::PolicyTrace, WireError> {
     Ok(trace)
 }
 
+/// Calls `each` with the bytes of every hit of the trace's list `want` (1 enforced, 2 pending), in order, over
+/// every key of the flow (as prost merges them).
+fn for_each_hit<'w>(
+    wire: &'w [u8],
+    want: u32,
+    mut each: impl FnMut(&'w [u8]) -> Result<(), WireError>,
+) -> Result<(), WireError> {
+    let mut r = Reader::new(wire);
+    while !r.is_empty() {
+        match r.tag()? {
+            (1, WIRE_LEN) => {
+                let mut k = Reader::new(r.len_delimited()?);
+                while !k.is_empty() {
+                    match k.tag()? {
+                        (15, WIRE_LEN) => {
+                            let mut t = Reader::new(k.len_delimited()?);
+                            while !t.is_empty() {
+                                match t.tag()? {
+                                    (n, WIRE_LEN) if n == want => each(t.len_delimited()?)?,
+                                    (_, wire_type) => t.skip(wire_type)?,
+                                }
+                            }
+                        }
+                        (_, wire_type) => k.skip(wire_type)?,
+                    }
+                }
+            }
+            (_, wire_type) => r.skip(wire_type)?,
+        }
+    }
+    Ok(())
+}
+
 /// One flow of a batch: its bytes and index.
 #[derive(Debug, Clone)]
 pub struct BatchFlow {
@@ -180,6 +213,7 @@ pub struct BatchAnnotation {
 #[derive(Debug, Clone)]
 pub enum BatchValues {
     Strings(StringColumn),
+    StringLists(types::LabelsColumn),
     Ints(Vec<i64>),
     StringField(StringField),
     IntField(IntField),
@@ -199,6 +233,11 @@ impl BatchAnnotation {
                 c.at.get(i).and_then(|&at| c.values.get(at as usize)).map(|v| types::Value::Str(v.clone()))
             }
             BatchValues::Ints(v) => v.get(i).map(|&n| types::Value::Int(n)),
+            BatchValues::StringLists(c) => {
+                let (from, to) = (*c.starts.get(i)? as usize, *c.starts.get(i + 1)? as usize);
+                let list = c.at.get(from..to)?.iter().map(|&k| c.values.get(k as usize).cloned());
+                list.collect::<Option<Vec<String>>>().map(types::Value::StrList)
+            }
             BatchValues::StringField(f) => {
                 flow.map(|flow| types::Value::Str(String::from_utf8_lossy(flow.index.str(&flow.wire, *f)).into_owned()))
             }
@@ -361,6 +400,35 @@ impl types::HostBatch for GuestState {
         b.change(flow, Change::Labels(field, labels))
     }
 
+    fn all_policies(&mut self, this: Resource<FlowBatch>, field: PoliciesField) -> R<types::PoliciesColumn> {
+        let b = self.table.get(&this)?;
+        let want = match field {
+            PoliciesField::EnforcedPolicies => 1,
+            PoliciesField::PendingPolicies => 2,
+        };
+        // Distinct hits by their bytes: each decoded once a batch.
+        let mut seen: rustc_hash::FxHashMap<&[u8], u32> = Default::default();
+        let mut hits = Vec::new();
+        let mut at = Vec::with_capacity(b.flows.len() * 2);
+        let mut starts = Vec::with_capacity(b.flows.len() + 1);
+        for f in &b.flows {
+            starts.push(at.len() as u32);
+            for_each_hit(&f.wire, want, |bytes| {
+                let next = hits.len() as u32;
+                let i = *seen.entry(bytes).or_insert(next);
+                if i == next {
+                    let hit = crate::proto::PolicyHit::decode(bytes)
+                        .map_err(|_| WireError("a policy hit that does not decode"))?;
+                    hits.push(convert::hit_to(&hit));
+                }
+                at.push(i);
+                Ok(())
+            })?;
+        }
+        starts.push(at.len() as u32);
+        Ok(types::PoliciesColumn { hits, at, starts })
+    }
+
     fn policies(&mut self, this: Resource<FlowBatch>, flow: u32, field: PoliciesField) -> R<Vec<PolicyHit>> {
         // Only the key's policy trace is decoded, not the flow.
         let trace = policy_trace(&self.table.get(&this)?.flow(flow)?.wire)?;
@@ -430,6 +498,12 @@ impl types::HostBatch for GuestState {
 
     fn annotate_strings(&mut self, this: Resource<FlowBatch>, key: String, values: StringColumn) -> R<()> {
         self.table.get_mut(&this)?.annotations.push(BatchAnnotation { key, values: BatchValues::Strings(values) });
+        Ok(())
+    }
+
+    fn annotate_string_lists(&mut self, this: Resource<FlowBatch>, key: String, values: types::LabelsColumn) -> R<()> {
+        let values = BatchValues::StringLists(values);
+        self.table.get_mut(&this)?.annotations.push(BatchAnnotation { key, values });
         Ok(())
     }
 
@@ -721,7 +795,11 @@ mod tests {
                 (ix.action, ix.reporter, ix.source_type, ix.dest_type),
                 (k.action, k.reporter, k.source_type, k.dest_type)
             );
-            assert_eq!(policy_trace(&wire).unwrap(), k.policies.clone().unwrap_or_default());
+            let trace = k.policies.clone().unwrap_or_default();
+            assert_eq!(policy_trace(&wire).unwrap(), trace);
+            let mut hits = Vec::new();
+            for_each_hit(&wire, 1, |b| Ok(hits.push(crate::proto::PolicyHit::decode(b).unwrap()))).unwrap();
+            assert_eq!(hits, trace.enforced_policies);
             assert_eq!(labels(&wire, LabelsField::SourceLabels).unwrap(), flow.source_labels);
             assert_eq!(labels(&wire, LabelsField::DestLabels).unwrap(), flow.dest_labels);
         }

@@ -4,8 +4,8 @@
 //! `json` (keep the old exporter's JSON body and only add attributes).
 
 use flowgate_guest::{
-    Action, Annotations, Attribute, Body, Config, Flow, Flows, IntField, Outcome, Reporter, StringColumn, StringField,
-    Transform, Value,
+    Action, Annotations, Attribute, Body, Config, Flow, Flows, IntField, LabelsColumn, Outcome, PoliciesField,
+    Reporter, StringColumn, StringField, Transform, Value,
 };
 
 pub struct SemConv {
@@ -27,12 +27,7 @@ fn action(a: Action) -> &'static str {
     ACTIONS[action_at(a) as usize]
 }
 
-/// `enforced_policies` as `tier/name`, unnamed hits left out.
-fn policies(f: &Flow<'_>) -> Vec<String> {
-    f.enforced_policies().iter().filter(|h| !h.name.is_empty()).map(|h| format!("{}/{}", h.tier, h.name)).collect()
-}
-
-/// The same mapping as [`mapped`], for a whole batch: every attribute but `calico.policies` is a batch annotation
+/// The same mapping as [`mapped`], for a whole batch: every attribute is a batch annotation
 /// (a key crosses once a batch; the flow's own fields do not cross at all). Returns what each flow answers.
 pub fn map_batch(flows: &mut Flows<'_>, structured_body: bool) -> Vec<Outcome> {
     use IntField as I;
@@ -52,6 +47,32 @@ pub fn map_batch(flows: &mut Flows<'_>, structured_body: bool) -> Vec<Outcome> {
     flows.annotate_string_field("k8s.destination.namespace.name", S::DestNamespace);
     let actions = flows.actions().iter().map(|a| action_at(*a)).collect();
     flows.annotate_strings("calico.action", column(&ACTIONS, actions));
+    // `tier/name` of each distinct named hit once a batch; each flow's as indexes.
+    let hits = flows.policies(PoliciesField::EnforcedPolicies);
+    let mut names: Vec<String> = Vec::new();
+    let name_of: Vec<Option<u32>> = hits
+        .hits
+        .iter()
+        .map(|h| {
+            (!h.name.is_empty()).then(|| {
+                let name = format!("{}/{}", h.tier, h.name);
+                match names.iter().position(|n| *n == name) {
+                    Some(i) => i as u32,
+                    None => {
+                        names.push(name);
+                        names.len() as u32 - 1
+                    }
+                }
+            })
+        })
+        .collect();
+    let (mut at, mut starts) = (Vec::with_capacity(hits.at.len()), Vec::with_capacity(hits.starts.len()));
+    for w in hits.starts.windows(2) {
+        starts.push(at.len() as u32);
+        at.extend(hits.at[w[0] as usize..w[1] as usize].iter().filter_map(|&k| name_of[k as usize]));
+    }
+    starts.push(at.len() as u32);
+    flows.annotate_string_lists("calico.policies", LabelsColumn { values: names, at, starts });
     flows.annotate_int_field("network.io.bytes.received", I::BytesIn);
     flows.annotate_int_field("network.io.bytes.transmitted", I::BytesOut);
     flows.annotate_int_field("network.io.packets.received", I::PacketsIn);
@@ -66,19 +87,18 @@ pub fn map_batch(flows: &mut Flows<'_>, structured_body: bool) -> Vec<Outcome> {
         .map(|&i| if matches!(service.values[i as usize].as_str(), "" | "-") { u32::MAX } else { i })
         .collect();
     flows.annotate_strings("k8s.service.name", StringColumn { values: service.values, at });
-    let body = structured_body.then_some(Body::Attributes);
-    (0..flows.len())
-        .map(|i| {
-            let attributes =
-                vec![Attribute { key: "calico.policies".into(), value: Value::StrList(policies(&flows.flow(i))) }];
-            Outcome::Annotate(Annotations { attributes, severity: None, body: body.clone() })
-        })
-        .collect()
+    // Every attribute is a batch annotation: a flow answers with the body only, or `keep`.
+    let outcome = match structured_body {
+        true => Outcome::Annotate(Annotations { attributes: Vec::new(), severity: None, body: Some(Body::Attributes) }),
+        false => Outcome::Keep,
+    };
+    (0..flows.len()).map(|_| outcome.clone()).collect()
 }
 
 /// The mapping: (attribute, value) for one flow.
 pub fn mapped(f: &Flow<'_>) -> Vec<Attribute> {
     let s = |v: &str| Value::Str(v.to_string());
+    // `enforced_policies` as `tier/name`, unnamed hits left out.
     let policies: Vec<String> =
         f.enforced_policies().iter().filter(|h| !h.name.is_empty()).map(|h| format!("{}/{}", h.tier, h.name)).collect();
     let mut out = vec![
@@ -160,13 +180,10 @@ mod tests {
         for (i, (record, outcome)) in records.iter().zip(outcomes).enumerate() {
             let Outcome::Annotate(a) = outcome else { panic!("annotate") };
             assert_eq!(a.body, Some(Body::Attributes));
-            let mut got = flows.annotations_of(i);
-            got.extend(a.attributes);
-            let sorted = |mut v: Vec<Attribute>| {
-                v.sort_by(|a, b| a.key.cmp(&b.key));
-                v
-            };
-            assert_eq!(sorted(got), sorted(mapped(&Flow::of(record))), "flow {i}");
+            assert!(a.attributes.is_empty(), "nothing per flow");
+            let got = flows.annotations_of(i);
+            // The same attributes, values and order as the per-flow mapping.
+            assert_eq!(got, mapped(&Flow::of(record)), "flow {i}");
         }
     }
 
