@@ -798,7 +798,11 @@ mod tests {
             let trace = k.policies.clone().unwrap_or_default();
             assert_eq!(policy_trace(&wire).unwrap(), trace);
             let mut hits = Vec::new();
-            for_each_hit(&wire, 1, |b| Ok(hits.push(crate::proto::PolicyHit::decode(b).unwrap()))).unwrap();
+            for_each_hit(&wire, 1, |b| {
+                hits.push(crate::proto::PolicyHit::decode(b).unwrap());
+                Ok(())
+            })
+            .unwrap();
             assert_eq!(hits, trace.enforced_policies);
             assert_eq!(labels(&wire, LabelsField::SourceLabels).unwrap(), flow.source_labels);
             assert_eq!(labels(&wire, LabelsField::DestLabels).unwrap(), flow.dest_labels);
