@@ -127,31 +127,16 @@ fn labels(wire: &[u8], field: LabelsField) -> Result<Vec<String>, WireError> {
     Ok(out)
 }
 
-/// The flow's policy trace (key field 15), decoded on its own; the last key's, as prost merges it.
-fn policy_trace(wire: &[u8]) -> Result<crate::proto::PolicyTrace, WireError> {
-    let mut trace = crate::proto::PolicyTrace::default();
-    let mut r = Reader::new(wire);
-    while !r.is_empty() {
-        match r.tag()? {
-            (1, WIRE_LEN) => {
-                let mut k = Reader::new(r.len_delimited()?);
-                while !k.is_empty() {
-                    match k.tag()? {
-                        (15, WIRE_LEN) => trace
-                            .merge(k.len_delimited()?)
-                            .map_err(|_| WireError("a policy trace that does not decode"))?,
-                        (_, wire_type) => k.skip(wire_type)?,
-                    }
-                }
-            }
-            (_, wire_type) => r.skip(wire_type)?,
-        }
+/// A policy list's field number in `goldmane.PolicyTrace`.
+fn policies_field_number(field: PoliciesField) -> u32 {
+    match field {
+        PoliciesField::EnforcedPolicies => 1,
+        PoliciesField::PendingPolicies => 2,
     }
-    Ok(trace)
 }
 
 /// Calls `each` with the bytes of every hit of the trace's list `want` (1 enforced, 2 pending), in order, over
-/// every key of the flow (as prost merges them).
+/// every key of the flow (as prost merges them): the policy lists read without decoding the flow.
 fn for_each_hit<'w>(
     wire: &'w [u8],
     want: u32,
@@ -402,10 +387,7 @@ impl types::HostBatch for GuestState {
 
     fn all_policies(&mut self, this: Resource<FlowBatch>, field: PoliciesField) -> R<types::PoliciesColumn> {
         let b = self.table.get(&this)?;
-        let want = match field {
-            PoliciesField::EnforcedPolicies => 1,
-            PoliciesField::PendingPolicies => 2,
-        };
+        let want = policies_field_number(field);
         // Distinct hits by their bytes: each decoded once a batch.
         let mut seen: rustc_hash::FxHashMap<&[u8], u32> = Default::default();
         let mut hits = Vec::new();
@@ -430,13 +412,15 @@ impl types::HostBatch for GuestState {
     }
 
     fn policies(&mut self, this: Resource<FlowBatch>, flow: u32, field: PoliciesField) -> R<Vec<PolicyHit>> {
-        // Only the key's policy trace is decoded, not the flow.
-        let trace = policy_trace(&self.table.get(&this)?.flow(flow)?.wire)?;
-        let hits = match field {
-            PoliciesField::EnforcedPolicies => &trace.enforced_policies,
-            PoliciesField::PendingPolicies => &trace.pending_policies,
-        };
-        Ok(hits.iter().map(convert::hit_to).collect())
+        // Only the list's hits are decoded, not the flow.
+        let mut hits = Vec::new();
+        for_each_hit(&self.table.get(&this)?.flow(flow)?.wire, policies_field_number(field), |bytes| {
+            let hit =
+                crate::proto::PolicyHit::decode(bytes).map_err(|_| WireError("a policy hit that does not decode"))?;
+            hits.push(convert::hit_to(&hit));
+            Ok(())
+        })?;
+        Ok(hits)
     }
 
     fn record(&mut self, this: Resource<FlowBatch>, flow: u32) -> R<types::Flow> {
@@ -796,14 +780,15 @@ mod tests {
                 (k.action, k.reporter, k.source_type, k.dest_type)
             );
             let trace = k.policies.clone().unwrap_or_default();
-            assert_eq!(policy_trace(&wire).unwrap(), trace);
-            let mut hits = Vec::new();
-            for_each_hit(&wire, 1, |b| {
-                hits.push(crate::proto::PolicyHit::decode(b).unwrap());
-                Ok(())
-            })
-            .unwrap();
-            assert_eq!(hits, trace.enforced_policies);
+            for (want, list) in [(1, &trace.enforced_policies), (2, &trace.pending_policies)] {
+                let mut hits = Vec::new();
+                for_each_hit(&wire, want, |b| {
+                    hits.push(crate::proto::PolicyHit::decode(b).unwrap());
+                    Ok(())
+                })
+                .unwrap();
+                assert_eq!(&hits, list);
+            }
             assert_eq!(labels(&wire, LabelsField::SourceLabels).unwrap(), flow.source_labels);
             assert_eq!(labels(&wire, LabelsField::DestLabels).unwrap(), flow.dest_labels);
         }
