@@ -246,6 +246,43 @@ def test_the_rendered_configuration_is_accepted_by_the_gateway():
                 assert "stand-in" not in out.stdout, "header values are redacted"
 
 
+def flowgate_variables() -> dict[str, str]:
+    """Flowgate's own variables, with the config key each sets, from the gateway's source (`env.rs`)."""
+    text = (ROOT / "host" / "core" / "src" / "config" / "env.rs").read_text()
+    found = re.findall(r"\(`([a-z_.]+)`\)\.?\n(?:///.*\n)*pub const ENV_(FLOWGATE_\w+): &str", text)
+    return {var: key for key, var in found}
+
+
+def test_every_flowgate_variable_is_documented_with_the_key_it_sets():
+    documented = (CHART / "values.yaml").read_text()
+    variables = flowgate_variables()
+    assert len(variables) >= 15, variables
+    for var, key in variables.items():
+        assert f"`{var}` ({key})" in documented, f"values.yaml does not document {var} ({key})"
+
+
+def test_flowgate_variables_in_env_reach_the_gateway():
+    binary = os.environ.get("FLOWGATE_BIN")
+    assert binary, "FLOWGATE_BIN: the flowgate binary (run.sh builds it)"
+    values = {"env": {**yaml.safe_load((CHART / "values.yaml").read_text())["env"],
+                      "FLOWGATE_TRANSFORM_WORKERS": 3, "FLOWGATE_SHUTDOWN_GRACE_MS": 20000,
+                      "FLOWGATE_ROLLBACK_MAX_FAILURE_RATIO": 0.2, "FLOWGATE_ADMIN_LISTEN": "0.0.0.0:9191"}}
+    docs = render(values)
+    (deploy,) = of_kind(docs, "Deployment")
+    (c,) = containers(deploy)
+    names = [e["name"] for e in c["env"]]
+    assert names.count("FLOWGATE_ADMIN_LISTEN") == 1, "a set FLOWGATE_ADMIN_LISTEN replaces the chart's"
+    env = {"PATH": os.environ["PATH"]} | {e["name"]: e["value"] for e in c["env"]}
+    config = next(d for d in of_kind(docs, "ConfigMap") if d["metadata"]["name"].endswith("-config"))["data"]
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = Path(tmp) / Path(env.pop("FLOWGATE_CONFIG")).name
+        cfg.write_text(config[cfg.name])
+        out = subprocess.run([binary, "check", "--config-only", "--config", str(cfg)], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    for expected in ["transforms: 3 workers", "over 20% failing", "shutdown:  20000 ms grace", "http://0.0.0.0:9191/metrics"]:
+        assert expected in out.stdout, f"{expected!r} not in {out.stdout}"
+
+
 def test_golden_renders_have_not_drifted():
     GOLDEN.mkdir(parents=True, exist_ok=True)
     update = os.environ.get("UPDATE_GOLDEN") == "1"

@@ -457,3 +457,71 @@ fn a_small_queue_is_warned_about_under_the_name_that_set_it() {
         cfg.warnings
     );
 }
+
+/// The settings a deployment commonly changes each have a variable, which wins over the file.
+#[test]
+fn flowgate_variables_set_the_commonly_changed_settings_over_the_file() {
+    let yaml =
+        "transforms:\n  workers: 8\n  provenance: true\n  rollback:\n    window_ms: 9000\nshutdown_grace_ms: 7000\n";
+    let raw = RawConfig::from_yaml(yaml, Path::new("flowgate.yaml")).unwrap();
+    let cfg = resolve_with_env(raw.clone(), &env(&[])).unwrap();
+    assert_eq!((cfg.transforms.workers, cfg.transforms.provenance), (8, true));
+    assert_eq!(cfg.shutdown_grace, Duration::from_millis(7_000));
+    assert_eq!(cfg.transforms.rollback.unwrap().window, Duration::from_millis(9_000));
+    assert!(cfg.flow_metrics.is_none() && cfg.aggregation.is_none());
+
+    let cfg = resolve_with_env(
+        raw.clone(),
+        &env(&[
+            (ENV_FLOWGATE_TRANSFORM_WORKERS, "3"),
+            (ENV_FLOWGATE_PROVENANCE, "false"),
+            (ENV_FLOWGATE_DEAD_LETTER_PATH, "/var/lib/flowgate/dead.jsonl"),
+            (ENV_FLOWGATE_EXPORT_DEAD_LETTER_PATH, "/var/lib/flowgate/rejected.jsonl"),
+            (ENV_FLOWGATE_MAX_IN_FLIGHT, "2"),
+            (ENV_FLOWGATE_BATCH_MAX_BYTES, "65536"),
+            (ENV_FLOWGATE_QUEUE_MAX_BYTES, "134217728"),
+            (ENV_FLOWGATE_SHUTDOWN_GRACE_MS, "12000"),
+            (ENV_FLOWGATE_FLOW_METRICS, "on"),
+            (ENV_FLOWGATE_AGGREGATION, "1"),
+            (ENV_FLOWGATE_AGGREGATION_LEVEL, "namespaces"),
+            (ENV_FLOWGATE_ROLLBACK_WINDOW_MS, "30000"),
+            (ENV_FLOWGATE_ROLLBACK_MAX_FAILURE_RATIO, "0.25"),
+        ]),
+    )
+    .unwrap();
+    let t = &cfg.transforms;
+    assert_eq!((t.workers, t.provenance), (3, false));
+    assert_eq!(t.dead_letter_path.as_deref(), Some(Path::new("/var/lib/flowgate/dead.jsonl")));
+    assert_eq!(cfg.otlp.dead_letter_path.as_deref(), Some(Path::new("/var/lib/flowgate/rejected.jsonl")));
+    assert_eq!(cfg.otlp.max_in_flight, 2);
+    assert_eq!((cfg.batch.max_bytes, cfg.queue.max_bytes), (65_536, 134_217_728));
+    assert_eq!(cfg.shutdown_grace, Duration::from_millis(12_000));
+    assert!(cfg.flow_metrics.is_some());
+    assert_eq!(cfg.aggregation.unwrap().level, config::AggregationLevel::Namespaces);
+    let r = t.rollback.unwrap();
+    assert_eq!((r.window, r.max_failure_ratio), (Duration::from_millis(30_000), 0.25));
+
+    let cfg = resolve_with_env(raw, &env(&[(ENV_FLOWGATE_ROLLBACK, "off")])).unwrap();
+    assert!(cfg.transforms.rollback.is_none());
+}
+
+/// A value that does not parse, or parses to something out of range, is a problem named by its variable.
+#[test]
+fn a_bad_flowgate_variable_is_a_problem_named_by_the_variable() {
+    let cases = [
+        (ENV_FLOWGATE_TRANSFORM_WORKERS, "four", "\"four\" is not a valid number"),
+        (ENV_FLOWGATE_PROVENANCE, "yes please", "is not true or false"),
+        (ENV_FLOWGATE_MAX_IN_FLIGHT, "0", "must be at least 1"),
+        (ENV_FLOWGATE_BATCH_MAX_BYTES, "10", "must be at least 1024"),
+        (ENV_FLOWGATE_SHUTDOWN_GRACE_MS, "-1", "is not a valid number"),
+        (ENV_FLOWGATE_FLOW_METRICS, "2", "is not true or false"),
+        (ENV_FLOWGATE_AGGREGATION_LEVEL, "pods", "is not none, names or namespaces"),
+        (ENV_FLOWGATE_ROLLBACK_WINDOW_MS, "10", "too short"),
+        (ENV_FLOWGATE_ROLLBACK_MAX_FAILURE_RATIO, "1.5", "is not above 0 and at most 1"),
+    ];
+    for (var, value, message) in cases {
+        let err = resolve_with_env(RawConfig::default(), &env(&[(var, value)])).unwrap_err();
+        let problem = err.problems.iter().find(|p| p.field == var).unwrap_or_else(|| panic!("{var} not named: {err}"));
+        assert!(problem.message.contains(message), "{var}={value:?}: {}", problem.message);
+    }
+}

@@ -43,6 +43,34 @@ pub const ENV_FLOWGATE_STATE_DIR: &str = "FLOWGATE_STATE_DIR";
 pub const ENV_FLOWGATE_RECONCILE: &str = "FLOWGATE_RECONCILE";
 /// The admin listener's `addr:port` (`admin.listen`).
 pub const ENV_FLOWGATE_ADMIN_LISTEN: &str = "FLOWGATE_ADMIN_LISTEN";
+/// Threads running transforms (`transforms.workers`).
+pub const ENV_FLOWGATE_TRANSFORM_WORKERS: &str = "FLOWGATE_TRANSFORM_WORKERS";
+/// `true` or `false`: the `flowgate.transforms` provenance attribute (`transforms.provenance`).
+pub const ENV_FLOWGATE_PROVENANCE: &str = "FLOWGATE_PROVENANCE";
+/// Where the `dead-letter` failure policy writes flows (`transforms.dead_letter_path`).
+pub const ENV_FLOWGATE_DEAD_LETTER_PATH: &str = "FLOWGATE_DEAD_LETTER_PATH";
+/// Where batches the endpoint rejects permanently are written (`otlp.dead_letter_path`).
+pub const ENV_FLOWGATE_EXPORT_DEAD_LETTER_PATH: &str = "FLOWGATE_EXPORT_DEAD_LETTER_PATH";
+/// Concurrent OTLP requests (`otlp.max_in_flight`).
+pub const ENV_FLOWGATE_MAX_IN_FLIGHT: &str = "FLOWGATE_MAX_IN_FLIGHT";
+/// Uncompressed request size that flushes a batch early (`batch.max_bytes`).
+pub const ENV_FLOWGATE_BATCH_MAX_BYTES: &str = "FLOWGATE_BATCH_MAX_BYTES";
+/// The in-memory queue's bound in bytes (`queue.max_bytes`).
+pub const ENV_FLOWGATE_QUEUE_MAX_BYTES: &str = "FLOWGATE_QUEUE_MAX_BYTES";
+/// Grace period to flush on SIGTERM, in milliseconds (`shutdown_grace_ms`).
+pub const ENV_FLOWGATE_SHUTDOWN_GRACE_MS: &str = "FLOWGATE_SHUTDOWN_GRACE_MS";
+/// `true` or `false`: per-flow metrics on `/metrics` (`flow_metrics.enabled`).
+pub const ENV_FLOWGATE_FLOW_METRICS: &str = "FLOWGATE_FLOW_METRICS";
+/// `true` or `false`: aggregation of equal flow keys (`aggregation.enabled`).
+pub const ENV_FLOWGATE_AGGREGATION: &str = "FLOWGATE_AGGREGATION";
+/// `none`, `names` or `namespaces` (`aggregation.level`).
+pub const ENV_FLOWGATE_AGGREGATION_LEVEL: &str = "FLOWGATE_AGGREGATION_LEVEL";
+/// `true` or `false`: rolling back a hot-swapped chain that fails (`transforms.rollback.enabled`).
+pub const ENV_FLOWGATE_ROLLBACK: &str = "FLOWGATE_ROLLBACK";
+/// How long a swapped-in chain is watched, in milliseconds (`transforms.rollback.window_ms`).
+pub const ENV_FLOWGATE_ROLLBACK_WINDOW_MS: &str = "FLOWGATE_ROLLBACK_WINDOW_MS";
+/// Share of flows failing (errors and traps) that rolls a new chain back (`transforms.rollback.max_failure_ratio`).
+pub const ENV_FLOWGATE_ROLLBACK_MAX_FAILURE_RATIO: &str = "FLOWGATE_ROLLBACK_MAX_FAILURE_RATIO";
 
 // The OTLP exporter spec's variables: each generic one has a logs-specific twin that wins over it.
 
@@ -202,6 +230,7 @@ pub(crate) fn apply_env(raw: &mut RawConfig, env: &Env, p: &mut Problems, warnin
         raw.admin.listen = Some(v.trim().to_string());
         origins.set("admin.listen", ENV_FLOWGATE_ADMIN_LISTEN);
     }
+    apply_flowgate_env(raw, env, p, &mut origins);
 
     let o = &mut raw.otlp;
     if let Some(v) = env.get(ENV_OTEL_EXPORTER_OTLP_LOGS_ENDPOINT) {
@@ -319,6 +348,62 @@ pub(crate) fn apply_env(raw: &mut RawConfig, env: &Env, p: &mut Problems, warnin
     origins
 }
 
+/// Flowgate's own variables for the YAML settings a deployment commonly changes: each sets one path, and a value
+/// that does not parse is a problem named by its variable (the setting keeps the file's value).
+fn apply_flowgate_env(raw: &mut RawConfig, env: &Env, p: &mut Problems, origins: &mut Origins) {
+    let mut one = |name: &'static str, path: &'static str, set: &mut dyn FnMut(&str) -> Result<(), String>| {
+        if let Some(v) = env.get(name) {
+            match set(v.trim()) {
+                Ok(()) => origins.set(path, name),
+                Err(e) => p.named(name, format!("{v:?} {e}")),
+            }
+        }
+    };
+    let t = &mut raw.transforms;
+    one(ENV_FLOWGATE_TRANSFORM_WORKERS, "transforms.workers", &mut |v| number(v, &mut t.workers));
+    one(ENV_FLOWGATE_PROVENANCE, "transforms.provenance", &mut |v| boolean(v, &mut t.provenance));
+    one(ENV_FLOWGATE_DEAD_LETTER_PATH, "transforms.dead_letter_path", &mut |v| path(v, &mut t.dead_letter_path));
+    let r = &mut t.rollback;
+    one(ENV_FLOWGATE_ROLLBACK, "transforms.rollback.enabled", &mut |v| boolean(v, &mut r.enabled));
+    one(ENV_FLOWGATE_ROLLBACK_WINDOW_MS, "transforms.rollback.window_ms", &mut |v| number(v, &mut r.window_ms));
+    one(ENV_FLOWGATE_ROLLBACK_MAX_FAILURE_RATIO, "transforms.rollback.max_failure_ratio", &mut |v| {
+        number(v, &mut r.max_failure_ratio)
+    });
+    let o = &mut raw.otlp;
+    one(ENV_FLOWGATE_EXPORT_DEAD_LETTER_PATH, "otlp.dead_letter_path", &mut |v| path(v, &mut o.dead_letter_path));
+    one(ENV_FLOWGATE_MAX_IN_FLIGHT, "otlp.max_in_flight", &mut |v| number(v, &mut o.max_in_flight));
+    one(ENV_FLOWGATE_BATCH_MAX_BYTES, "batch.max_bytes", &mut |v| number(v, &mut raw.batch.max_bytes));
+    one(ENV_FLOWGATE_QUEUE_MAX_BYTES, "queue.max_bytes", &mut |v| number(v, &mut raw.queue.max_bytes));
+    one(ENV_FLOWGATE_SHUTDOWN_GRACE_MS, "shutdown_grace_ms", &mut |v| number(v, &mut raw.shutdown_grace_ms));
+    one(ENV_FLOWGATE_FLOW_METRICS, "flow_metrics.enabled", &mut |v| boolean(v, &mut raw.flow_metrics.enabled));
+    let a = &mut raw.aggregation;
+    one(ENV_FLOWGATE_AGGREGATION, "aggregation.enabled", &mut |v| boolean(v, &mut a.enabled));
+    one(ENV_FLOWGATE_AGGREGATION_LEVEL, "aggregation.level", &mut |v| {
+        a.level = Some(serde_norway::from_str(v).map_err(|_| "is not none, names or namespaces".to_string())?);
+        Ok(())
+    });
+}
+
+fn number<T: FromStr>(v: &str, slot: &mut Option<T>) -> Result<(), String> {
+    *slot = Some(v.parse().map_err(|_| "is not a valid number".to_string())?);
+    Ok(())
+}
+
+/// `true`/`false`, also `1`/`0` and `on`/`off`, any case.
+fn boolean(v: &str, slot: &mut Option<bool>) -> Result<(), String> {
+    *slot = Some(match v.to_ascii_lowercase().as_str() {
+        "true" | "1" | "on" => true,
+        "false" | "0" | "off" => false,
+        _ => return Err("is not true or false".into()),
+    });
+    Ok(())
+}
+
+fn path(v: &str, slot: &mut Option<PathBuf>) -> Result<(), String> {
+    *slot = Some(PathBuf::from(v));
+    Ok(())
+}
+
 /// Parses the spec's `k1=v1,k2=v2` lists (headers, resource attributes); values are percent-decoded.
 pub(crate) fn parse_key_values(s: &str) -> Result<Vec<(String, String)>, String> {
     let mut out = Vec::new();
@@ -365,6 +450,20 @@ mod tests {
             (ENV_FLOWGATE_STATE_DIR, "FLOWGATE_STATE_DIR"),
             (ENV_FLOWGATE_RECONCILE, "FLOWGATE_RECONCILE"),
             (ENV_FLOWGATE_ADMIN_LISTEN, "FLOWGATE_ADMIN_LISTEN"),
+            (ENV_FLOWGATE_TRANSFORM_WORKERS, "FLOWGATE_TRANSFORM_WORKERS"),
+            (ENV_FLOWGATE_PROVENANCE, "FLOWGATE_PROVENANCE"),
+            (ENV_FLOWGATE_DEAD_LETTER_PATH, "FLOWGATE_DEAD_LETTER_PATH"),
+            (ENV_FLOWGATE_EXPORT_DEAD_LETTER_PATH, "FLOWGATE_EXPORT_DEAD_LETTER_PATH"),
+            (ENV_FLOWGATE_MAX_IN_FLIGHT, "FLOWGATE_MAX_IN_FLIGHT"),
+            (ENV_FLOWGATE_BATCH_MAX_BYTES, "FLOWGATE_BATCH_MAX_BYTES"),
+            (ENV_FLOWGATE_QUEUE_MAX_BYTES, "FLOWGATE_QUEUE_MAX_BYTES"),
+            (ENV_FLOWGATE_SHUTDOWN_GRACE_MS, "FLOWGATE_SHUTDOWN_GRACE_MS"),
+            (ENV_FLOWGATE_FLOW_METRICS, "FLOWGATE_FLOW_METRICS"),
+            (ENV_FLOWGATE_AGGREGATION, "FLOWGATE_AGGREGATION"),
+            (ENV_FLOWGATE_AGGREGATION_LEVEL, "FLOWGATE_AGGREGATION_LEVEL"),
+            (ENV_FLOWGATE_ROLLBACK, "FLOWGATE_ROLLBACK"),
+            (ENV_FLOWGATE_ROLLBACK_WINDOW_MS, "FLOWGATE_ROLLBACK_WINDOW_MS"),
+            (ENV_FLOWGATE_ROLLBACK_MAX_FAILURE_RATIO, "FLOWGATE_ROLLBACK_MAX_FAILURE_RATIO"),
             (ENV_OTEL_EXPORTER_OTLP_ENDPOINT, "OTEL_EXPORTER_OTLP_ENDPOINT"),
             (ENV_OTEL_EXPORTER_OTLP_LOGS_ENDPOINT, "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT"),
             (ENV_OTEL_EXPORTER_OTLP_METRICS_ENDPOINT, "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"),
@@ -408,6 +507,20 @@ mod tests {
             (ENV_FLOWGATE_STATE_DIR, "/s"),
             (ENV_FLOWGATE_RECONCILE, "on"),
             (ENV_FLOWGATE_ADMIN_LISTEN, "0.0.0.0:9090"),
+            (ENV_FLOWGATE_TRANSFORM_WORKERS, "3"),
+            (ENV_FLOWGATE_PROVENANCE, "off"),
+            (ENV_FLOWGATE_DEAD_LETTER_PATH, "/dl"),
+            (ENV_FLOWGATE_EXPORT_DEAD_LETTER_PATH, "/edl"),
+            (ENV_FLOWGATE_MAX_IN_FLIGHT, "2"),
+            (ENV_FLOWGATE_BATCH_MAX_BYTES, "2048"),
+            (ENV_FLOWGATE_QUEUE_MAX_BYTES, "1048576"),
+            (ENV_FLOWGATE_SHUTDOWN_GRACE_MS, "1000"),
+            (ENV_FLOWGATE_FLOW_METRICS, "true"),
+            (ENV_FLOWGATE_AGGREGATION, "true"),
+            (ENV_FLOWGATE_AGGREGATION_LEVEL, "names"),
+            (ENV_FLOWGATE_ROLLBACK, "true"),
+            (ENV_FLOWGATE_ROLLBACK_WINDOW_MS, "5000"),
+            (ENV_FLOWGATE_ROLLBACK_MAX_FAILURE_RATIO, "0.5"),
             (ENV_OTEL_EXPORTER_OTLP_ENDPOINT, "http://c:4318"),
             (ENV_OTEL_EXPORTER_OTLP_METRICS_ENDPOINT, "http://c:4318/v1/metrics"),
             (ENV_OTEL_METRIC_EXPORT_INTERVAL, "1000"),

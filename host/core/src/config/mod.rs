@@ -51,8 +51,9 @@ pub use queue::{
     PersistentQueueConfig, QueueConfig, RawPersistentQueue, RawQueue, WhenFull,
 };
 pub use transforms::{
-    DEFAULT_DEBOUNCE_MS, DEFAULT_RESYNC_INTERVAL_MS, FailurePolicy, RawEntry, RawTransforms, TransformsConfig,
-    transforms_only,
+    DEFAULT_DEBOUNCE_MS, DEFAULT_RESYNC_INTERVAL_MS, DEFAULT_ROLLBACK_FACTOR, DEFAULT_ROLLBACK_MAX_FAILURE_RATIO,
+    DEFAULT_ROLLBACK_MIN_FLOWS, DEFAULT_ROLLBACK_WINDOW_MS, FailurePolicy, ROLLBACK_FACTOR_FLOOR, RawEntry,
+    RawRollback, RawTransforms, RollbackConfig, TransformsConfig, transforms_only,
 };
 
 /// Grace period to flush on SIGTERM (Kubernetes' default termination grace is 30 s).
@@ -206,6 +207,25 @@ impl fmt::Display for Config {
             }
         }
         writeln!(f, "admin:     http://{}/metrics /healthz /readyz", self.admin_listen)?;
+        let t = &self.transforms;
+        writeln!(
+            f,
+            "transforms: {} workers, provenance {}, dead letters {}; rollback {}",
+            t.workers,
+            if t.provenance { "on" } else { "off" },
+            t.dead_letter_path.as_ref().map_or("off".to_string(), |p| p.display().to_string()),
+            match &t.rollback {
+                Some(r) => format!(
+                    "after {} flows, over {:.0}% failing{} within {} ms of a swap",
+                    r.min_flows,
+                    r.max_failure_ratio * 100.0,
+                    r.factor.map_or(String::new(), |f| format!(" or {f}x the old chain's share")),
+                    r.window.as_millis()
+                ),
+                None => "off".to_string(),
+            }
+        )?;
+        writeln!(f, "shutdown:  {} ms grace", self.shutdown_grace.as_millis())?;
         match &self.flow_metrics {
             Some(m) => {
                 writeln!(

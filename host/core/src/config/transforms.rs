@@ -13,6 +13,17 @@ use super::{ConfigError, Problem, Problems, RawConfig};
 pub const DEFAULT_RESYNC_INTERVAL_MS: u64 = 30_000;
 /// Default quiet time after a change before reloading.
 pub const DEFAULT_DEBOUNCE_MS: u64 = 500;
+/// How long a hot-swapped chain is on probation: its failures in that time can roll it back.
+pub const DEFAULT_ROLLBACK_WINDOW_MS: u64 = 60_000;
+/// Share of a transform's flows failing (guest errors, traps, quarantine) that rolls its new chain back.
+pub const DEFAULT_ROLLBACK_MAX_FAILURE_RATIO: f64 = 0.5;
+/// How many times the old chain's failure share the new one may reach before it is rolled back.
+pub const DEFAULT_ROLLBACK_FACTOR: f64 = 10.0;
+/// Below this share, the factor alone never rolls back (an old chain that never failed would make a single
+/// failure of the new one a rollback).
+pub const ROLLBACK_FACTOR_FLOOR: f64 = 0.01;
+/// Flows a transform of the new chain must have seen before its failure share is judged.
+pub const DEFAULT_ROLLBACK_MIN_FLOWS: u64 = 100;
 
 /// The transform chain. Without `chain`, every `*.wasm` / `*.wasm.gz` in `dir` (lexical order) with an optional
 /// `<name>.yaml` beside it (the same fields as a chain entry, without `name` and `path`).
@@ -33,6 +44,64 @@ pub struct RawTransforms {
     pub resync_interval_ms: Option<u64>,
     /// Quiet time after a change before reloading (a ConfigMap update touches several files).
     pub debounce_ms: Option<u64>,
+    /// Rolling back a hot-swapped chain that fails.
+    pub rollback: RawRollback,
+}
+
+/// After a hot swap the new chain is on probation for `window_ms`: if one of its transforms fails more than
+/// `max_failure_ratio` of its flows, or more than `factor` times the share the old chain failed (and at least 1%),
+/// once it has seen `min_flows`, the old chain serves again and the new files are refused until they change.
+#[derive(Debug, Default, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRollback {
+    /// On by default (`FLOWGATE_ROLLBACK=false` turns it off).
+    pub enabled: Option<bool>,
+    pub window_ms: Option<u64>,
+    /// Between 0 and 1 (default 0.5).
+    pub max_failure_ratio: Option<f64>,
+    /// At least 1 (default 10); 0 turns the comparison with the old chain off.
+    pub factor: Option<f64>,
+    pub min_flows: Option<u64>,
+}
+
+/// Resolved rollback settings (`None` in [`TransformsConfig`] when off).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RollbackConfig {
+    pub window: Duration,
+    pub max_failure_ratio: f64,
+    /// `None`: no comparison with the old chain.
+    pub factor: Option<f64>,
+    pub min_flows: u64,
+}
+
+impl RawRollback {
+    fn resolve(self, p: &mut Problems) -> Option<RollbackConfig> {
+        if self.enabled == Some(false) {
+            return None;
+        }
+        let max_failure_ratio = self.max_failure_ratio.unwrap_or(DEFAULT_ROLLBACK_MAX_FAILURE_RATIO);
+        if !(max_failure_ratio > 0.0 && max_failure_ratio <= 1.0) {
+            p.at("transforms.rollback.max_failure_ratio", format!("{max_failure_ratio} is not above 0 and at most 1"));
+        }
+        let factor = self.factor.unwrap_or(DEFAULT_ROLLBACK_FACTOR);
+        if factor != 0.0 && !(factor >= 1.0 && factor.is_finite()) {
+            p.at("transforms.rollback.factor", format!("{factor} must be at least 1 (or 0 for no comparison)"));
+        }
+        let window_ms = self.window_ms.unwrap_or(DEFAULT_ROLLBACK_WINDOW_MS);
+        if window_ms < 1_000 {
+            p.at("transforms.rollback.window_ms", format!("{window_ms} is below 1000: too short to judge a chain"));
+        }
+        let min_flows = self.min_flows.unwrap_or(DEFAULT_ROLLBACK_MIN_FLOWS);
+        if min_flows == 0 {
+            p.at("transforms.rollback.min_flows", "must be at least 1");
+        }
+        Some(RollbackConfig {
+            window: Duration::from_millis(window_ms),
+            max_failure_ratio,
+            factor: (factor != 0.0).then_some(factor),
+            min_flows: min_flows.max(1),
+        })
+    }
 }
 
 /// One transform of an explicit chain (or the contents of a `<name>.yaml` beside a component).
@@ -84,6 +153,8 @@ pub struct TransformsConfig {
     pub dead_letter_path: Option<PathBuf>,
     pub resync_interval: Duration,
     pub debounce: Duration,
+    /// Off when `None`.
+    pub rollback: Option<RollbackConfig>,
     /// The config file, re-read when it changes (its `transforms` section applies live).
     pub config_file: Option<PathBuf>,
 }
@@ -120,6 +191,7 @@ impl RawTransforms {
                 self.resync_interval_ms.unwrap_or(DEFAULT_RESYNC_INTERVAL_MS).max(100),
             ),
             debounce: Duration::from_millis(self.debounce_ms.unwrap_or(DEFAULT_DEBOUNCE_MS)),
+            rollback: self.rollback.resolve(p),
             config_file: None,
         }
     }
@@ -171,6 +243,8 @@ pub fn transforms_only(
         dead_letter_path: raw.dead_letter_path,
         resync_interval: Duration::from_millis(DEFAULT_RESYNC_INTERVAL_MS),
         debounce: Duration::from_millis(DEFAULT_DEBOUNCE_MS),
+        // `flowgate test` never swaps.
+        rollback: None,
         config_file: None,
     })
 }
