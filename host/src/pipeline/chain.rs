@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use super::health::TransformHealth;
 pub use crate::config::FailurePolicy;
 use crate::flowgen::FlowGen;
 use crate::wasm::{GuestFailure, Limits, LoadError, LoadedComponent, Outcome, Runtime};
@@ -24,6 +25,8 @@ pub struct EntrySpec {
 pub struct Entry {
     pub spec: EntrySpec,
     pub component: LoadedComponent,
+    /// Shared by every worker running this chain (and only this chain: a new build starts afresh).
+    pub health: Arc<TransformHealth>,
 }
 
 impl Entry {
@@ -46,6 +49,12 @@ pub struct Chain {
 impl Chain {
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+
+    /// The same components serving again as `generation` (a rollback): fresh instances, health and quarantine.
+    pub fn renewed(&self, generation: u64) -> Chain {
+        let entries = self.entries.iter().map(|e| Entry { health: Arc::default(), ..e.clone() }).collect();
+        Chain { entries: Arc::new(entries), generation, provenance: self.provenance.clone() }
     }
 }
 
@@ -99,7 +108,7 @@ pub fn build(runtime: &Runtime, specs: Vec<EntrySpec>, generation: u64) -> Resul
         }) {
             return Err(ChainError::SelfTest { name: spec.name.clone(), detail: bad.to_string() });
         }
-        entries.push(Entry { spec, component });
+        entries.push(Entry { spec, component, health: Arc::default() });
     }
     let provenance = entries.iter().map(Entry::provenance).collect::<Vec<_>>().join(",");
     Ok(Chain { entries: Arc::new(entries), generation, provenance: provenance.into() })

@@ -6,6 +6,7 @@
 //! instances; the chain is read at every chunk, so a new one is swapped in at a batch boundary.
 
 pub mod chain;
+pub mod health;
 pub mod post;
 pub mod worker;
 

@@ -2,11 +2,11 @@
 //!
 //! Traps cost only the flows that cause them: a batch whose call traps is split in halves, each half re-run on a
 //! fresh instance, down to the single flow that traps, which then takes the transform's failure policy. A
-//! transform that keeps trapping (traps in a row, with no successful call between them) is quarantined (its
-//! flows take the failure policy without calling it) and re-instantiated after a backoff that doubles up to a
-//! minute. One that traps on a few flows and serves the rest is never quarantined.
+//! transform that keeps trapping (traps in a row on any worker, with no successful call between them) is
+//! quarantined on every worker (its flows take the failure policy without calling it) and re-instantiated after a
+//! backoff that doubles up to a minute ([`super::health`]). One that traps on a few flows and serves the rest is
+//! never quarantined.
 
-use std::collections::VecDeque;
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -19,6 +19,7 @@ use bytes::Bytes;
 use prost::Message as _;
 
 use super::chain::{Chain, Entry, FailurePolicy};
+use super::health::{Admission, TrapVerdict};
 use crate::proto::Flow;
 use crate::telemetry::{DropReason, Metrics, TransformError, TransformEvent};
 use crate::wasm::{
@@ -30,12 +31,7 @@ use crate::{otlp, render};
 
 /// The attribute naming the chain that shaped a record.
 pub const PROVENANCE_ATTRIBUTE: &str = "flowgate.transforms";
-/// Traps in a row (no successful call between them) within [`TRAP_WINDOW`] that quarantine a transform on a
-/// worker.
-pub const QUARANTINE_TRAPS: usize = 20;
-pub const TRAP_WINDOW: Duration = Duration::from_secs(60);
-const QUARANTINE_FIRST: Duration = Duration::from_secs(1);
-const QUARANTINE_MAX: Duration = Duration::from_secs(60);
+pub use super::health::{QUARANTINE_TRAPS, TRAP_WINDOW};
 
 /// A flow on its way through the chain, with what transforms added to its record.
 ///
@@ -201,13 +197,10 @@ impl DeadLetter {
     }
 }
 
-/// One entry's instance on this worker, with its trap history.
+/// One entry's instance on this worker (its trap history and quarantine are the entry's, across workers).
 #[derive(Default)]
 struct Slot {
     instance: Option<Instance>,
-    traps: VecDeque<Instant>,
-    quarantined_until: Option<Instant>,
-    backoff: Option<Duration>,
 }
 
 /// A worker's instances of the current chain.
@@ -285,6 +278,7 @@ impl Worker {
             batch = inputs.iter_mut().map(|item| item.batch_flow().expect("checked above")).collect();
         }
         self.metrics.transform_flows(name, TransformEvent::In, inputs.len() as u64);
+        entry.health.given(inputs.len());
         let started = Instant::now();
         self.stages.index += started - indexing;
         let mut results = Vec::with_capacity(inputs.len());
@@ -394,6 +388,7 @@ impl Worker {
     /// Applies the failure policy to one flow.
     fn fail(&self, entry: &Entry, mut item: Item, error: &str, out: &mut Vec<Item>) {
         let name = entry.spec.name.as_str();
+        entry.health.failed();
         self.metrics.transform_failure(name, entry.spec.policy);
         if entry.spec.policy != FailurePolicy::FailOpen {
             // Fail-closed and dead-letter: not exported, and not the transform's decision.
@@ -461,19 +456,17 @@ impl Worker {
         batch: Vec<BatchFlow>,
     ) -> (Vec<BatchFlow>, Result<Processed, CallError>) {
         let name = entry.spec.name.as_str();
-        let slot = &mut self.slots[i];
-        if let Some(until) = slot.quarantined_until {
-            if Instant::now() < until {
-                return (batch, Err(CallError::Quarantined));
-            }
-            slot.quarantined_until = None;
-            tracing::info!(transform = name, "quarantine over; instantiating again");
+        match entry.health.admit(Instant::now()) {
+            Admission::Quarantined => return (batch, Err(CallError::Quarantined)),
+            Admission::Released => tracing::info!(transform = name, "quarantine over; instantiating again"),
+            Admission::Serve => {}
         }
+        let slot = &mut self.slots[i];
         if slot.instance.is_none() {
             match entry.component.instantiate(&entry.spec.config, entry.spec.limits, Some(self.metrics.clone())) {
                 Ok(instance) => slot.instance = Some(instance),
                 Err(e) => {
-                    self.trapped(i, entry, &e);
+                    self.trapped(entry, &e);
                     return (batch, Err(CallError::Wasm(e)));
                 }
             }
@@ -485,43 +478,34 @@ impl Worker {
             Ok(done) => {
                 // A transform that traps on a few flows but serves the rest is not quarantined: only traps in a
                 // row with no successful call in between count.
-                self.slots[i].traps.clear();
+                entry.health.succeeded();
                 Ok(done)
             }
             Err(e) => {
                 // A trap poisons the Store: never call this instance again.
                 self.slots[i].instance = None;
-                self.trapped(i, entry, &e);
+                self.trapped(entry, &e);
                 Err(CallError::Wasm(e))
             }
         };
         (batch, result)
     }
 
-    fn trapped(&mut self, i: usize, entry: &Entry, e: &GuestFailure) {
+    fn trapped(&mut self, entry: &Entry, e: &GuestFailure) {
         let name = entry.spec.name.as_str();
         self.metrics.transform_error(name, e.event());
-        let slot = &mut self.slots[i];
-        let now = Instant::now();
-        slot.traps.push_back(now);
-        while slot.traps.front().is_some_and(|t| now.duration_since(*t) > TRAP_WINDOW) {
-            slot.traps.pop_front();
-        }
-        if slot.traps.len() == 1 {
-            tracing::warn!(transform = name, error = %e, "transform trapped; re-instantiating");
-        }
-        if slot.traps.len() >= QUARANTINE_TRAPS {
-            let backoff = slot.backoff.map_or(QUARANTINE_FIRST, |b| (b * 2).min(QUARANTINE_MAX));
-            slot.backoff = Some(backoff);
-            slot.quarantined_until = Some(now + backoff);
-            slot.traps.clear();
-            self.metrics.transform_error(name, TransformError::QuarantineEntered);
-            tracing::error!(
-                transform = name,
-                backoff_ms = backoff.as_millis() as u64,
-                policy = entry.spec.policy.as_str(),
-                "transform quarantined after repeated traps; its failure policy applies meanwhile"
-            );
+        match entry.health.trapped(Instant::now()) {
+            TrapVerdict::First => tracing::warn!(transform = name, error = %e, "transform trapped; re-instantiating"),
+            TrapVerdict::Again => {}
+            TrapVerdict::Quarantined(backoff) => {
+                self.metrics.transform_error(name, TransformError::QuarantineEntered);
+                tracing::error!(
+                    transform = name,
+                    backoff_ms = backoff.as_millis() as u64,
+                    policy = entry.spec.policy.as_str(),
+                    "transform quarantined after repeated traps; its failure policy applies meanwhile"
+                );
+            }
         }
     }
 }

@@ -6,18 +6,22 @@
 //! through their links, and content hashes decide whether anything changed. A periodic resync covers missed
 //! events. A changed chain is built to the side (compile, instantiate, `init`, self-test) and swapped in only
 //! if all of it passes; otherwise the running chain stays, and the reason is logged and counted.
+//!
+//! A chain swapped in over a running one is then on probation (`transforms.rollback`): if, within the window,
+//! one of its transforms fails too large a share of its flows (guest errors, traps, quarantine), the chain it
+//! replaced serves again, and the new files are refused until they change.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use notify::Watcher as _;
 use sha2::{Digest as _, Sha256};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{RawConfig, RawEntry, TransformsConfig};
+use crate::config::{ROLLBACK_FACTOR_FLOOR, RawConfig, RawEntry, RollbackConfig, TransformsConfig};
 use crate::pipeline::chain::{self, EntrySpec};
 use crate::pipeline::{Chain, ChainCell};
 use crate::telemetry::Metrics;
@@ -32,6 +36,21 @@ pub enum ReloadOutcome {
     Swapped { entries: usize },
     /// The new chain was refused; the running one stays.
     Refused(String),
+    /// The chain on probation failed too often; the one it replaced serves again.
+    RolledBack { transform: String },
+}
+
+/// How often a chain on probation is judged (reads a few counters).
+const PROBATION_CHECK: Duration = Duration::from_millis(200);
+
+/// A chain swapped in over a running one, watched until its window ends.
+struct Probation {
+    since: Instant,
+    chain: Chain,
+    /// What serves again if it fails, with its inputs and the share of flows its worst transform failed.
+    previous: Chain,
+    previous_fingerprint: Option<Fingerprint>,
+    previous_ratio: f64,
 }
 
 /// The chain's inputs: every entry spec and the hash of every file it reads.
@@ -43,13 +62,17 @@ pub struct Reloader {
     cfg: TransformsConfig,
     cell: Arc<ChainCell>,
     metrics: Arc<Metrics>,
+    /// The inputs last built (or refused, or rolled back): the same inputs are not built again.
     current: Option<Fingerprint>,
+    /// The inputs of the chain serving.
+    serving: Option<Fingerprint>,
     generation: u64,
+    probation: Option<Probation>,
 }
 
 impl Reloader {
     pub fn new(runtime: Runtime, cfg: TransformsConfig, cell: Arc<ChainCell>, metrics: Arc<Metrics>) -> Self {
-        Reloader { runtime, cfg, cell, metrics, current: None, generation: 0 }
+        Reloader { runtime, cfg, cell, metrics, current: None, serving: None, generation: 0, probation: None }
     }
 
     /// Rescans and, if anything changed, builds and swaps. Blocking (compiles): call off the async threads.
@@ -93,14 +116,75 @@ impl Reloader {
     }
 
     fn install(&mut self, chain: Chain, fingerprint: Fingerprint, generation: u64) {
+        tracing::info!(chain = %chain.provenance, generation, "transform chain swapped in");
+        self.metrics.transform_reload("swapped");
+        let previous = self.cell.get();
+        // The chain to go back to: the last one that served through its window (a chain replaced while still on
+        // probation never proved itself). Nothing to go back to over no chain: rolling back to none would turn a
+        // failing redaction into a pass-through.
+        self.probation = match (self.cfg.rollback, self.probation.take()) {
+            (None, _) => None,
+            (Some(_), Some(p)) => Some(Probation { since: Instant::now(), chain: chain.clone(), ..p }),
+            (Some(_), None) if previous.is_empty() => None,
+            (Some(_), None) => Some(Probation {
+                since: Instant::now(),
+                chain: chain.clone(),
+                previous_ratio: worst_ratio(&previous),
+                previous,
+                previous_fingerprint: self.serving.clone(),
+            }),
+        };
+        self.serve(chain, generation);
+        self.current = Some(fingerprint.clone());
+        self.serving = Some(fingerprint);
+    }
+
+    fn serve(&mut self, chain: Chain, generation: u64) {
         let active: Vec<(String, String)> =
             chain.entries.iter().map(|e| (e.spec.name.clone(), format!("sha256:{}", e.component.digest))).collect();
-        tracing::info!(chain = %chain.provenance, generation, "transform chain swapped in");
         self.metrics.set_active_chain(&active);
-        self.metrics.transform_reload("swapped");
         self.cell.set(chain);
-        self.current = Some(fingerprint);
         self.generation = generation;
+    }
+
+    /// Whether a swapped-in chain is being watched.
+    pub fn on_probation(&self) -> bool {
+        self.probation.is_some()
+    }
+
+    /// Judges the chain on probation: rolls it back if one of its transforms failed too large a share of its
+    /// flows, ends the probation once the window passed. Cheap (counters only).
+    pub fn check_probation(&mut self, now: Instant) -> Option<ReloadOutcome> {
+        let (p, rb) = (self.probation.as_ref()?, self.cfg.rollback?);
+        if now.duration_since(p.since) > rb.window {
+            tracing::info!(chain = %p.chain.provenance, "transform chain served through its probation");
+            self.probation = None;
+            return None;
+        }
+        let (entry, flows, failed, why) = p.chain.entries.iter().find_map(|e| {
+            let (flows, failed) = e.health.counts();
+            let why = judge(rb, flows, failed, p.previous_ratio)?;
+            Some((e, flows, failed, why))
+        })?;
+        let (transform, digest) = (entry.spec.name.clone(), format!("sha256:{}", entry.component.digest));
+        let p = self.probation.take().expect("checked above");
+        let generation = self.generation + 1;
+        tracing::error!(
+            transform,
+            digest,
+            flows,
+            failed,
+            reason = why,
+            refused = %p.chain.provenance,
+            restored = %p.previous.provenance,
+            "transform chain rolled back; the new files are refused until they change"
+        );
+        self.metrics.transform_reload("rolled_back");
+        self.metrics.transform_rollback(&transform);
+        // `current` keeps the refused inputs, so the next rescans leave them alone until a file changes.
+        self.serve(p.previous.renewed(generation), generation);
+        self.serving = p.previous_fingerprint;
+        Some(ReloadOutcome::RolledBack { transform })
     }
 
     fn refused(&self, why: &str, kind: &'static str) -> ReloadOutcome {
@@ -108,6 +192,33 @@ impl Reloader {
         self.metrics.transform_reload(kind);
         ReloadOutcome::Refused(why.to_string())
     }
+}
+
+/// Why a transform that was given `flows` and failed `failed` of them rolls its chain back, if it does.
+fn judge(rb: RollbackConfig, flows: u64, failed: u64, previous_ratio: f64) -> Option<String> {
+    if flows < rb.min_flows {
+        return None;
+    }
+    let ratio = failed as f64 / flows as f64;
+    if ratio > rb.max_failure_ratio {
+        return Some(format!("{failed} of {flows} flows failed, over the {} allowed", rb.max_failure_ratio));
+    }
+    let factor = rb.factor?;
+    (ratio >= ROLLBACK_FACTOR_FLOOR && ratio > factor * previous_ratio).then(|| {
+        format!("{failed} of {flows} flows failed, over {factor} times the old chain's share ({previous_ratio:.4})")
+    })
+}
+
+/// The largest share of its flows any transform of `chain` failed so far.
+fn worst_ratio(chain: &Chain) -> f64 {
+    chain
+        .entries
+        .iter()
+        .map(|e| match e.health.counts() {
+            (0, _) => 0.0,
+            (flows, failed) => failed as f64 / flows as f64,
+        })
+        .fold(0.0, f64::max)
 }
 
 /// Entry specs from the explicit chain (relative paths resolved against `dir`), or from the directory.
@@ -223,7 +334,7 @@ fn read_transforms_section(path: &Path) -> Result<crate::config::RawTransforms, 
 pub fn initial(reloader: &mut Reloader) -> anyhow::Result<()> {
     match reloader.reload() {
         ReloadOutcome::Refused(why) => anyhow::bail!("transform chain: {why}"),
-        ReloadOutcome::Swapped { .. } | ReloadOutcome::Unchanged => Ok(()),
+        ReloadOutcome::Swapped { .. } | ReloadOutcome::Unchanged | ReloadOutcome::RolledBack { .. } => Ok(()),
     }
 }
 
@@ -263,9 +374,15 @@ pub async fn run(mut reloader: Reloader, shutdown: CancellationToken) {
     let (debounce, resync) = (reloader.cfg.debounce, reloader.cfg.resync_interval);
     let mut tick = tokio::time::interval(resync);
     tick.tick().await;
+    let mut probe = tokio::time::interval(PROBATION_CHECK);
+    probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
+            _ = probe.tick(), if reloader.on_probation() => {
+                reloader.check_probation(Instant::now());
+                continue;
+            }
             _ = tick.tick() => {}
             Some(()) = rx.recv() => {
                 // Debounce: a ConfigMap update is several events; wait for quiet.
@@ -293,5 +410,26 @@ pub async fn run(mut reloader: Reloader, shutdown: CancellationToken) {
                 return;
             }
         };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RB: RollbackConfig =
+        RollbackConfig { window: Duration::from_secs(60), max_failure_ratio: 0.5, factor: Some(10.0), min_flows: 100 };
+
+    #[test]
+    fn a_transform_is_judged_by_its_share_of_failures_alone_or_against_the_old_chain() {
+        assert_eq!(judge(RB, 99, 99, 0.0), None, "too few flows to judge");
+        assert!(judge(RB, 100, 51, 0.5).unwrap().contains("over the 0.5 allowed"));
+        // Against an old chain that never failed: 1% and more is too many; below the floor never is.
+        assert!(judge(RB, 1_000, 10, 0.0).unwrap().contains("10 times the old chain's share"));
+        assert_eq!(judge(RB, 1_000, 9, 0.0), None);
+        // An old chain failing 2%: the new one may reach 20%.
+        assert_eq!(judge(RB, 1_000, 200, 0.02), None);
+        assert!(judge(RB, 1_000, 201, 0.02).is_some());
+        assert_eq!(judge(RollbackConfig { factor: None, ..RB }, 1_000, 400, 0.0), None, "no comparison when off");
     }
 }

@@ -198,6 +198,7 @@ pub struct Metrics {
     transform_calls: Family<TransformLabels, Counter>,
     transform_duration: Family<TransformLabels, Histogram>,
     transform_reloads: Family<OutcomeLabels, Counter>,
+    transform_rollbacks: Family<TransformLabels, Counter>,
     transform_active: Family<DigestLabels, Gauge>,
     last_message_unix_ms: AtomicI64,
     exporter_failing: AtomicBool,
@@ -245,6 +246,7 @@ impl Metrics {
                 ])
             }),
             transform_reloads: Family::default(),
+            transform_rollbacks: Family::default(),
             transform_active: Family::default(),
             last_message_unix_ms: AtomicI64::new(0),
             exporter_failing: AtomicBool::new(false),
@@ -354,6 +356,11 @@ impl Metrics {
             "transform_reloads",
             "Chain reloads by outcome (swapped, unchanged, or why it was refused)",
             m.transform_reloads.clone(),
+        );
+        registry.register(
+            "transform_rollbacks",
+            "Hot-swapped chains rolled back to the last good one, by the transform whose failures did it",
+            m.transform_rollbacks.clone(),
         );
         registry.register(
             "transform_active",
@@ -499,6 +506,14 @@ impl Metrics {
 
     pub fn transform_reloads_count(&self, outcome: &'static str) -> u64 {
         self.transform_reloads.get_or_create(&OutcomeLabels { outcome }).get()
+    }
+
+    pub fn transform_rollback(&self, transform: &str) {
+        self.transform_rollbacks.get_or_create(&TransformLabels { transform: transform.into() }).inc();
+    }
+
+    pub fn transform_rollbacks_count(&self, transform: &str) -> u64 {
+        self.transform_rollbacks.get_or_create(&TransformLabels { transform: transform.into() }).get()
     }
 
     /// Replaces the active-chain info series with `entries` (name, digest) in order.

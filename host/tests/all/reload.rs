@@ -262,3 +262,55 @@ async fn a_misspelt_transform_config_key_is_refused_at_startup_and_on_reload() {
     assert!(rx.bodies().iter().all(|b| b.contains("\"action\":\"Deny\"")), "the old chain kept filtering");
     assert_eq!(gw.metrics.transform_reloads_count("swapped"), 1);
 }
+
+/// A component that passes its self-test but fails in production (chaos answers `error` for every flow to port
+/// 443, about one in seven), swapped in under load over a chain that never failed: its failure share is many
+/// times the old chain's, so within the probation window the old chain serves again. Fail-open passes the failed
+/// flows on unchanged, so every flow arrives exactly once across both swaps. The refused files are left alone by
+/// the rescans; the next change to them is built and served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_component_swapped_in_under_load_is_rolled_back_with_nothing_lost() {
+    let (sim, dir) =
+        simulator(SimConfig { flows_per_bucket: 1_000, time_scale: 30.0, seed: 11, ..SimConfig::default() }).await;
+    let mut cm = ConfigMapDir::new(&dir.path().join("transforms"));
+    let filter = ("filter.wasm", wasm("flowgate_transform_filter.wasm"));
+    cm.update(std::slice::from_ref(&filter));
+    let rx = receiver(accept_all()).await;
+    let mut raw = raw_config(&sim, &rx.base_url());
+    raw.transforms.dir = Some(cm.root.clone());
+    raw.transforms.debounce_ms = Some(100);
+    raw.transforms.resync_interval_ms = Some(300);
+    raw.transforms.workers = Some(2);
+    raw.transforms.rollback.window_ms = Some(30_000);
+    let mut gw = Gateway::start(resolve(raw)).await;
+    wait_until(WAIT, "filter serving", || rx.bodies().len() >= 1_000).await;
+
+    let chaos = ("chaos.wasm", wasm("flowgate_test_guest_chaos.wasm"));
+    let bad = ("chaos.yaml", b"failure_policy: fail-open\nconfig:\n  error_on_port: 443\n".to_vec());
+    cm.update(&[chaos.clone(), bad, filter.clone()]);
+    wait_until(WAIT, "the bad chain rolled back", || gw.metrics.transform_rollbacks_count("chaos") == 1).await;
+    assert!(gw.metrics.transform_failures_count("chaos", flowgate::config::FailurePolicy::FailOpen) > 0);
+    let at_rollback = records(&rx).len();
+    // Several rescans later the refused files have not been built again, and the filter alone serves.
+    wait_until(WAIT, "serving after the rollback", || records(&rx).len() >= at_rollback + 3_000).await;
+    assert_eq!(gw.metrics.transform_reloads_count("swapped"), 2, "filter, then chaos: never chaos again");
+    assert_eq!(gw.metrics.transform_reloads_count("rolled_back"), 1);
+    let tail = records(&rx).split_off(at_rollback + 2_000);
+    assert!(tail.iter().all(|r| provenance(r).is_some_and(|p| p.starts_with("filter@") && !p.contains("chaos"))));
+
+    // The files change (chaos without the bad setting): built, swapped in, and it serves through probation.
+    cm.update(&[chaos, ("chaos.yaml", b"failure_policy: fail-open\n".to_vec()), filter]);
+    wait_until(WAIT, "the fixed chaos serving", || {
+        records(&rx).iter().rev().take(100).any(|r| provenance(r).is_some_and(|p| p.starts_with("chaos@")))
+    })
+    .await;
+    let fixed = records(&rx).len();
+    wait_until(WAIT, "the fixed chain serving on", || records(&rx).len() >= fixed + 2_000).await;
+    gw.shutdown().await.unwrap();
+    assert_eq!(gw.metrics.transform_reloads_count("swapped"), 3);
+    assert_eq!(gw.metrics.transform_rollbacks_count("chaos"), 1, "the fixed component is not rolled back");
+
+    let (first, last) = expected_buckets(&sim, &sim, &gw.metrics);
+    let (buckets, flows) = assert_exactly_once(&sim, &rx.bodies(), first, last);
+    assert!(buckets >= 3, "{buckets} buckets, {flows} flows");
+}

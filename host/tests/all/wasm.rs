@@ -223,6 +223,37 @@ fn a_transform_that_keeps_trapping_is_quarantined_and_its_policy_applies() {
     assert_eq!(worker.run(&chain, flows(3)).len(), 3, "after the backoff it serves again");
 }
 
+/// Quarantine is one state per transform across workers: traps on two workers add up, and once quarantined,
+/// neither calls it.
+#[test]
+fn traps_on_every_worker_add_up_to_one_quarantine_that_every_worker_honours() {
+    let rt = Runtime::new().unwrap();
+    let chain = chain::build(
+        &rt,
+        vec![spec("chaos", "flowgate_test_guest_chaos.wasm", &[("trap_on_port", "1")], FailurePolicy::FailOpen)],
+        1,
+    )
+    .unwrap();
+    let metrics = Metrics::new();
+    let (mut a, mut b) = (Worker::new(metrics.clone(), None), Worker::new(metrics.clone(), None));
+    let poison = vec![with_port(flows(1).remove(0), 1)];
+    for n in 0..flowgate::pipeline::worker::QUARANTINE_TRAPS {
+        let worker = if n % 2 == 0 { &mut a } else { &mut b };
+        assert_eq!(worker.run(&chain, poison.clone()).len(), 1, "fail-open passes the flow on");
+    }
+    assert_eq!(metrics.transform_errors_count("chaos", TransformError::QuarantineEntered), 1);
+    let traps = metrics.transform_errors_count("chaos", TransformError::Trap);
+    assert_eq!(traps, flowgate::pipeline::worker::QUARANTINE_TRAPS as u64, "half on each worker, none alone enough");
+    for worker in [&mut a, &mut b] {
+        assert_eq!(worker.run(&chain, flows(3)).len(), 3);
+    }
+    assert_eq!(metrics.transform_errors_count("chaos", TransformError::Trap), traps, "no call while quarantined");
+    assert_eq!(metrics.transform_errors_count("chaos", TransformError::Quarantined), 2, "one skipped call each");
+    // The chain's health, which the rollback reads, counts every flow either worker gave it and every failure.
+    let flows_given = flowgate::pipeline::worker::QUARANTINE_TRAPS as u64 + 6;
+    assert_eq!(chain.entries[0].health.counts(), (flows_given, flows_given));
+}
+
 #[test]
 fn unknown_enum_numbers_survive_the_chain() {
     let rt = Runtime::new().unwrap();
