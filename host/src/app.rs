@@ -17,6 +17,7 @@ use crate::batch::disk::DiskQueue;
 use crate::batch::{self, ExportQueue, Queue};
 use crate::config::env::ENV_FLOWGATE_STATE_DIR;
 use crate::config::{Config, Fsync};
+use crate::dead_letter::DeadLetterStream;
 use crate::otlp::{RequestEncoder, resource};
 use crate::sink::Exporter;
 use crate::sink::metrics_push::MetricsPush;
@@ -50,6 +51,15 @@ pub struct Gateway {
     /// The chain's reloader, when a chain is configured (its first chain already serves).
     reloader: Option<reload::Reloader>,
     metrics_push: Option<Arc<MetricsPush>>,
+    dead_letters: Option<DeadLetters>,
+}
+
+/// The dead-letter stream, when `dead_letter.endpoint` is set: the handle the data path offers to, the channel's
+/// receiving end and the exporter for the endpoint.
+struct DeadLetters {
+    stream: Arc<DeadLetterStream>,
+    rx: mpsc::Receiver<opentelemetry_proto::tonic::logs::v1::LogRecord>,
+    exporter: Arc<Exporter>,
 }
 
 /// Builds every stage from the config: TLS material, the exporter, the queue and the cursor, the first transform
@@ -58,7 +68,20 @@ pub fn build(cfg: Config, metrics: Arc<Metrics>, purpose: Purpose) -> anyhow::Re
     // Fail at startup, naming the file, rather than in a reconnect loop.
     tls::client_config(&cfg.goldmane.tls, &[b"h2"]).context("Goldmane client TLS")?;
     let encoder = Arc::new(RequestEncoder::new(resource(&cfg.otlp.resource_attributes), cfg.otlp.compression));
-    let exporter = Arc::new(Exporter::new(&cfg.otlp, encoder.clone(), metrics.clone()).context("OTLP exporter")?);
+    let dead_letters = match &cfg.dead_letter {
+        Some(d) => {
+            let exporter = crate::sink::dead_letter::exporter(&cfg, d, metrics.clone())
+                .with_context(|| format!("dead-letter exporter for {}", d.endpoint))?;
+            let (stream, rx) = DeadLetterStream::channel(d.max_records, metrics.clone());
+            Some(DeadLetters { stream, rx, exporter: Arc::new(exporter) })
+        }
+        None => None,
+    };
+    let mut exporter = Exporter::new(&cfg.otlp, encoder.clone(), metrics.clone()).context("OTLP exporter")?;
+    if let Some(d) = &dead_letters {
+        exporter = exporter.with_dead_letter_stream(d.stream.clone());
+    }
+    let exporter = Arc::new(exporter);
     let (queue, progress) = match purpose {
         Purpose::Run => {
             let progress = cursor(&cfg)?;
@@ -66,7 +89,7 @@ pub fn build(cfg: Config, metrics: Arc<Metrics>, purpose: Purpose) -> anyhow::Re
         }
         Purpose::Check => (None, None),
     };
-    let (pipeline, reloader) = transforms(&cfg, &metrics, purpose)?;
+    let (pipeline, reloader) = transforms(&cfg, &metrics, purpose, dead_letters.as_ref().map(|d| &d.stream))?;
     let metrics_push = MetricsPush::new(
         pipeline.post.as_ref(),
         cfg.flow_metrics.as_ref().and_then(|m| m.otlp.clone()),
@@ -76,7 +99,7 @@ pub fn build(cfg: Config, metrics: Arc<Metrics>, purpose: Purpose) -> anyhow::Re
         metrics.clone(),
     )
     .map(Arc::new);
-    Ok(Gateway { cfg, metrics, encoder, exporter, queue, progress, pipeline, reloader, metrics_push })
+    Ok(Gateway { cfg, metrics, encoder, exporter, queue, progress, pipeline, reloader, metrics_push, dead_letters })
 }
 
 /// The stream cursor lets a restart resume the stream where the safe data ends: beside the persistent queue (what
@@ -126,7 +149,18 @@ impl Gateway {
     /// Runs every stage until `shutdown` fires, then drains within the grace period. Every task spawned here is
     /// awaited before it returns.
     pub async fn run(self, admin_listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let Gateway { cfg, metrics, encoder, exporter, queue, progress, pipeline, reloader, metrics_push } = self;
+        let Gateway {
+            cfg,
+            metrics,
+            encoder,
+            exporter,
+            queue,
+            progress,
+            pipeline,
+            reloader,
+            metrics_push,
+            dead_letters,
+        } = self;
         let queue = queue.context("a gateway built for a check cannot run")?;
         for w in &cfg.warnings {
             tracing::warn!(warning = %w, "configuration");
@@ -174,6 +208,18 @@ impl Gateway {
         if let Some(push) = &metrics_push {
             tasks.spawn(push.clone().run(after_drain.clone()));
         }
+        // Told to finish once the data path has drained (rejections come until the last export).
+        let dead_letters_stop = CancellationToken::new();
+        let dead_letters = dead_letters.map(|d| {
+            let task = crate::sink::dead_letter::run(
+                d.stream.clone(),
+                d.rx,
+                d.exporter,
+                metrics.clone(),
+                dead_letters_stop.clone(),
+            );
+            (d.stream, tokio::spawn(task))
+        });
 
         shutdown.cancelled().await;
         tracing::info!(grace_ms = cfg.shutdown_grace.as_millis() as u64, "shutting down: draining");
@@ -209,6 +255,20 @@ impl Gateway {
                 }
             }
         }
+        // The dead letters' last attempt, bounded by one request's timeout per batch still held.
+        if let (Some((stream, mut task)), Some(d)) = (dead_letters, &cfg.dead_letter) {
+            dead_letters_stop.cancel();
+            let batches = stream.pending().div_ceil(crate::config::DEAD_LETTER_BATCH_RECORDS as u64).max(1);
+            if tokio::time::timeout(d.timeout * batches as u32, &mut task).await.is_err() {
+                task.abort();
+                let lost = stream.pending();
+                stream.settled(crate::telemetry::StreamOutcome::Shutdown, lost);
+                tracing::error!(
+                    records = lost,
+                    "dead letters lost at shutdown: the dead-letter endpoint did not take them"
+                );
+            }
+        }
         // The flow metrics' last values, now that every flow has been counted.
         if let Some(push) = &metrics_push {
             push.final_push(cfg.otlp.timeout).await;
@@ -226,13 +286,17 @@ fn transforms(
     cfg: &Config,
     metrics: &Arc<Metrics>,
     purpose: Purpose,
+    dead_letters: Option<&Arc<DeadLetterStream>>,
 ) -> anyhow::Result<(pipeline::PipelineOptions, Option<reload::Reloader>)> {
     let t = &cfg.transforms;
     let mut opts = pipeline::PipelineOptions {
         chain: Arc::default(),
         workers: t.workers,
         provenance: t.provenance,
-        dead_letter: t.dead_letter_path.clone().map(|p| Arc::new(pipeline::DeadLetter::new(p))),
+        dead_letter: match dead_letters {
+            Some(stream) => Some(Arc::new(pipeline::DeadLetter::stream(stream.clone()))),
+            None => t.dead_letter_path.clone().map(|p| Arc::new(pipeline::DeadLetter::new(p))),
+        },
         post: crate::pipeline::post::Post::new(cfg.flow_metrics.clone(), cfg.aggregation, metrics.clone()),
     };
     if (t.dir.is_none() && t.chain.is_none() && t.config_file.is_none()) || purpose == Purpose::Check {

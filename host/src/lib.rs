@@ -25,6 +25,7 @@ pub mod admin;
 pub mod app;
 pub mod backoff;
 pub mod batch;
+pub mod dead_letter;
 pub mod demo;
 pub mod otlp;
 pub mod pipeline;

@@ -6,6 +6,7 @@
 //! instances; the chain is read at every chunk, so a new one is swapped in at a batch boundary.
 
 pub mod chain;
+pub mod dead_letter;
 pub mod health;
 pub mod post;
 pub mod worker;
@@ -17,7 +18,8 @@ use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use tokio::sync::mpsc;
 
 pub use chain::{Chain, EntrySpec, FailurePolicy};
-pub use worker::{DeadLetter, Item, PROVENANCE_ATTRIBUTE, Worker};
+pub use dead_letter::DeadLetter;
+pub use worker::{Item, PROVENANCE_ATTRIBUTE, Worker};
 
 use crate::otlp::{flow_record, string_value};
 use crate::telemetry::{DropReason, Metrics};

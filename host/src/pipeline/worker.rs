@@ -7,9 +7,7 @@
 //! backoff that doubles up to a minute ([`super::health`]). One that traps on a few flows and serves the rest is
 //! never quarantined.
 
-use std::io::Write as _;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use opentelemetry_proto::tonic::common::v1::KeyValue;
@@ -19,6 +17,7 @@ use bytes::Bytes;
 use prost::Message as _;
 
 use super::chain::{Chain, Entry, FailurePolicy};
+use super::dead_letter::DeadLetter;
 use super::health::{Admission, TrapVerdict};
 use crate::proto::Flow;
 use crate::telemetry::{DropReason, Metrics, TransformError, TransformEvent};
@@ -157,42 +156,6 @@ impl Item {
         }
         if body.is_some() {
             self.body = body;
-        }
-    }
-}
-
-/// Where dead-lettered flows go: JSON lines `{transform, digest, error, flow}`.
-pub struct DeadLetter {
-    path: PathBuf,
-    file: Mutex<Option<std::fs::File>>,
-}
-
-impl DeadLetter {
-    pub fn new(path: PathBuf) -> Self {
-        DeadLetter { path, file: Mutex::new(None) }
-    }
-
-    fn write(&self, entry: &Entry, error: &str, flow: &Flow) {
-        let line = serde_json::json!({
-            "transform": entry.spec.name,
-            "digest": format!("sha256:{}", entry.component.digest),
-            "error": error,
-            "flow": serde_json::from_str::<serde_json::Value>(&render::flow_json_string(flow)).unwrap_or_default(),
-        });
-        let mut guard = self.file.lock().expect("dead-letter lock");
-        if guard.is_none() {
-            match std::fs::OpenOptions::new().create(true).append(true).open(&self.path) {
-                Ok(f) => *guard = Some(f),
-                Err(e) => {
-                    tracing::error!(path = %self.path.display(), error = %e, "cannot open the transform dead-letter file");
-                    return;
-                }
-            }
-        }
-        if let Some(f) = guard.as_mut()
-            && let Err(e) = writeln!(f, "{line}")
-        {
-            tracing::error!(path = %self.path.display(), error = %e, "cannot write the transform dead-letter file");
         }
     }
 }

@@ -22,11 +22,13 @@ use reqwest::StatusCode;
 use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 use tokio::io::AsyncWriteExt as _;
 
+pub mod dead_letter;
 pub mod metrics_push;
 
 use crate::backoff::{Backoff, Jitter};
 use crate::batch::ExportQueue;
 use crate::config::{MAX_RETRY_AFTER_MS, OtlpConfig};
+use crate::dead_letter::DeadLetterStream;
 use crate::otlp::{Encoded, RequestEncoder};
 use crate::telemetry::{DropReason, Metrics};
 use crate::tls;
@@ -74,6 +76,8 @@ pub struct Exporter {
     retry_max: Duration,
     encoder: Arc<RequestEncoder>,
     dead_letter: Option<PathBuf>,
+    /// Rejected records go here instead of the file, when the dead-letter endpoint is configured.
+    dead_letter_stream: Option<Arc<DeadLetterStream>>,
     metrics: Arc<Metrics>,
     /// Reasons already logged, so a permanent failure repeating per batch logs once.
     logged: Mutex<HashSet<String>>,
@@ -107,9 +111,16 @@ impl Exporter {
             retry_max: cfg.retry_max,
             encoder,
             dead_letter: cfg.dead_letter_path.clone(),
+            dead_letter_stream: None,
             metrics,
             logged: Mutex::new(HashSet::new()),
         })
+    }
+
+    /// Sends permanently rejected records to the dead-letter endpoint (instead of the file).
+    pub fn with_dead_letter_stream(mut self, stream: Arc<DeadLetterStream>) -> Self {
+        self.dead_letter_stream = Some(stream);
+        self
     }
 
     fn client(cfg: &OtlpConfig) -> Result<reqwest::Client, SinkError> {
@@ -315,17 +326,24 @@ impl Exporter {
         }
     }
 
-    /// Appends the batch's records as JSON lines: `{"status":…,"reason":…,"time_unix_nano":…,"body":…}`.
+    /// Hands the batch's records to the dead-letter stream, or appends them as JSON lines:
+    /// `{"status":…,"reason":…,"time_unix_nano":…,"body":…}`.
     async fn dead_letter(&self, batch: &Encoded, status: u16, reason: &str) {
-        let Some(path) = &self.dead_letter else {
+        if self.dead_letter.is_none() && self.dead_letter_stream.is_none() {
             return;
-        };
+        }
         let records = match self.encoder.decode(batch) {
             Ok(r) => r,
             Err(e) => {
-                tracing::error!(error = %e, "cannot decode a rejected batch for the dead-letter file");
+                tracing::error!(error = %e, "cannot decode a rejected batch for the dead letters");
                 return;
             }
+        };
+        let Some(path) = &self.dead_letter else {
+            if let Some(stream) = &self.dead_letter_stream {
+                stream.rejected(records, status, reason);
+            }
+            return;
         };
         match append_dead_letter(path, &records, status, reason).await {
             Ok(()) => {

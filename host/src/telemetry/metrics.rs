@@ -37,6 +37,30 @@ pub enum DropReason {
     Corrupt,
 }
 
+/// What became of dead letters: the `outcome` label of `flowgate_dead_letter_stream_records_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StreamOutcome {
+    /// Accepted by the dead-letter endpoint.
+    Exported,
+    /// Dropped as it was offered: the channel to the endpoint was full.
+    QueueFull,
+    /// The dead-letter endpoint refused it permanently (or in `partial_success`).
+    Rejected,
+    /// Still waiting when the gateway stopped.
+    Shutdown,
+}
+
+impl StreamOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StreamOutcome::Exported => "exported",
+            StreamOutcome::QueueFull => "queue_full",
+            StreamOutcome::Rejected => "rejected",
+            StreamOutcome::Shutdown => "shutdown",
+        }
+    }
+}
+
 /// What happened to flows at a transform: the `kind` label of `flowgate_transform_flows_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TransformEvent {
@@ -185,6 +209,9 @@ pub struct Metrics {
     flows_dropped: Family<ReasonLabel, Counter>,
     export_retries: Family<StatusLabel, Counter>,
     pub dead_lettered: Counter,
+    dead_letter_stream: Family<OutcomeLabels, Counter>,
+    pub dead_letter_stream_retries: Counter,
+    dead_letter_stream_queued: Gauge,
     pub reconnects: Counter,
     pub stream_connected: Gauge,
     pub queue_records: Gauge,
@@ -229,6 +256,9 @@ impl Metrics {
             flows_dropped: Family::default(),
             export_retries: Family::default(),
             dead_lettered: Counter::default(),
+            dead_letter_stream: Family::default(),
+            dead_letter_stream_retries: Counter::default(),
+            dead_letter_stream_queued: Gauge::default(),
             reconnects: Counter::default(),
             stream_connected: Gauge::default(),
             queue_records: Gauge::default(),
@@ -312,6 +342,21 @@ impl Metrics {
             m.export_retries.clone(),
         );
         registry.register("dead_letter_records", "Records written to the dead-letter file", m.dead_lettered.clone());
+        registry.register(
+            "dead_letter_stream_records",
+            "Dead letters for the dead-letter endpoint by outcome (exported, queue_full, rejected, shutdown)",
+            m.dead_letter_stream.clone(),
+        );
+        registry.register(
+            "dead_letter_stream_retries",
+            "Requests to the dead-letter endpoint retried (unreachable, 429, 502-504)",
+            m.dead_letter_stream_retries.clone(),
+        );
+        registry.register(
+            "dead_letter_stream_queued_records",
+            "Dead letters waiting for the dead-letter endpoint",
+            m.dead_letter_stream_queued.clone(),
+        );
         registry.register(
             "source_reconnects",
             "Goldmane stream (re)connection attempts after a drop",
@@ -506,6 +551,18 @@ impl Metrics {
 
     pub fn transform_reloads_count(&self, outcome: &'static str) -> u64 {
         self.transform_reloads.get_or_create(&OutcomeLabels { outcome }).get()
+    }
+
+    pub fn dead_letter_stream(&self, outcome: StreamOutcome, n: u64) {
+        self.dead_letter_stream.get_or_create(&OutcomeLabels { outcome: outcome.as_str() }).inc_by(n);
+    }
+
+    pub fn dead_letter_stream_count(&self, outcome: StreamOutcome) -> u64 {
+        self.dead_letter_stream.get_or_create(&OutcomeLabels { outcome: outcome.as_str() }).get()
+    }
+
+    pub fn dead_letter_queued(&self, delta: i64) {
+        self.dead_letter_stream_queued.inc_by(delta);
     }
 
     pub fn transform_rollback(&self, transform: &str) {

@@ -3,7 +3,7 @@
 pub mod flow;
 mod metrics;
 
-pub use metrics::{DropReason, Metrics, TransformError, TransformEvent};
+pub use metrics::{DropReason, Metrics, StreamOutcome, TransformError, TransformEvent};
 
 use tracing_subscriber::EnvFilter;
 

@@ -525,3 +525,41 @@ fn a_bad_flowgate_variable_is_a_problem_named_by_the_variable() {
         assert!(problem.message.contains(message), "{var}={value:?}: {}", problem.message);
     }
 }
+
+/// Dead letters go to the endpoint or to the files, never both; the `dead-letter` policy needs one of them; a
+/// bad endpoint is named by where it was set.
+#[test]
+fn dead_letters_go_to_the_stream_or_the_files_and_the_policy_needs_one() {
+    let fields = |raw: RawConfig, extra: &[(&'static str, &'static str)]| {
+        let err = resolve_with_env(raw, &env(extra)).unwrap_err();
+        err.problems.into_iter().map(|p| format!("{}: {}", p.field, p.message)).collect::<Vec<_>>()
+    };
+    let yaml = "transforms:\n  chain:\n    - {name: redact, path: /r.wasm, failure_policy: dead-letter}\n";
+    let raw = RawConfig::from_yaml(yaml, Path::new("flowgate.yaml")).unwrap();
+    assert_eq!(
+        fields(raw.clone(), &[]),
+        ["transforms.chain[0].failure_policy: dead-letter needs transforms.dead_letter_path or dead_letter.endpoint"]
+    );
+    let cfg =
+        resolve_with_env(raw.clone(), &env(&[(ENV_FLOWGATE_DEAD_LETTER_ENDPOINT, "http://dl:4318/v1/logs")])).unwrap();
+    let d = cfg.dead_letter.clone().unwrap();
+    assert_eq!(d.endpoint.as_str(), "http://dl:4318/v1/logs");
+    assert_eq!((d.max_records, d.timeout), (config::DEFAULT_DEAD_LETTER_MAX_RECORDS, cfg.otlp.timeout));
+    assert!(cfg.to_string().contains("OTLP logs to http://dl:4318/v1/logs"));
+
+    let both = [(ENV_FLOWGATE_DEAD_LETTER_ENDPOINT, "http://dl:4318/v1/logs"), (ENV_FLOWGATE_DEAD_LETTER_PATH, "/dl")];
+    assert_eq!(
+        fields(raw.clone(), &both),
+        [format!(
+            "{ENV_FLOWGATE_DEAD_LETTER_PATH}: dead letters go to {ENV_FLOWGATE_DEAD_LETTER_ENDPOINT}: set one or the other"
+        )]
+    );
+    let problems = fields(raw.clone(), &[(ENV_FLOWGATE_DEAD_LETTER_ENDPOINT, "ftp://dl/")]);
+    assert_eq!(problems, [format!("{ENV_FLOWGATE_DEAD_LETTER_ENDPOINT}: scheme \"ftp\" is not http or https")]);
+    let mut raw = raw;
+    raw.dead_letter.endpoint = Some("dl:4318".into());
+    raw.dead_letter.max_records = Some(0);
+    let problems = fields(raw, &[]);
+    assert!(problems.iter().any(|p| p.starts_with("dead_letter.endpoint: ")), "{problems:?}");
+    assert!(problems.contains(&"dead_letter.max_records: must be at least 1".to_string()), "{problems:?}");
+}

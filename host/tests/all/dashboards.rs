@@ -53,6 +53,7 @@ fn populated() -> String {
     m.transform_duration("redact", std::time::Duration::from_millis(1));
     m.transform_reload("swapped");
     m.transform_rollback("redact");
+    m.dead_letter_stream(flowgate::telemetry::StreamOutcome::Exported, 1);
     m.transform_counter("redact", "redacted", 1);
     m.set_active_chain(&[("redact".into(), "sha256:00".into())]);
     m.flows_late("new", "list");

@@ -4,6 +4,7 @@
 mod cli;
 mod config;
 mod dashboards;
+mod dead_letters;
 mod e2e;
 mod export;
 mod faults;

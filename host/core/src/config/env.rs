@@ -51,6 +51,8 @@ pub const ENV_FLOWGATE_PROVENANCE: &str = "FLOWGATE_PROVENANCE";
 pub const ENV_FLOWGATE_DEAD_LETTER_PATH: &str = "FLOWGATE_DEAD_LETTER_PATH";
 /// Where batches the endpoint rejects permanently are written (`otlp.dead_letter_path`).
 pub const ENV_FLOWGATE_EXPORT_DEAD_LETTER_PATH: &str = "FLOWGATE_EXPORT_DEAD_LETTER_PATH";
+/// The dead-letter stream's OTLP/HTTP logs URL (`dead_letter.endpoint`).
+pub const ENV_FLOWGATE_DEAD_LETTER_ENDPOINT: &str = "FLOWGATE_DEAD_LETTER_ENDPOINT";
 /// Concurrent OTLP requests (`otlp.max_in_flight`).
 pub const ENV_FLOWGATE_MAX_IN_FLIGHT: &str = "FLOWGATE_MAX_IN_FLIGHT";
 /// Uncompressed request size that flushes a batch early (`batch.max_bytes`).
@@ -371,6 +373,10 @@ fn apply_flowgate_env(raw: &mut RawConfig, env: &Env, p: &mut Problems, origins:
     });
     let o = &mut raw.otlp;
     one(ENV_FLOWGATE_EXPORT_DEAD_LETTER_PATH, "otlp.dead_letter_path", &mut |v| path(v, &mut o.dead_letter_path));
+    one(ENV_FLOWGATE_DEAD_LETTER_ENDPOINT, "dead_letter.endpoint", &mut |v| {
+        raw.dead_letter.endpoint = Some(v.to_string());
+        Ok(())
+    });
     one(ENV_FLOWGATE_MAX_IN_FLIGHT, "otlp.max_in_flight", &mut |v| number(v, &mut o.max_in_flight));
     one(ENV_FLOWGATE_BATCH_MAX_BYTES, "batch.max_bytes", &mut |v| number(v, &mut raw.batch.max_bytes));
     one(ENV_FLOWGATE_QUEUE_MAX_BYTES, "queue.max_bytes", &mut |v| number(v, &mut raw.queue.max_bytes));
@@ -454,6 +460,7 @@ mod tests {
             (ENV_FLOWGATE_PROVENANCE, "FLOWGATE_PROVENANCE"),
             (ENV_FLOWGATE_DEAD_LETTER_PATH, "FLOWGATE_DEAD_LETTER_PATH"),
             (ENV_FLOWGATE_EXPORT_DEAD_LETTER_PATH, "FLOWGATE_EXPORT_DEAD_LETTER_PATH"),
+            (ENV_FLOWGATE_DEAD_LETTER_ENDPOINT, "FLOWGATE_DEAD_LETTER_ENDPOINT"),
             (ENV_FLOWGATE_MAX_IN_FLIGHT, "FLOWGATE_MAX_IN_FLIGHT"),
             (ENV_FLOWGATE_BATCH_MAX_BYTES, "FLOWGATE_BATCH_MAX_BYTES"),
             (ENV_FLOWGATE_QUEUE_MAX_BYTES, "FLOWGATE_QUEUE_MAX_BYTES"),
@@ -511,6 +518,7 @@ mod tests {
             (ENV_FLOWGATE_PROVENANCE, "off"),
             (ENV_FLOWGATE_DEAD_LETTER_PATH, "/dl"),
             (ENV_FLOWGATE_EXPORT_DEAD_LETTER_PATH, "/edl"),
+            (ENV_FLOWGATE_DEAD_LETTER_ENDPOINT, "http://c:4318/v1/logs"),
             (ENV_FLOWGATE_MAX_IN_FLIGHT, "2"),
             (ENV_FLOWGATE_BATCH_MAX_BYTES, "2048"),
             (ENV_FLOWGATE_QUEUE_MAX_BYTES, "1048576"),

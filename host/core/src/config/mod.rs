@@ -14,6 +14,7 @@
 
 mod admin;
 mod batch;
+mod dead_letter;
 pub mod env;
 mod flow_metrics;
 mod goldmane;
@@ -30,6 +31,7 @@ use serde::{Deserialize, Serialize};
 
 pub use admin::{DEFAULT_ADMIN_LISTEN, RawAdmin};
 pub use batch::{BatchConfig, DEFAULT_BATCH_DELAY_MS, DEFAULT_BATCH_MAX_BYTES, DEFAULT_BATCH_MAX_RECORDS, RawBatch};
+pub use dead_letter::{DEAD_LETTER_BATCH_RECORDS, DEFAULT_DEAD_LETTER_MAX_RECORDS, DeadLetterConfig, RawDeadLetter};
 pub use env::Env;
 use env::{Origins, apply_env};
 pub use flow_metrics::{
@@ -71,6 +73,8 @@ pub struct RawConfig {
     pub transforms: RawTransforms,
     pub flow_metrics: RawFlowMetrics,
     pub aggregation: RawAggregation,
+    /// A second OTLP logs endpoint for dead letters (instead of the files).
+    pub dead_letter: RawDeadLetter,
     pub shutdown_grace_ms: Option<u64>,
     /// A writable directory for the stream cursor (`FLOWGATE_STATE_DIR`): with it, a restart resumes the stream
     /// where the endpoint's acknowledgements end, even without the persistent queue.
@@ -90,6 +94,8 @@ pub struct Config {
     pub transforms: TransformsConfig,
     pub flow_metrics: Option<FlowMetricsConfig>,
     pub aggregation: Option<AggregationConfig>,
+    /// Off when `None`: dead letters go to the files, if set.
+    pub dead_letter: Option<DeadLetterConfig>,
     pub shutdown_grace: Duration,
     /// Problems that do not stop the gateway but deserve a line at startup and in `flowgate check`.
     pub warnings: Vec<String>,
@@ -159,7 +165,16 @@ impl fmt::Display for Config {
         writeln!(
             f,
             "  dead letters     {}",
-            o.dead_letter_path.as_ref().map_or("off".to_string(), |p| p.display().to_string())
+            match (&self.dead_letter, &o.dead_letter_path) {
+                (Some(d), _) => format!(
+                    "OTLP logs to {} (at most {} held, timeout {} ms)",
+                    d.endpoint,
+                    d.max_records,
+                    d.timeout.as_millis()
+                ),
+                (None, Some(p)) => p.display().to_string(),
+                (None, None) => "off".to_string(),
+            }
         )?;
         writeln!(
             f,
@@ -213,7 +228,11 @@ impl fmt::Display for Config {
             "transforms: {} workers, provenance {}, dead letters {}; rollback {}",
             t.workers,
             if t.provenance { "on" } else { "off" },
-            t.dead_letter_path.as_ref().map_or("off".to_string(), |p| p.display().to_string()),
+            match (&self.dead_letter, &t.dead_letter_path) {
+                (Some(_), _) => "to the dead-letter endpoint".to_string(),
+                (None, Some(p)) => p.display().to_string(),
+                (None, None) => "off".to_string(),
+            },
             match &t.rollback {
                 Some(r) => format!(
                     "after {} flows, over {:.0}% failing{} within {} ms of a swap",
@@ -352,6 +371,9 @@ impl RawConfig {
         let transforms = self.transforms.resolve(&mut p);
         let flow_metrics = self.flow_metrics.resolve(&otlp.endpoint, &mut p);
         let aggregation = self.aggregation.resolve(&mut p);
+        // A bad endpoint is its own problem, not also the policy's.
+        dead_letter_targets(self.dead_letter.endpoint.is_some(), &transforms, &otlp, &mut p);
+        let dead_letter = self.dead_letter.resolve(otlp.timeout, &mut p);
         if let Some(dir) = &self.state_dir
             && dir.as_os_str().is_empty()
         {
@@ -370,9 +392,37 @@ impl RawConfig {
             transforms,
             flow_metrics,
             aggregation,
+            dead_letter,
             shutdown_grace: Duration::from_millis(self.shutdown_grace_ms.unwrap_or(DEFAULT_SHUTDOWN_GRACE_MS)),
             warnings,
         })
+    }
+}
+
+/// Dead letters go to the stream or to the files, never both; the `dead-letter` policy needs one of them.
+fn dead_letter_targets(stream: bool, t: &TransformsConfig, o: &OtlpConfig, p: &mut Problems) {
+    if stream {
+        for (set, path) in [
+            (t.dead_letter_path.is_some(), "transforms.dead_letter_path"),
+            (o.dead_letter_path.is_some(), "otlp.dead_letter_path"),
+        ] {
+            if set {
+                let endpoint = p.label("dead_letter.endpoint").to_string();
+                p.at(path, format!("dead letters go to {endpoint}: set one or the other"));
+            }
+        }
+        return;
+    }
+    if t.dead_letter_path.is_some() {
+        return;
+    }
+    for (i, e) in t.chain.iter().flatten().enumerate() {
+        if e.failure_policy == Some(FailurePolicy::DeadLetter) {
+            p.at(
+                &format!("transforms.chain[{i}].failure_policy"),
+                "dead-letter needs transforms.dead_letter_path or dead_letter.endpoint",
+            );
+        }
     }
 }
 

@@ -176,9 +176,6 @@ impl RawTransforms {
                 if e.path.is_none() {
                     p.at(&at("path"), "required");
                 }
-                if e.failure_policy == Some(FailurePolicy::DeadLetter) && self.dead_letter_path.is_none() {
-                    p.at(&at("failure_policy"), "dead-letter needs transforms.dead_letter_path");
-                }
             }
         }
         TransformsConfig {
