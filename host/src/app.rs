@@ -156,7 +156,7 @@ impl Gateway {
             exporter,
             queue,
             progress,
-            pipeline,
+            mut pipeline,
             reloader,
             metrics_push,
             dead_letters,
@@ -165,6 +165,26 @@ impl Gateway {
         for w in &cfg.warnings {
             tracing::warn!(warning = %w, "configuration");
         }
+        // The gateway's own metrics and traces, before any flow moves.
+        let telemetry = match &cfg.telemetry {
+            Some(t) => {
+                let resource = resource(&cfg.otlp.resource_attributes)
+                    .attributes
+                    .into_iter()
+                    .filter_map(|kv| match kv.value?.value? {
+                        opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(s) => Some((kv.key, s)),
+                        _ => None,
+                    })
+                    .collect();
+                let client = telemetry_client(&cfg.otlp).context("the self-telemetry HTTP client")?;
+                Some(
+                    crate::telemetry::otel::start(t, &cfg.otlp, resource, client, &metrics)
+                        .context("self-telemetry")?,
+                )
+            }
+            None => None,
+        };
+        pipeline.tracing = telemetry.as_ref().and_then(|t| t.tracing());
         // Stopped once the data path has drained: the admin server, the TLS reload ticker, the metrics push.
         let after_drain = CancellationToken::new();
         let tasks = TaskTracker::new();
@@ -273,6 +293,14 @@ impl Gateway {
         if let Some(push) = &metrics_push {
             push.final_push(cfg.otlp.timeout).await;
         }
+        // The last values and spans of the gateway's own telemetry.
+        if let Some(t) = telemetry {
+            // Bounded: a telemetry endpoint that hangs must not hold the exit.
+            let last = tokio::task::spawn_blocking(move || t.shutdown());
+            if tokio::time::timeout(cfg.otlp.timeout, last).await.is_err() {
+                tracing::warn!("the gateway's own telemetry: last export still running at exit; abandoned");
+            }
+        }
         after_drain.cancel();
         tasks.close();
         tasks.wait().await;
@@ -298,6 +326,7 @@ fn transforms(
             None => t.dead_letter_path.clone().map(|p| Arc::new(pipeline::DeadLetter::new(p))),
         },
         post: crate::pipeline::post::Post::new(cfg.flow_metrics.clone(), cfg.aggregation, metrics.clone()),
+        tracing: None,
     };
     if (t.dir.is_none() && t.chain.is_none() && t.config_file.is_none()) || purpose == Purpose::Check {
         // No chain: one worker renders straight from the wire; decoding for the post-chain stages takes more.
@@ -330,6 +359,17 @@ fn report(cfg: &Config, chain: &str) -> String {
         out.push_str(&format!("warning:   {w}\n"));
     }
     out
+}
+
+/// The HTTP client of the gateway's own telemetry: rustls with the main endpoint's TLS files, for whichever
+/// scheme the telemetry URLs turn out to have (the SDK's signal variables may name an https one).
+fn telemetry_client(otlp: &crate::config::OtlpConfig) -> anyhow::Result<reqwest::Client> {
+    tls::install_default_provider();
+    Ok(reqwest::Client::builder()
+        .timeout(otlp.timeout)
+        .user_agent(concat!("flowgate/", env!("CARGO_PKG_VERSION"), " (self-telemetry)"))
+        .use_preconfigured_tls(tls::client_config(&otlp.tls, &[b"http/1.1"])?)
+        .build()?)
 }
 
 /// Creates `dir` if needed and proves a file can be written in it.

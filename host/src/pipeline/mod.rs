@@ -53,6 +53,8 @@ pub struct PipelineOptions {
     pub dead_letter: Option<Arc<DeadLetter>>,
     /// Flow metrics and aggregation after the chain, when configured.
     pub post: Option<Arc<crate::pipeline::post::Post>>,
+    /// Spans for sampled batches, when the gateway's own traces are on.
+    pub tracing: Option<crate::telemetry::otel::Tracing>,
 }
 
 /// What the pipeline hands the batcher: records, and the source chunks they complete (for the stream cursor).
@@ -157,26 +159,44 @@ fn worker_loop(
         // Chunk 0 is unnumbered (no stream cursor is kept): nothing to report for it.
         let done: Vec<u64> = (seq != 0).then_some(seq).into_iter().collect();
         let chain = opts.chain.get();
+        let trace = opts.tracing.as_ref().and_then(|t| t.batch(flows.len()));
+        worker.timings = trace.as_ref().map(|_| Vec::new());
         let out = match &opts.post {
             None if chain.is_empty() => Records { records: passthrough(&flows, metrics), chunks: done },
             None => {
-                let items = transformed(&mut worker, &chain, flows);
+                let items = traced(trace.as_ref(), &mut worker, |w| transformed(w, &chain, flows));
                 let provenance = opts.provenance.then_some(&*chain.provenance);
                 let records = rendered(items.into_iter().map(|item| (item, provenance)), unix_nanos(), metrics);
                 Records { records, chunks: done }
             }
             Some(post) => {
-                let items = decoded(transformed(&mut worker, &chain, flows), metrics);
+                let items = decoded(traced(trace.as_ref(), &mut worker, |w| transformed(w, &chain, flows)), metrics);
                 let provenance = (opts.provenance && !chain.is_empty()).then(|| chain.provenance.clone());
                 records_of(post.process(items, provenance, seq), metrics)
             }
         };
+        if let Some(trace) = trace {
+            trace.queued(out.records.len());
+        }
         // Sent even without records when a cursor is kept: the chunk is done.
         let empty = out.records.is_empty() && out.chunks.is_empty();
         if !empty && output.blocking_send(out).is_err() {
             return;
         }
     }
+}
+
+/// Runs `chain` (through `run`) inside a traced batch's chain span, with its transforms' spans.
+fn traced(
+    trace: Option<&crate::telemetry::otel::BatchTrace>,
+    worker: &mut Worker,
+    run: impl FnOnce(&mut Worker) -> Vec<Item>,
+) -> Vec<Item> {
+    let Some(trace) = trace else { return run(worker) };
+    let start = SystemTime::now();
+    let items = run(worker);
+    trace.chain(start, SystemTime::now(), &worker.timings.take().unwrap_or_default());
+    items
 }
 
 fn passthrough(flows: &[RawFlow], metrics: &Metrics) -> Vec<LogRecord> {

@@ -20,6 +20,7 @@ use super::chain::{Chain, Entry, FailurePolicy};
 use super::dead_letter::DeadLetter;
 use super::health::{Admission, TrapVerdict};
 use crate::proto::Flow;
+use crate::telemetry::otel::TransformTiming;
 use crate::telemetry::{DropReason, Metrics, TransformError, TransformEvent};
 use crate::wasm::{
     Annotations, Attribute, BatchAnnotation, BatchFlow, Body, Change, FlowIndex, GuestFailure, Instance, Outcome,
@@ -174,6 +175,8 @@ pub struct Worker {
     dead_letter: Option<Arc<DeadLetter>>,
     /// Where the chain's time went on this worker (three clock reads per transform per batch).
     pub stages: Stages,
+    /// Set for a traced batch: each transform's span is collected here.
+    pub timings: Option<Vec<TransformTiming>>,
 }
 
 /// Time spent by stage of the chain, summed over every transform and batch.
@@ -189,7 +192,14 @@ pub struct Stages {
 
 impl Worker {
     pub fn new(metrics: Arc<Metrics>, dead_letter: Option<Arc<DeadLetter>>) -> Self {
-        Worker { generation: u64::MAX, slots: Vec::new(), metrics, dead_letter, stages: Stages::default() }
+        Worker {
+            generation: u64::MAX,
+            slots: Vec::new(),
+            metrics,
+            dead_letter,
+            stages: Stages::default(),
+            timings: None,
+        }
     }
 
     /// Runs `chain` over `flows`; what comes out, in order, with expansions in place, decoded (tests and tools:
@@ -213,7 +223,13 @@ impl Worker {
             if items.is_empty() {
                 break;
             }
+            let traced = self.timings.is_some().then(|| (std::time::SystemTime::now(), items.len() as u64));
             items = self.run_entry(i, entry, items);
+            if let (Some(timings), Some((start, flows_in))) = (self.timings.as_mut(), traced) {
+                let (name, end, flows_out) =
+                    (entry.spec.name.clone(), std::time::SystemTime::now(), items.len() as u64);
+                timings.push(TransformTiming { name, start, end, flows_in, flows_out });
+            }
         }
         items
     }

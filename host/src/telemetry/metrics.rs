@@ -211,6 +211,10 @@ pub struct Metrics {
     pub dead_lettered: Counter,
     dead_letter_stream: Family<OutcomeLabels, Counter>,
     pub dead_letter_stream_retries: Counter,
+    /// Spans of the gateway's own traces dropped because their queue was full.
+    pub telemetry_spans_dropped: Counter,
+    /// Spans of the gateway's own traces whose export failed.
+    pub telemetry_spans_failed: Counter,
     dead_letter_stream_queued: Gauge,
     pub reconnects: Counter,
     pub stream_connected: Gauge,
@@ -258,6 +262,8 @@ impl Metrics {
             dead_lettered: Counter::default(),
             dead_letter_stream: Family::default(),
             dead_letter_stream_retries: Counter::default(),
+            telemetry_spans_dropped: Counter::default(),
+            telemetry_spans_failed: Counter::default(),
             dead_letter_stream_queued: Gauge::default(),
             reconnects: Counter::default(),
             stream_connected: Gauge::default(),
@@ -346,6 +352,16 @@ impl Metrics {
             "dead_letter_stream_records",
             "Dead letters for the dead-letter endpoint by outcome (exported, queue_full, rejected, shutdown)",
             m.dead_letter_stream.clone(),
+        );
+        registry.register(
+            "telemetry_spans_dropped",
+            "Spans of Flowgate's own traces dropped: their export queue was full",
+            m.telemetry_spans_dropped.clone(),
+        );
+        registry.register(
+            "telemetry_spans_failed",
+            "Spans of Flowgate's own traces whose export failed",
+            m.telemetry_spans_failed.clone(),
         );
         registry.register(
             "dead_letter_stream_retries",

@@ -2,6 +2,7 @@
 
 pub mod flow;
 mod metrics;
+pub mod otel;
 
 pub use metrics::{DropReason, Metrics, StreamOutcome, TransformError, TransformEvent};
 

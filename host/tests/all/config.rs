@@ -563,3 +563,47 @@ fn dead_letters_go_to_the_stream_or_the_files_and_the_policy_needs_one() {
     assert!(problems.iter().any(|p| p.starts_with("dead_letter.endpoint: ")), "{problems:?}");
     assert!(problems.contains(&"dead_letter.max_records: must be at least 1".to_string()), "{problems:?}");
 }
+
+/// The gateway's own telemetry is off by default; the SDK's variables turn each signal on, pick the sampler, and
+/// a value they do not define is a problem named by the variable.
+#[test]
+fn self_telemetry_is_off_by_default_and_follows_the_sdks_variables() {
+    assert!(resolve_with_env(RawConfig::default(), &env(&[])).unwrap().telemetry.is_none());
+    let cfg = resolve_with_env(
+        RawConfig::default(),
+        &env(&[(ENV_OTEL_METRICS_EXPORTER, "otlp"), (ENV_OTEL_EXPORTER_OTLP_ENDPOINT, "https://col:4318/")]),
+    )
+    .unwrap();
+    let t = cfg.telemetry.unwrap();
+    assert_eq!(t.metrics_endpoint.unwrap().as_str(), "https://col:4318/v1/metrics");
+    assert!(t.traces_endpoint.is_none());
+    assert_eq!(t.interval, Duration::from_millis(config::DEFAULT_TELEMETRY_INTERVAL_MS));
+
+    let traces = |extra: &[(&'static str, &'static str)]| {
+        let mut pairs = vec![(ENV_OTEL_TRACES_EXPORTER, "otlp")];
+        pairs.extend_from_slice(extra);
+        resolve_with_env(RawConfig::default(), &env(&pairs)).map(|c| c.telemetry.unwrap())
+    };
+    let t = traces(&[]).unwrap();
+    assert_eq!(t.traces_endpoint.unwrap().as_str(), "http://localhost:4318/v1/traces");
+    assert_eq!(t.sample_ratio, config::DEFAULT_TRACES_SAMPLE_RATIO);
+    assert_eq!(traces(&[(ENV_OTEL_TRACES_SAMPLER, "parentbased_always_on")]).unwrap().sample_ratio, 1.0);
+    assert_eq!(traces(&[(ENV_OTEL_TRACES_SAMPLER, "always_off")]).unwrap().sample_ratio, 0.0);
+    assert_eq!(traces(&[(ENV_OTEL_TRACES_SAMPLER, "traceidratio")]).unwrap().sample_ratio, 1.0);
+    let t = traces(&[(ENV_OTEL_TRACES_SAMPLER, "traceidratio"), (ENV_OTEL_TRACES_SAMPLER_ARG, "0.25")]).unwrap();
+    assert_eq!(t.sample_ratio, 0.25);
+    assert_eq!(traces(&[(ENV_OTEL_BSP_MAX_QUEUE_SIZE, "64")]).unwrap().max_queue, 64);
+
+    let named = |extra: &[(&'static str, &'static str)], var: &str, message: &str| {
+        let err = resolve_with_env(RawConfig::default(), &env(extra)).unwrap_err();
+        let p = err.problems.iter().find(|p| p.field == var).unwrap_or_else(|| panic!("{var} not named: {err}"));
+        assert!(p.message.contains(message), "{var}: {}", p.message);
+    };
+    named(&[(ENV_OTEL_METRICS_EXPORTER, "prometheus")], ENV_OTEL_METRICS_EXPORTER, "use otlp or none");
+    named(&[(ENV_OTEL_TRACES_SAMPLER, "jaeger_remote")], ENV_OTEL_TRACES_SAMPLER, "is not always_on");
+    named(
+        &[(ENV_OTEL_TRACES_EXPORTER, "otlp"), (ENV_OTEL_TRACES_SAMPLER_ARG, "2")],
+        ENV_OTEL_TRACES_SAMPLER_ARG,
+        "is not between 0 and 1",
+    );
+}

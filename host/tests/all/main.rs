@@ -15,5 +15,6 @@ mod otelcol;
 mod reload;
 mod render;
 mod support;
+mod telemetry;
 mod tls;
 mod wasm;

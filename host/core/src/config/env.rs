@@ -118,6 +118,16 @@ pub const ENV_OTEL_BLRP_SCHEDULE_DELAY: &str = "OTEL_BLRP_SCHEDULE_DELAY";
 pub const ENV_OTEL_BLRP_MAX_EXPORT_BATCH_SIZE: &str = "OTEL_BLRP_MAX_EXPORT_BATCH_SIZE";
 /// Records queued (`queue.max_records`).
 pub const ENV_OTEL_BLRP_MAX_QUEUE_SIZE: &str = "OTEL_BLRP_MAX_QUEUE_SIZE";
+/// `otlp` turns the gateway's own metrics on, `none` off (`telemetry.metrics.enabled`).
+pub const ENV_OTEL_METRICS_EXPORTER: &str = "OTEL_METRICS_EXPORTER";
+/// `otlp` turns the gateway's own traces on, `none` off (`telemetry.traces.enabled`).
+pub const ENV_OTEL_TRACES_EXPORTER: &str = "OTEL_TRACES_EXPORTER";
+/// `always_on`, `always_off`, `traceidratio` or their `parentbased_` forms (`telemetry.traces.sample_ratio`).
+pub const ENV_OTEL_TRACES_SAMPLER: &str = "OTEL_TRACES_SAMPLER";
+/// The ratio of `traceidratio` (`telemetry.traces.sample_ratio`).
+pub const ENV_OTEL_TRACES_SAMPLER_ARG: &str = "OTEL_TRACES_SAMPLER_ARG";
+/// Finished spans queued for export (`telemetry.traces.max_queue`).
+pub const ENV_OTEL_BSP_MAX_QUEUE_SIZE: &str = "OTEL_BSP_MAX_QUEUE_SIZE";
 /// Accepted and warned about: Flowgate never abandons a retryable batch.
 pub const ENV_OTEL_BLRP_EXPORT_TIMEOUT: &str = "OTEL_BLRP_EXPORT_TIMEOUT";
 
@@ -321,6 +331,7 @@ pub(crate) fn apply_env(raw: &mut RawConfig, env: &Env, p: &mut Problems, warnin
         o.resource_attributes.insert("service.name".into(), v.trim().to_string());
     }
 
+    apply_telemetry_env(raw, env, p, &mut origins);
     if let Some(v) = env.get(ENV_OTEL_BLRP_SCHEDULE_DELAY)
         && let Some(ms) = parse(ENV_OTEL_BLRP_SCHEDULE_DELAY, v, p)
     {
@@ -348,6 +359,62 @@ pub(crate) fn apply_env(raw: &mut RawConfig, env: &Env, p: &mut Problems, warnin
         ));
     }
     origins
+}
+
+/// The SDK's variables for the gateway's own telemetry.
+fn apply_telemetry_env(raw: &mut RawConfig, env: &Env, p: &mut Problems, origins: &mut Origins) {
+    let t = &mut raw.telemetry;
+    for (name, path, slot) in [
+        (ENV_OTEL_METRICS_EXPORTER, "telemetry.metrics.enabled", &mut t.metrics.enabled),
+        (ENV_OTEL_TRACES_EXPORTER, "telemetry.traces.enabled", &mut t.traces.enabled),
+    ] {
+        if let Some(v) = env.get(name) {
+            match v.trim() {
+                "otlp" => *slot = Some(true),
+                "none" => *slot = Some(false),
+                other => {
+                    p.named(name, format!("{other:?} is not supported: use otlp or none"));
+                    continue;
+                }
+            }
+            origins.set(path, name);
+        }
+    }
+    if let Some(v) = env.get(ENV_OTEL_METRIC_EXPORT_INTERVAL)
+        && let Ok(ms) = v.trim().parse()
+    {
+        t.metrics.interval_ms = Some(ms);
+        origins.set("telemetry.metrics.interval_ms", ENV_OTEL_METRIC_EXPORT_INTERVAL);
+    }
+    let arg = env.get(ENV_OTEL_TRACES_SAMPLER_ARG);
+    let ratio = match env.get(ENV_OTEL_TRACES_SAMPLER).map(str::trim) {
+        None => arg.map(|a| (ENV_OTEL_TRACES_SAMPLER_ARG, a)),
+        Some("always_on" | "parentbased_always_on") => Some((ENV_OTEL_TRACES_SAMPLER, "1")),
+        Some("always_off" | "parentbased_always_off") => Some((ENV_OTEL_TRACES_SAMPLER, "0")),
+        // The spec's default argument is 1.0.
+        Some("traceidratio" | "parentbased_traceidratio") => {
+            Some(arg.map_or((ENV_OTEL_TRACES_SAMPLER, "1"), |a| (ENV_OTEL_TRACES_SAMPLER_ARG, a)))
+        }
+        Some(other) => {
+            p.named(ENV_OTEL_TRACES_SAMPLER, format!("{other:?} is not always_on, always_off or traceidratio"));
+            None
+        }
+    };
+    if let Some((name, v)) = ratio {
+        match v.trim().parse::<f64>() {
+            Ok(r) => {
+                t.traces.sample_ratio = Some(r);
+                origins.set("telemetry.traces.sample_ratio", name);
+            }
+            Err(_) => p.named(name, format!("{v:?} is not a number between 0 and 1")),
+        }
+    }
+    if let Some(v) = env.get(ENV_OTEL_BSP_MAX_QUEUE_SIZE)
+        && let Some(n) = parse(ENV_OTEL_BSP_MAX_QUEUE_SIZE, v, p)
+    {
+        t.traces.max_queue = Some(n);
+        origins.set("telemetry.traces.max_queue", ENV_OTEL_BSP_MAX_QUEUE_SIZE);
+    }
 }
 
 /// Flowgate's own variables for the YAML settings a deployment commonly changes: each sets one path, and a value
@@ -495,6 +562,11 @@ mod tests {
             (ENV_OTEL_BLRP_MAX_EXPORT_BATCH_SIZE, "OTEL_BLRP_MAX_EXPORT_BATCH_SIZE"),
             (ENV_OTEL_BLRP_MAX_QUEUE_SIZE, "OTEL_BLRP_MAX_QUEUE_SIZE"),
             (ENV_OTEL_BLRP_EXPORT_TIMEOUT, "OTEL_BLRP_EXPORT_TIMEOUT"),
+            (ENV_OTEL_METRICS_EXPORTER, "OTEL_METRICS_EXPORTER"),
+            (ENV_OTEL_TRACES_EXPORTER, "OTEL_TRACES_EXPORTER"),
+            (ENV_OTEL_TRACES_SAMPLER, "OTEL_TRACES_SAMPLER"),
+            (ENV_OTEL_TRACES_SAMPLER_ARG, "OTEL_TRACES_SAMPLER_ARG"),
+            (ENV_OTEL_BSP_MAX_QUEUE_SIZE, "OTEL_BSP_MAX_QUEUE_SIZE"),
         ];
         for (constant, name) in pinned {
             assert_eq!(constant, name);
@@ -540,11 +612,17 @@ mod tests {
             (ENV_OTEL_BLRP_SCHEDULE_DELAY, "100"),
             (ENV_OTEL_BLRP_MAX_EXPORT_BATCH_SIZE, "100"),
             (ENV_OTEL_BLRP_MAX_QUEUE_SIZE, "100000"),
+            (ENV_OTEL_METRICS_EXPORTER, "otlp"),
+            (ENV_OTEL_TRACES_EXPORTER, "none"),
+            (ENV_OTEL_TRACES_SAMPLER, "always_on"),
+            (ENV_OTEL_BSP_MAX_QUEUE_SIZE, "10"),
         ]);
         let (mut p, mut warnings) = (Problems::default(), Vec::new());
         let origins = apply_env(&mut RawConfig::default(), &env, &mut p, &mut warnings);
         assert!(p.found.is_empty() && warnings.is_empty(), "{:?} {warnings:?}", p.found);
-        assert_eq!(origins.0.len(), env.0.len(), "every variable above sets one setting: {origins:?}");
+        for var in env.0.keys() {
+            assert!(origins.0.values().any(|v| v == var), "{var} sets no setting: {origins:?}");
+        }
         let file = serde_norway::to_value(RawConfig::default()).unwrap();
         for (path, var) in &origins.0 {
             let found = path.split('.').try_fold(&file, |v, key| v.get(key));

@@ -20,6 +20,7 @@ mod flow_metrics;
 mod goldmane;
 mod otlp;
 mod queue;
+mod telemetry;
 mod transforms;
 
 use std::fmt;
@@ -52,6 +53,10 @@ pub use queue::{
     BURST_RECORDS, DEFAULT_PERSISTENT_MAX_BYTES, DEFAULT_QUEUE_MAX_BYTES, DEFAULT_QUEUE_MAX_RECORDS, Fsync,
     PersistentQueueConfig, QueueConfig, RawPersistentQueue, RawQueue, WhenFull,
 };
+pub use telemetry::{
+    DEFAULT_TELEMETRY_INTERVAL_MS, DEFAULT_TRACES_MAX_QUEUE, DEFAULT_TRACES_SAMPLE_RATIO, RawTelemetry,
+    RawTelemetryMetrics, RawTelemetryTraces, TelemetryConfig,
+};
 pub use transforms::{
     DEFAULT_DEBOUNCE_MS, DEFAULT_RESYNC_INTERVAL_MS, DEFAULT_ROLLBACK_FACTOR, DEFAULT_ROLLBACK_MAX_FAILURE_RATIO,
     DEFAULT_ROLLBACK_MIN_FLOWS, DEFAULT_ROLLBACK_WINDOW_MS, FailurePolicy, ROLLBACK_FACTOR_FLOOR, RawEntry,
@@ -75,6 +80,8 @@ pub struct RawConfig {
     pub aggregation: RawAggregation,
     /// A second OTLP logs endpoint for dead letters (instead of the files).
     pub dead_letter: RawDeadLetter,
+    /// Flowgate's own metrics and traces over OTLP.
+    pub telemetry: RawTelemetry,
     pub shutdown_grace_ms: Option<u64>,
     /// A writable directory for the stream cursor (`FLOWGATE_STATE_DIR`): with it, a restart resumes the stream
     /// where the endpoint's acknowledgements end, even without the persistent queue.
@@ -96,6 +103,8 @@ pub struct Config {
     pub aggregation: Option<AggregationConfig>,
     /// Off when `None`: dead letters go to the files, if set.
     pub dead_letter: Option<DeadLetterConfig>,
+    /// Off when `None`.
+    pub telemetry: Option<TelemetryConfig>,
     pub shutdown_grace: Duration,
     /// Problems that do not stop the gateway but deserve a line at startup and in `flowgate check`.
     pub warnings: Vec<String>,
@@ -245,6 +254,21 @@ impl fmt::Display for Config {
             }
         )?;
         writeln!(f, "shutdown:  {} ms grace", self.shutdown_grace.as_millis())?;
+        match &self.telemetry {
+            Some(t) => writeln!(
+                f,
+                "telemetry: metrics {} ; traces {}",
+                t.metrics_endpoint
+                    .as_ref()
+                    .map_or("off".to_string(), |u| format!("every {} ms to {u}", t.interval.as_millis())),
+                t.traces_endpoint.as_ref().map_or("off".to_string(), |u| format!(
+                    "{}% of batches to {u} (at most {} spans queued)",
+                    t.sample_ratio * 100.0,
+                    t.max_queue
+                )),
+            )?,
+            None => writeln!(f, "telemetry: off (OTEL_METRICS_EXPORTER / OTEL_TRACES_EXPORTER=otlp turn it on)")?,
+        }
         match &self.flow_metrics {
             Some(m) => {
                 writeln!(
@@ -374,6 +398,7 @@ impl RawConfig {
         // A bad endpoint is its own problem, not also the policy's.
         dead_letter_targets(self.dead_letter.endpoint.is_some(), &transforms, &otlp, &mut p);
         let dead_letter = self.dead_letter.resolve(otlp.timeout, &mut p);
+        let telemetry = self.telemetry.resolve(&otlp.endpoint, &mut p);
         if let Some(dir) = &self.state_dir
             && dir.as_os_str().is_empty()
         {
@@ -393,6 +418,7 @@ impl RawConfig {
             flow_metrics,
             aggregation,
             dead_letter,
+            telemetry,
             shutdown_grace: Duration::from_millis(self.shutdown_grace_ms.unwrap_or(DEFAULT_SHUTDOWN_GRACE_MS)),
             warnings,
         })
