@@ -14,7 +14,8 @@
 //! ```
 //!
 //! Leaves below the stages: [`otlp`] (the OTLP form: records, values, requests, compression), [`telemetry`]
-//! (logs, metrics, error chains), [`config`], [`render`] and [`wire`] (from `flowgate-core`), [`tls`],
+//! (logs, metrics, error chains, and their OTLP export with the OpenTelemetry SDK), [`dead_letter`] (what the
+//! stages offer dead letters to; `sink::dead_letter` sends them), [`config`], [`render`] and [`wire`] (from `flowgate-core`), [`tls`],
 //! [`backoff`]. Beside them: [`wasm`] (the wasmtime host) and [`reload`] (hot reload of the chain), [`admin`]
 //! (metrics and probes), [`sim`] (a Goldmane simulator for tests and the demo), [`receiver`] (an OTLP test peer),
 //! [`demo`], [`tools`] (`flowgate test`, `check`), and [`app`], which wires the stages together.
