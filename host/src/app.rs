@@ -66,7 +66,8 @@ pub fn build(cfg: Config, metrics: Arc<Metrics>, purpose: Purpose) -> anyhow::Re
         }
         Purpose::Check => (None, None),
     };
-    let (pipeline, reloader) = transforms(&cfg, &metrics, purpose)?;
+    let (mut pipeline, reloader) = transforms(&cfg, &metrics, purpose)?;
+    pipeline.head_room = encoder.head_room();
     let metrics_push = MetricsPush::new(
         pipeline.post.as_ref(),
         cfg.flow_metrics.as_ref().and_then(|m| m.otlp.clone()),
@@ -234,6 +235,7 @@ fn transforms(
         provenance: t.provenance,
         dead_letter: t.dead_letter_path.clone().map(|p| Arc::new(pipeline::DeadLetter::new(p))),
         post: crate::pipeline::post::Post::new(cfg.flow_metrics.clone(), cfg.aggregation, metrics.clone()),
+        head_room: 0,
     };
     if (t.dir.is_none() && t.chain.is_none() && t.config_file.is_none()) || purpose == Purpose::Check {
         // No chain: one worker renders straight from the wire; decoding for the post-chain stages takes more.

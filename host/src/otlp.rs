@@ -161,7 +161,7 @@ impl RequestEncoder {
     }
 
     /// Bytes the head of a request may take: records are appended after this much room ([`RequestEncoder::start`]).
-    fn head_room(&self) -> usize {
+    pub fn head_room(&self) -> usize {
         // Two tags and two length varints of at most 5 bytes (a request is far below 4 GiB).
         2 * (1 + 5) + self.resource_field.len() + self.scope_field.len()
     }

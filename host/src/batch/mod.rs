@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::config::BatchConfig;
-use crate::otlp::{Encoded, RequestEncoder};
+use crate::otlp::{Encoded, EncodedRecords, RequestEncoder};
 use crate::pipeline::Records;
 use crate::source::Progress;
 pub use queue::{Queue, Weighted};
@@ -224,6 +224,27 @@ pub async fn run(
             }
         };
         let Some(Records { records, chunks }) = records else { break };
+        if pending.records == 0
+            && !records.is_empty()
+            && records.head_room() == pending.head_room
+            && records.len() <= cfg.max_records
+            && records.bytes_len() <= cfg.max_bytes
+        {
+            // The chunk's records are a request (the common case: chunks and batches are both 512): their buffer
+            // becomes it, with no copy.
+            pending.adopt(records);
+            deadline = Some(Instant::now() + cfg.delay.max(Duration::from_millis(1)));
+            if pending.records >= cfg.max_records {
+                pending.flush(&encoder, &queue, &mut last_batch).await;
+                persisted(&mut unflushed, last_batch);
+                deadline = None;
+            }
+            unflushed.extend(chunks);
+            if pending.records == 0 {
+                persisted(&mut unflushed, last_batch);
+            }
+            continue;
+        }
         for record in records.iter() {
             if pending.records > 0 && pending.bytes() + record.len() > cfg.max_bytes {
                 pending.flush(&encoder, &queue, &mut last_batch).await;
@@ -269,6 +290,12 @@ impl Pending {
     /// Bytes of the records so far (what the batch's byte limit counts).
     fn bytes(&self) -> usize {
         self.buf.len().saturating_sub(self.head_room)
+    }
+
+    /// Records from the pipeline, with room for the head in front, as the whole of the request so far.
+    fn adopt(&mut self, records: EncodedRecords) {
+        self.records = records.len();
+        self.buf = records.into_buffer();
     }
 
     fn push(&mut self, encoder: &RequestEncoder, record: &[u8]) {
@@ -342,6 +369,30 @@ mod tests {
         let cfg = BatchConfig { max_records: 10, max_bytes: 1 << 20, delay: Duration::from_secs(3600) };
         let out = batches(cfg, vec![records(25, 10)], Duration::ZERO).await;
         assert_eq!(out.iter().map(|e| e.records).collect::<Vec<_>>(), vec![10, 10, 5]);
+    }
+
+    #[tokio::test]
+    async fn chunks_made_with_room_for_the_head_become_requests_as_they_are() {
+        let cfg = BatchConfig { max_records: 10, max_bytes: 1 << 20, delay: Duration::from_secs(3600) };
+        let room = RequestEncoder::new(resource(&[]), Compression::None).head_room();
+        let chunk = |n: usize, first: u64| {
+            let mut out = EncodedRecords::for_request(room, n, 0);
+            for i in 0..n as u64 {
+                out.push(first + i, Severity::Info, BodyRef::Str("b"), std::iter::empty());
+            }
+            out
+        };
+        // Adopted whole (10), then one copied record by record (25 > 10), then adopted (4) and filled up by copies.
+        let input = vec![chunk(10, 0), chunk(25, 10), chunk(4, 35), chunk(7, 39)];
+        let out = batches(cfg, input, Duration::ZERO).await;
+        assert_eq!(out.iter().map(|e| e.records).collect::<Vec<_>>(), vec![10, 10, 10, 10, 6]);
+        let encoder = RequestEncoder::new(resource(&[]), Compression::None);
+        let times: Vec<u64> = out.iter().flat_map(|e| encoder.decode(e).unwrap()).map(|r| r.time_unix_nano).collect();
+        assert_eq!(times, (0..46).collect::<Vec<_>>());
+        for e in &out {
+            let again = encoder.encode_log_records(encoder.decode(e).unwrap());
+            assert_eq!(e.body, again.body, "an adopted buffer makes the same request as copies");
+        }
     }
 
     #[tokio::test]

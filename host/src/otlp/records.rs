@@ -44,10 +44,13 @@ pub enum BodyRef<'a> {
     KvList(&'a [Attribute]),
 }
 
-/// Records encoded as a request's `ScopeLogs` carries them, back to back.
+/// Records encoded as a request's `ScopeLogs` carries them, back to back, after room for a request's head when
+/// made for one ([`EncodedRecords::for_request`]): a batch of them that makes a request whole becomes it as is.
 #[derive(Debug, Default, Clone)]
 pub struct EncodedRecords {
     bytes: Vec<u8>,
+    /// Bytes left at the front of `bytes` for a request's head.
+    head_room: usize,
     /// Where each record ends in `bytes`.
     ends: Vec<usize>,
 }
@@ -55,7 +58,25 @@ pub struct EncodedRecords {
 impl EncodedRecords {
     /// Room for `records` records of about `bytes` bytes in all.
     pub fn with_capacity(records: usize, bytes: usize) -> Self {
-        EncodedRecords { bytes: Vec::with_capacity(bytes), ends: Vec::with_capacity(records) }
+        Self::for_request(0, records, bytes)
+    }
+
+    /// [`EncodedRecords::with_capacity`], after `head_room` bytes for a request's head (the encoder's
+    /// [`super::RequestEncoder::head_room`]).
+    pub fn for_request(head_room: usize, records: usize, bytes: usize) -> Self {
+        let mut buf = Vec::with_capacity(head_room + bytes);
+        buf.resize(head_room, 0);
+        EncodedRecords { bytes: buf, head_room, ends: Vec::with_capacity(records) }
+    }
+
+    /// The room left in front for a request's head.
+    pub fn head_room(&self) -> usize {
+        self.head_room
+    }
+
+    /// The buffer: `head_room` bytes, then the records (to finish as a request).
+    pub fn into_buffer(self) -> Vec<u8> {
+        self.bytes
     }
 
     pub fn len(&self) -> usize {
@@ -68,13 +89,13 @@ impl EncodedRecords {
 
     /// Bytes of every record, framing included (what they add to a request).
     pub fn bytes_len(&self) -> usize {
-        self.bytes.len()
+        self.bytes.len() - self.head_room
     }
 
     /// Each record's bytes, framing included.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = &[u8]> + '_ {
         self.ends.iter().enumerate().map(|(i, &end)| {
-            let start = if i == 0 { 0 } else { self.ends[i - 1] };
+            let start = if i == 0 { self.head_room } else { self.ends[i - 1] };
             &self.bytes[start..end]
         })
     }
@@ -338,6 +359,10 @@ mod tests {
             records.push(i, Severity::Warn, BodyRef::Str(&body), std::iter::once(("n", &v)));
         }
         assert_eq!(records.len(), 300);
+        let mut with_room = EncodedRecords::for_request(40, 0, 0);
+        with_room.push(3, Severity::Info, BodyRef::Str("b"), std::iter::once(("n", &v)));
+        assert_eq!(with_room.bytes_len() + 40, with_room.clone().into_buffer().len());
+        assert_eq!(with_room.decode().unwrap().len(), 1);
         assert_eq!(records.iter().map(<[u8]>::len).sum::<usize>(), records.bytes_len());
         let decoded = records.decode().unwrap();
         for (i, r) in decoded.iter().enumerate() {

@@ -50,6 +50,9 @@ pub struct PipelineOptions {
     pub dead_letter: Option<Arc<DeadLetter>>,
     /// Flow metrics and aggregation after the chain, when configured.
     pub post: Option<Arc<crate::pipeline::post::Post>>,
+    /// Room left in front of each chunk's records for a request's head (the request encoder's), so the batcher
+    /// can send a chunk that makes a whole request without copying it.
+    pub head_room: usize,
 }
 
 /// What the pipeline hands the batcher: records (encoded), and the source chunks they complete (for the stream
@@ -87,7 +90,7 @@ pub async fn run(
             let mut interval = tokio::time::interval(tick);
             interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             while stop.run_until_cancelled(interval.tick()).await.is_some() {
-                let out = records_of(post.flush_idle(), &metrics, &mut String::new());
+                let out = records_of(post.flush_idle(), &metrics, &mut String::new(), 0);
                 if !(out.records.is_empty() && out.chunks.is_empty()) && output.send(out).await.is_err() {
                     return;
                 }
@@ -111,7 +114,7 @@ pub async fn run(
         let _ = t.await;
     }
     if let Some(post) = &opts.post {
-        let out = records_of(post.flush_all(), &metrics, &mut String::new());
+        let out = records_of(post.flush_all(), &metrics, &mut String::new(), 0);
         if !(out.records.is_empty() && out.chunks.is_empty()) {
             let _ = output.send(out).await;
         }
@@ -122,9 +125,10 @@ fn records_of(
     (merged, chunks): (Vec<crate::pipeline::post::Merged>, Vec<u64>),
     metrics: &Metrics,
     scratch: &mut String,
+    head_room: usize,
 ) -> Records {
     let now = unix_nanos();
-    let mut records = EncodedRecords::with_capacity(merged.len(), merged.len() * RECORD_BYTES_HINT);
+    let mut records = EncodedRecords::for_request(head_room, merged.len(), merged.len() * RECORD_BYTES_HINT);
     for m in merged {
         let provenance = m.provenance.map(|p| Value::Str(p.to_string()));
         encoded(&m.item, now, provenance.as_ref(), &mut records, scratch, metrics);
@@ -151,9 +155,15 @@ fn encoded(
 }
 
 /// The records of items leaving the chain.
-fn rendered(items: &[Item], provenance: Option<&Value>, metrics: &Metrics, scratch: &mut String) -> EncodedRecords {
+fn rendered(
+    items: &[Item],
+    provenance: Option<&Value>,
+    metrics: &Metrics,
+    scratch: &mut String,
+    head_room: usize,
+) -> EncodedRecords {
     let now = unix_nanos();
-    let mut records = EncodedRecords::with_capacity(items.len(), items.len() * RECORD_BYTES_HINT);
+    let mut records = EncodedRecords::for_request(head_room, items.len(), items.len() * RECORD_BYTES_HINT);
     for item in items {
         encoded(item, now, provenance, &mut records, scratch, metrics);
     }
@@ -176,16 +186,19 @@ fn worker_loop(
         let done: Vec<u64> = (seq != 0).then_some(seq).into_iter().collect();
         let chain = opts.chain.get();
         let out = match &opts.post {
-            None if chain.is_empty() => Records { records: passthrough(&flows, metrics, &mut scratch), chunks: done },
+            None if chain.is_empty() => {
+                Records { records: passthrough(&flows, metrics, &mut scratch, opts.head_room), chunks: done }
+            }
             None => {
                 let items = transformed(&mut worker, &chain, flows);
                 let provenance = opts.provenance.then(|| Value::Str(chain.provenance.to_string()));
-                Records { records: rendered(&items, provenance.as_ref(), metrics, &mut scratch), chunks: done }
+                let records = rendered(&items, provenance.as_ref(), metrics, &mut scratch, opts.head_room);
+                Records { records, chunks: done }
             }
             Some(post) => {
                 let items = decoded(transformed(&mut worker, &chain, flows), metrics);
                 let provenance = (opts.provenance && !chain.is_empty()).then(|| chain.provenance.clone());
-                records_of(post.process(items, provenance, seq), metrics, &mut scratch)
+                records_of(post.process(items, provenance, seq), metrics, &mut scratch, opts.head_room)
             }
         };
         // Sent even without records when a cursor is kept: the chunk is done.
@@ -198,10 +211,10 @@ fn worker_loop(
 
 /// The old exporter's records for flows as they came off the stream, with the reconciliation attribute on those
 /// reconciliation found.
-fn passthrough(flows: &[RawFlow], metrics: &Metrics, scratch: &mut String) -> EncodedRecords {
+fn passthrough(flows: &[RawFlow], metrics: &Metrics, scratch: &mut String, head_room: usize) -> EncodedRecords {
     let now = unix_nanos();
     let reconciled = [Origin::Stream, Origin::Late, Origin::Delta].map(|o| o.attribute().map(|v| Value::Str(v.into())));
-    let mut records = EncodedRecords::with_capacity(flows.len(), flows.len() * RECORD_BYTES_HINT);
+    let mut records = EncodedRecords::for_request(head_room, flows.len(), flows.len() * RECORD_BYTES_HINT);
     for flow in flows {
         let attribute = reconciled[flow.origin as usize].as_ref().map(|v| (RECONCILED_ATTRIBUTE, v));
         if let Err(e) = records.push_flow(&flow.wire, now, attribute.into_iter(), scratch) {
@@ -288,7 +301,7 @@ mod tests {
         let expected: Vec<String> = good.iter().map(render::flow_json_string).collect();
 
         let metrics = Metrics::new();
-        let bodies: Vec<String> = passthrough(&flows, &metrics, &mut String::new())
+        let bodies: Vec<String> = passthrough(&flows, &metrics, &mut String::new(), 0)
             .decode()
             .unwrap()
             .into_iter()
@@ -304,7 +317,7 @@ mod tests {
         let metrics = Metrics::new();
         let mut worker = Worker::new(metrics.clone(), None);
         let items = transformed(&mut worker, &Chain::default(), flows.clone());
-        let records = rendered(&items, None, &metrics, &mut String::new());
+        let records = rendered(&items, None, &metrics, &mut String::new(), 0);
         assert_eq!(records.len(), 2);
         assert_eq!(metrics.dropped_count(DropReason::Malformed), 1);
 
