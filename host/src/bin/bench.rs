@@ -283,7 +283,16 @@ fn compression_levels(wire: &[Bytes]) {
             enc.finish().unwrap()
         });
     }
-    for level in [1, 3] {
+    for level in [1, 4, 6] {
+        row(format!("gzip level {level} (libdeflate)"), &|r| {
+            let mut c = libdeflater::Compressor::new(libdeflater::CompressionLvl::new(level).unwrap());
+            let mut out = vec![0; c.gzip_compress_bound(r.len())];
+            let n = c.gzip_compress(r, &mut out).unwrap();
+            out.truncate(n);
+            out
+        });
+    }
+    for level in [-3, -1, 1, 3] {
         row(format!("zstd level {level}"), &|r| zstd::bulk::compress(r, level).unwrap());
     }
 }
