@@ -29,6 +29,7 @@
 
 mod config;
 mod glob;
+pub mod network;
 mod pseudonym;
 
 /// The generated bindings. Transform authors use the re-exports below, not this module.
@@ -166,6 +167,32 @@ impl Annotations {
     }
 }
 
+impl StringColumn {
+    /// A column of one value per flow, each distinct value stored once; `None` gives that flow no value (an index
+    /// past the end of `values`: no attribute from [`Flows::annotate_strings`], no change from
+    /// [`Flows::set_strings`]).
+    pub fn collect<'s>(per_flow: impl IntoIterator<Item = Option<&'s str>>) -> Self {
+        let mut values: Vec<String> = Vec::new();
+        let mut seen: std::collections::HashMap<&'s str, u32> = std::collections::HashMap::new();
+        let at = per_flow
+            .into_iter()
+            .map(|v| match v {
+                None => u32::MAX,
+                Some(v) => *seen.entry(v).or_insert_with(|| {
+                    values.push(v.to_string());
+                    values.len() as u32 - 1
+                }),
+            })
+            .collect();
+        StringColumn { values, at }
+    }
+
+    /// The same value for each of `n` flows.
+    pub fn constant(value: &str, n: usize) -> Self {
+        StringColumn { values: vec![value.to_string()], at: vec![0; n] }
+    }
+}
+
 impl From<&str> for Value {
     fn from(s: &str) -> Self {
         Value::Str(s.to_string())
@@ -278,4 +305,75 @@ pub fn sample_flow() -> FlowRecord {
         num_connections_completed: 1,
         num_connections_live: 0,
     }
+}
+
+/// Flows of every shape the contract allows a mapping to meet, for unit tests of mappings: [`sample_flow`] under
+/// every action, reporter, endpoint type at either end, a few protocols (one without an IANA number, one in
+/// upper case), with and without a service, and enforced policies of every shape (none, unnamed, named, an
+/// end-of-tier hit naming its policy, a cluster-wide policy).
+pub fn sample_flows() -> Vec<FlowRecord> {
+    let actions = [Action::Allow, Action::Deny, Action::Pass, Action::Unknown, Action::Unspecified];
+    let reporters = [Reporter::Src, Reporter::Dst, Reporter::Unknown];
+    let types = [
+        EndpointType::WorkloadEndpoint,
+        EndpointType::HostEndpoint,
+        EndpointType::NetworkSet,
+        EndpointType::Network,
+        EndpointType::Unspecified,
+    ];
+    let protos = ["tcp", "UDP", "icmp", "sctp", "gre"];
+    let base = sample_flow();
+    let named = base.enforced_policies[0].clone();
+    let end_of_tier = PolicyHit {
+        kind: PolicyKind::EndOfTier,
+        namespace: String::new(),
+        name: String::new(),
+        tier: "security".into(),
+        action: Action::Deny,
+        policy_index: 1,
+        rule_index: -1,
+        trigger: Some(PolicyTrigger {
+            kind: PolicyKind::CalicoNetworkPolicy,
+            namespace: "payments".into(),
+            name: "default-deny".into(),
+            tier: "security".into(),
+            action: Action::Deny,
+            policy_index: 1,
+            rule_index: -1,
+        }),
+    };
+    let global = PolicyHit { kind: PolicyKind::GlobalNetworkPolicy, namespace: String::new(), ..named.clone() };
+    let unnamed = PolicyHit { name: String::new(), ..named.clone() };
+    let policies = [vec![], vec![unnamed], vec![named.clone()], vec![named, end_of_tier], vec![global]];
+    let mut out = Vec::new();
+    let mut i = 0i64;
+    for action in actions {
+        for reporter in reporters {
+            for source_type in types {
+                for dest_type in types {
+                    for proto in protos {
+                        i += 1;
+                        let p = (i as usize) % policies.len();
+                        out.push(FlowRecord {
+                            action,
+                            reporter,
+                            source_type,
+                            dest_type,
+                            proto: proto.into(),
+                            dest_name: if dest_type == EndpointType::Network { "pub".into() } else { base.dest_name.clone() },
+                            dest_namespace: if dest_type == EndpointType::Network { String::new() } else { base.dest_namespace.clone() },
+                            dest_service_name: ["postgres", "-", ""][(i % 3) as usize].into(),
+                            enforced_policies: policies[p].clone(),
+                            start_time: base.start_time + 15 * (i % 4),
+                            end_time: base.end_time + 15 * (i % 4),
+                            bytes_in: base.bytes_in + i,
+                            packets_out: base.packets_out + i % 7,
+                            ..base.clone()
+                        });
+                    }
+                }
+            }
+        }
+    }
+    out
 }
