@@ -360,8 +360,16 @@ pub fn sample_flows() -> Vec<FlowRecord> {
                             source_type,
                             dest_type,
                             proto: proto.into(),
-                            dest_name: if dest_type == EndpointType::Network { "pub".into() } else { base.dest_name.clone() },
-                            dest_namespace: if dest_type == EndpointType::Network { String::new() } else { base.dest_namespace.clone() },
+                            dest_name: if dest_type == EndpointType::Network {
+                                "pub".into()
+                            } else {
+                                base.dest_name.clone()
+                            },
+                            dest_namespace: if dest_type == EndpointType::Network {
+                                String::new()
+                            } else {
+                                base.dest_namespace.clone()
+                            },
                             dest_service_name: ["postgres", "-", ""][(i % 3) as usize].into(),
                             enforced_policies: policies[p].clone(),
                             start_time: base.start_time + 15 * (i % 4),

@@ -229,8 +229,11 @@ async fn the_gateway_exports_schema_conforming_records_from_the_simulator() {
         let (sim, _dir) = simulator(cfg).await;
         let rx = receiver(accept_all()).await;
         let mut raw = raw_config(&sim, &rx.base_url());
-        raw.transforms.chain =
-            Some(vec![RawEntry { name: Some(m.name().into()), path: Some(component(&m.file())), ..RawEntry::default() }]);
+        raw.transforms.chain = Some(vec![RawEntry {
+            name: Some(m.name().into()),
+            path: Some(component(&m.file())),
+            ..RawEntry::default()
+        }]);
         let mut gw = Gateway::start(resolve(raw)).await;
         wait_until(Duration::from_secs(60), "two buckets exported", || gw.metrics.flows_exported.get() >= 600).await;
         gw.shutdown().await.unwrap();
@@ -253,8 +256,7 @@ async fn the_gateway_exports_schema_conforming_records_from_the_simulator() {
                     .into_iter()
                     .find(|f| m.says_what_the_flow_said(&body, f).is_ok() && same_counters(m, &body, f))
                     .unwrap_or_else(|| panic!("{m:?}: no simulated flow of bucket {start} matches {body:?}"));
-                check_record(m, record, &f, flowgate::pipeline::PROVENANCE_ATTRIBUTE)
-                    .unwrap_or_else(|e| panic!("{e}"));
+                check_record(m, record, &f, flowgate::pipeline::PROVENANCE_ATTRIBUTE).unwrap_or_else(|e| panic!("{e}"));
                 checked += 1;
             }
         }

@@ -161,9 +161,10 @@ pub fn map_batch(flows: &mut Flows<'_>, structured_body: bool) -> Vec<Outcome> {
     for (key, value) in constants() {
         match value {
             Value::Str(v) => flows.annotate_strings(key, StringColumn::constant(&v, n)),
-            Value::StrList(v) => {
-                flows.annotate_string_lists(key, LabelsColumn { values: v, at: vec![0; n], starts: (0..=n as u32).collect() })
-            }
+            Value::StrList(v) => flows.annotate_string_lists(
+                key,
+                LabelsColumn { values: v, at: vec![0; n], starts: (0..=n as u32).collect() },
+            ),
             _ => unreachable!("constants are strings and lists"),
         }
     }
@@ -185,7 +186,8 @@ pub fn map_batch(flows: &mut Flows<'_>, structured_body: bool) -> Vec<Outcome> {
     flows.annotate_strings("event.end", end_dates);
     flows.annotate_ints("event.duration", start.iter().zip(&end).map(|(s, e)| (e - s) * NANOS).collect());
     let proto = flows.strings(S::Proto).clone();
-    let lower = StringColumn { values: proto.values.iter().map(|p| p.to_ascii_lowercase()).collect(), at: proto.at.clone() };
+    let lower =
+        StringColumn { values: proto.values.iter().map(|p| p.to_ascii_lowercase()).collect(), at: proto.at.clone() };
     flows.annotate_strings("network.transport", lower);
     let numbers: Vec<Option<String>> =
         proto.values.iter().map(|p| network::iana_protocol(p).map(|n| n.to_string())).collect();
@@ -212,7 +214,8 @@ pub fn map_batch(flows: &mut Flows<'_>, structured_body: bool) -> Vec<Outcome> {
     flows.annotate_ints("destination.packets", dest_packets);
     // The deciding rule of each distinct hit once; each flow's by its last hit.
     let hits = flows.policies(PoliciesField::EnforcedPolicies).clone();
-    let rules: Vec<Option<[String; 4]>> = hits.hits.iter().map(|h| Deciding::of_hit(h).map(|d| rule_values(&d))).collect();
+    let rules: Vec<Option<[String; 4]>> =
+        hits.hits.iter().map(|h| Deciding::of_hit(h).map(|d| rule_values(&d))).collect();
     let rule_of: Vec<Option<&[String; 4]>> =
         network::last_hits(&hits).into_iter().map(|k| k.and_then(|k| rules[k].as_ref())).collect();
     for (j, key) in RULE_KEYS.into_iter().enumerate() {

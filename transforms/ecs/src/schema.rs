@@ -220,8 +220,11 @@ pub fn problems(event: &[(&str, Val<'_>)]) -> Vec<String> {
         out.push(format!("network.iana_number: {n:?} is not a protocol number"));
     }
     for total in ["bytes", "packets"] {
-        let (s, d, t) =
-            (long(&format!("source.{total}")), long(&format!("destination.{total}")), long(&format!("network.{total}")));
+        let (s, d, t) = (
+            long(&format!("source.{total}")),
+            long(&format!("destination.{total}")),
+            long(&format!("network.{total}")),
+        );
         if let (Some(s), Some(d), Some(t)) = (s, d, t)
             && s + d != t
         {

@@ -48,7 +48,9 @@ fn a_flow_becomes_an_ecs_network_event() {
 fn a_deny_names_the_policy_behind_the_end_of_tier() {
     let deny = sample_flows()
         .into_iter()
-        .find(|f| f.action == Action::Deny && f.enforced_policies.last().is_some_and(|h| h.kind == PolicyKind::EndOfTier))
+        .find(|f| {
+            f.action == Action::Deny && f.enforced_policies.last().is_some_and(|h| h.kind == PolicyKind::EndOfTier)
+        })
         .unwrap();
     let a = as_map(mapped(&Flow::of(&deny)));
     assert_eq!(a["rule.name"], Value::Str("default-deny".into()));
@@ -67,9 +69,9 @@ fn every_sample_flow_passes_the_schema_check_by_flow_and_by_batch() {
     for chunk in records.chunks(512) {
         let mut flows = Flows::of(chunk);
         map_batch(&mut flows, true);
-        for i in 0..chunk.len() {
+        for (i, r) in chunk.iter().enumerate() {
             let p = check(&flows.annotations_of(i));
-            assert!(p.is_empty(), "flow {i} {:?}: {p:?}", chunk[i]);
+            assert!(p.is_empty(), "flow {i} {r:?}: {p:?}");
         }
     }
 }

@@ -84,7 +84,8 @@ fn service(name: &str) -> Option<&str> {
     (!matches!(name, "" | "-")).then_some(name)
 }
 
-const RULE_KEYS: [&str; 4] = ["firewall_rule.name", "firewall_rule.uid", "firewall_rule.type", "firewall_rule.category"];
+const RULE_KEYS: [&str; 4] =
+    ["firewall_rule.name", "firewall_rule.uid", "firewall_rule.type", "firewall_rule.category"];
 
 /// The `firewall_rule` of the policy that decided: its name, `namespace/name`, kind, tier.
 fn rule_values(d: &Deciding<'_>) -> [String; 4] {
@@ -119,7 +120,10 @@ pub fn mapped(f: &Flow<'_>) -> Vec<Attribute> {
     }
     out.push(("connection_info.protocol_name", s(&f.proto().to_ascii_lowercase())));
     let (direction_id, direction) = direction(f.source_type(), f.dest_type());
-    out.extend([("connection_info.direction_id", Value::Int(direction_id)), ("connection_info.direction", s(direction))]);
+    out.extend([
+        ("connection_info.direction_id", Value::Int(direction_id)),
+        ("connection_info.direction", s(direction)),
+    ]);
     let (bytes_out, bytes_in) = network::by_end(f.reporter(), f.bytes_in(), f.bytes_out());
     let (packets_out, packets_in) = network::by_end(f.reporter(), f.packets_in(), f.packets_out());
     out.extend([
@@ -162,10 +166,11 @@ pub fn map_batch(flows: &mut Flows<'_>, structured_body: bool) -> Vec<Outcome> {
         }
     }
     let actions = flows.actions().to_vec();
-    let by_action = |flows: &mut Flows<'_>, (id_key, caption_key): (&str, &str), map: fn(Action) -> (i64, &'static str)| {
-        flows.annotate_ints(id_key, actions.iter().map(|a| map(*a).0).collect());
-        flows.annotate_strings(caption_key, StringColumn::collect(actions.iter().map(|a| Some(map(*a).1))));
-    };
+    let by_action =
+        |flows: &mut Flows<'_>, (id_key, caption_key): (&str, &str), map: fn(Action) -> (i64, &'static str)| {
+            flows.annotate_ints(id_key, actions.iter().map(|a| map(*a).0).collect());
+            flows.annotate_strings(caption_key, StringColumn::collect(actions.iter().map(|a| Some(map(*a).1))));
+        };
     by_action(flows, ("severity_id", "severity"), severity);
     let (start, end) = (ints(flows, I::StartTime), ints(flows, I::EndTime));
     flows.annotate_ints("time", end.iter().map(|t| t * 1000).collect());
@@ -183,10 +188,13 @@ pub fn map_batch(flows: &mut Flows<'_>, structured_body: bool) -> Vec<Outcome> {
         StringColumn::collect(services.at.iter().map(|&i| service(&services.values[i as usize]))),
     );
     let proto = flows.strings(S::Proto).clone();
-    let lower = StringColumn { values: proto.values.iter().map(|p| p.to_ascii_lowercase()).collect(), at: proto.at.clone() };
+    let lower =
+        StringColumn { values: proto.values.iter().map(|p| p.to_ascii_lowercase()).collect(), at: proto.at.clone() };
     flows.annotate_strings("connection_info.protocol_name", lower);
-    let (sources, dests) =
-        (flows.endpoint_types(EndpointField::SourceType).to_vec(), flows.endpoint_types(EndpointField::DestType).to_vec());
+    let (sources, dests) = (
+        flows.endpoint_types(EndpointField::SourceType).to_vec(),
+        flows.endpoint_types(EndpointField::DestType).to_vec(),
+    );
     let directions: Vec<_> = sources.iter().zip(&dests).map(|(s, d)| direction(*s, *d)).collect();
     flows.annotate_ints("connection_info.direction_id", directions.iter().map(|d| d.0).collect());
     flows.annotate_strings("connection_info.direction", StringColumn::collect(directions.iter().map(|d| Some(d.1))));
@@ -206,7 +214,8 @@ pub fn map_batch(flows: &mut Flows<'_>, structured_body: bool) -> Vec<Outcome> {
     flows.annotate_ints("traffic.packets", packets);
     // The deciding rule of each distinct hit once; each flow's by its last hit.
     let hits = flows.policies(PoliciesField::EnforcedPolicies).clone();
-    let rules: Vec<Option<[String; 4]>> = hits.hits.iter().map(|h| Deciding::of_hit(h).map(|d| rule_values(&d))).collect();
+    let rules: Vec<Option<[String; 4]>> =
+        hits.hits.iter().map(|h| Deciding::of_hit(h).map(|d| rule_values(&d))).collect();
     let rule_of: Vec<Option<&[String; 4]>> =
         network::last_hits(&hits).into_iter().map(|k| k.and_then(|k| rules[k].as_ref())).collect();
     for (j, key) in RULE_KEYS.into_iter().enumerate() {
@@ -219,7 +228,10 @@ pub fn map_batch(flows: &mut Flows<'_>, structured_body: bool) -> Vec<Outcome> {
     let numbers: Vec<Option<i64>> = proto.values.iter().map(|p| network::iana_protocol(p)).collect();
     let mut own: Vec<Vec<Attribute>> = vec![Vec::new(); n];
     if numbers.iter().all(Option::is_some) {
-        flows.annotate_ints("connection_info.protocol_num", proto.at.iter().map(|&i| numbers[i as usize].unwrap_or(0)).collect());
+        flows.annotate_ints(
+            "connection_info.protocol_num",
+            proto.at.iter().map(|&i| numbers[i as usize].unwrap_or(0)).collect(),
+        );
     } else {
         for (attrs, &i) in own.iter_mut().zip(&proto.at) {
             if let Some(num) = numbers[i as usize] {
