@@ -137,6 +137,44 @@ impl<T: Filter> Transform for Filtered<T> {
     }
 }
 
+/// A mapping onto another schema: each flow's fields as attributes, by flow and by column. Wrapped in [`Mapped`],
+/// it becomes a transform configured by `body`: `structured` (the default: the attributes are also the record's
+/// body, sent once) or `json` (the old exporter's JSON body stays; only the attributes are added).
+pub trait Mapping: Send + 'static {
+    /// The attributes of one flow.
+    fn mapped(flow: &Flow<'_>) -> Vec<Attribute>;
+    /// The same for a whole batch, column by column (batch annotations), with each flow's outcome: `Keep`, or
+    /// `Annotate` with what could not go by column and, when `structured_body`, [`Body::Attributes`]. Its tests
+    /// check that every flow gets exactly [`Mapping::mapped`].
+    fn map_batch(flows: &mut Flows<'_>, structured_body: bool) -> Vec<Outcome>;
+}
+
+/// A [`Mapping`] as a [`Transform`].
+pub struct Mapped<M> {
+    structured_body: bool,
+    mapping: std::marker::PhantomData<fn() -> M>,
+}
+
+impl<M: Mapping> Transform for Mapped<M> {
+    fn init(c: &Config) -> Result<Self, String> {
+        let structured_body = match c.get("body").unwrap_or("structured") {
+            "structured" => true,
+            "json" => false,
+            other => return Err(format!("body: {other:?} is not structured or json")),
+        };
+        Ok(Mapped { structured_body, mapping: std::marker::PhantomData })
+    }
+
+    fn process(&mut self, flow: &mut Flow<'_>) -> Outcome {
+        let body = self.structured_body.then_some(Body::Attributes);
+        Outcome::Annotate(Annotations { attributes: M::mapped(flow), severity: None, body })
+    }
+
+    fn process_batch(&mut self, flows: &mut Flows<'_>) -> Vec<Outcome> {
+        M::map_batch(flows, self.structured_body)
+    }
+}
+
 impl Annotations {
     /// Nothing added: attributes empty, severity and body as they were.
     pub fn none() -> Self {

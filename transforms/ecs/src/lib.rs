@@ -10,8 +10,8 @@ use std::collections::HashMap;
 
 use flowgate_guest::network::{self, Deciding};
 use flowgate_guest::{
-    Action, Annotations, Attribute, Body, Config, EndpointField, EndpointType, Flow, Flows, IntField, LabelsColumn,
-    Outcome, PoliciesField, Reporter, StringColumn, StringField, Transform, Value,
+    Action, Annotations, Attribute, Body, EndpointField, EndpointType, Flow, Flows, IntField, LabelsColumn, Mapped,
+    Mapping, Outcome, PoliciesField, Reporter, StringColumn, StringField, Value,
 };
 
 pub mod schema;
@@ -243,31 +243,20 @@ pub fn map_batch(flows: &mut Flows<'_>, structured_body: bool) -> Vec<Outcome> {
     vec![outcome; n]
 }
 
-/// The transform: config `body` = `structured` | `json`.
-pub struct Ecs {
-    structured_body: bool,
-}
+/// The mapping; exported as a transform configured by `body` ([`Mapped`]).
+pub struct Ecs;
 
-impl Transform for Ecs {
-    fn init(c: &Config) -> Result<Self, String> {
-        match c.get("body").unwrap_or("structured") {
-            "structured" => Ok(Ecs { structured_body: true }),
-            "json" => Ok(Ecs { structured_body: false }),
-            other => Err(format!("body: {other:?} is not structured or json")),
-        }
+impl Mapping for Ecs {
+    fn mapped(flow: &Flow<'_>) -> Vec<Attribute> {
+        mapped(flow)
     }
 
-    fn process(&mut self, f: &mut Flow<'_>) -> Outcome {
-        let body = self.structured_body.then_some(Body::Attributes);
-        Outcome::Annotate(Annotations { attributes: mapped(f), severity: None, body })
-    }
-
-    fn process_batch(&mut self, flows: &mut Flows<'_>) -> Vec<Outcome> {
-        map_batch(flows, self.structured_body)
+    fn map_batch(flows: &mut Flows<'_>, structured_body: bool) -> Vec<Outcome> {
+        map_batch(flows, structured_body)
     }
 }
 
-flowgate_guest::export!(Ecs);
+flowgate_guest::export!(Mapped<Ecs>);
 
 #[cfg(test)]
 mod tests;

@@ -2,6 +2,8 @@ use std::collections::BTreeMap;
 
 use flowgate_guest::{PolicyKind, sample_flow, sample_flows};
 
+use flowgate_guest::{Config, Transform};
+
 use super::*;
 use crate::schema::{Val, problems};
 
@@ -127,13 +129,13 @@ fn the_schema_check_catches_what_is_wrong() {
 
 #[test]
 fn structured_body_by_default_json_on_request_and_nothing_else() {
-    let mut t = Ecs::init(&Config::default()).unwrap();
+    let mut t = Mapped::<Ecs>::init(&Config::default()).unwrap();
     assert!(matches!(
         t.process(&mut Flow::of(&sample_flow())),
         Outcome::Annotate(Annotations { body: Some(Body::Attributes), .. })
     ));
-    let mut t = Ecs::init(&Config::new(vec![("body".into(), "json".into())])).unwrap();
+    let mut t = Mapped::<Ecs>::init(&Config::new(vec![("body".into(), "json".into())])).unwrap();
     assert!(matches!(t.process(&mut Flow::of(&sample_flow())), Outcome::Annotate(Annotations { body: None, .. })));
-    let err = Ecs::init(&Config::new(vec![("body".into(), "xml".into())])).err().unwrap();
+    let err = Mapped::<Ecs>::init(&Config::new(vec![("body".into(), "xml".into())])).err().unwrap();
     assert_eq!(err, "body: \"xml\" is not structured or json");
 }

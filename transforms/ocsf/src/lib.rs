@@ -7,8 +7,8 @@
 
 use flowgate_guest::network::{self, Deciding};
 use flowgate_guest::{
-    Action, Annotations, Attribute, Body, Config, EndpointField, EndpointType, Flow, Flows, IntField, Outcome,
-    PoliciesField, Reporter, StringColumn, StringField, Transform, Value,
+    Action, Annotations, Attribute, Body, EndpointField, EndpointType, Flow, Flows, IntField, Mapped, Mapping, Outcome,
+    PoliciesField, Reporter, StringColumn, StringField, Value,
 };
 
 pub mod schema;
@@ -248,31 +248,20 @@ pub fn map_batch(flows: &mut Flows<'_>, structured_body: bool) -> Vec<Outcome> {
         .collect()
 }
 
-/// The transform: config `body` = `structured` | `json`.
-pub struct Ocsf {
-    structured_body: bool,
-}
+/// The mapping; exported as a transform configured by `body` ([`Mapped`]).
+pub struct Ocsf;
 
-impl Transform for Ocsf {
-    fn init(c: &Config) -> Result<Self, String> {
-        match c.get("body").unwrap_or("structured") {
-            "structured" => Ok(Ocsf { structured_body: true }),
-            "json" => Ok(Ocsf { structured_body: false }),
-            other => Err(format!("body: {other:?} is not structured or json")),
-        }
+impl Mapping for Ocsf {
+    fn mapped(flow: &Flow<'_>) -> Vec<Attribute> {
+        mapped(flow)
     }
 
-    fn process(&mut self, f: &mut Flow<'_>) -> Outcome {
-        let body = self.structured_body.then_some(Body::Attributes);
-        Outcome::Annotate(Annotations { attributes: mapped(f), severity: None, body })
-    }
-
-    fn process_batch(&mut self, flows: &mut Flows<'_>) -> Vec<Outcome> {
-        map_batch(flows, self.structured_body)
+    fn map_batch(flows: &mut Flows<'_>, structured_body: bool) -> Vec<Outcome> {
+        map_batch(flows, structured_body)
     }
 }
 
-flowgate_guest::export!(Ocsf);
+flowgate_guest::export!(Mapped<Ocsf>);
 
 #[cfg(test)]
 mod tests;

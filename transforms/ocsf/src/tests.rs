@@ -2,6 +2,8 @@ use std::collections::BTreeMap;
 
 use flowgate_guest::{FlowRecord, sample_flow, sample_flows};
 
+use flowgate_guest::{Config, Transform};
+
 use super::*;
 use crate::schema::{Val, problems};
 
@@ -140,13 +142,13 @@ fn the_schema_check_catches_what_is_wrong() {
 
 #[test]
 fn structured_body_by_default_json_on_request_and_nothing_else() {
-    let mut t = Ocsf::init(&Config::default()).unwrap();
+    let mut t = Mapped::<Ocsf>::init(&Config::default()).unwrap();
     assert!(matches!(
         t.process(&mut Flow::of(&sample_flow())),
         Outcome::Annotate(Annotations { body: Some(Body::Attributes), .. })
     ));
-    let mut t = Ocsf::init(&Config::new(vec![("body".into(), "json".into())])).unwrap();
+    let mut t = Mapped::<Ocsf>::init(&Config::new(vec![("body".into(), "json".into())])).unwrap();
     assert!(matches!(t.process(&mut Flow::of(&sample_flow())), Outcome::Annotate(Annotations { body: None, .. })));
-    let err = Ocsf::init(&Config::new(vec![("body".into(), "xml".into())])).err().unwrap();
+    let err = Mapped::<Ocsf>::init(&Config::new(vec![("body".into(), "xml".into())])).err().unwrap();
     assert_eq!(err, "body: \"xml\" is not structured or json");
 }
