@@ -220,6 +220,49 @@ fn ocsf_and_ecs_pass_their_schema_checks_for_every_flow_of_the_simulator() {
     }
 }
 
+/// Protocols Calico may report beyond the simulator's: a batch with a protocol that has no IANA number in the
+/// mapping (its number then travels per flow in OCSF, and is left out in both) still gives valid events.
+#[test]
+fn protocols_without_a_number_still_give_valid_events() {
+    let mut flows = flowgate::sim::FlowGen { seed: 3, keys: 512 }.bucket(1_764_970_845);
+    for (i, f) in flows.iter_mut().enumerate() {
+        f.key.as_mut().unwrap().proto = ["gre", "SCTP", "icmp", "tcp"][i % 4].into();
+    }
+    let rt = Runtime::new().unwrap();
+    for m in [Mapping::Ocsf, Mapping::Ecs] {
+        let spec = EntrySpec {
+            name: m.name().into(),
+            path: component(&m.file()),
+            config: Vec::new(),
+            policy: FailurePolicy::FailClosed,
+            limits: Limits::default(),
+        };
+        let chain = chain::build(&rt, vec![spec], 1).unwrap();
+        let mut worker = Worker::new(Metrics::new(), None);
+        let items = worker.run(&chain, flows.clone());
+        assert_eq!(items.len(), flows.len());
+        let number = match m {
+            Mapping::Ocsf => "connection_info.protocol_num",
+            Mapping::Ecs => "network.iana_number",
+        };
+        for (item, f) in items.into_iter().zip(&flows) {
+            let record = worker::record(item, 1, None).unwrap();
+            check_record(m, &record, f, "").unwrap_or_else(|e| panic!("{e}"));
+            let got = record.attributes.iter().find(|a| a.key == number).map(|a| flat(a.value.as_ref()));
+            let want = match (m, f.key.as_ref().unwrap().proto.as_str()) {
+                (_, "gre") => None,
+                (Mapping::Ocsf, "SCTP") => Some(Flat::Int(132)),
+                (Mapping::Ocsf, "icmp") => Some(Flat::Int(1)),
+                (Mapping::Ocsf, _) => Some(Flat::Int(6)),
+                (Mapping::Ecs, "SCTP") => Some(Flat::Str("132".into())),
+                (Mapping::Ecs, "icmp") => Some(Flat::Str("1".into())),
+                (Mapping::Ecs, _) => Some(Flat::Str("6".into())),
+            };
+            assert_eq!(got, want, "{m:?} {}", f.key.as_ref().unwrap().proto);
+        }
+    }
+}
+
 /// End to end: the simulator streams over mTLS to the gateway running the component; every record the OTLP
 /// receiver gets passes its schema's check.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
