@@ -330,8 +330,8 @@ fn report(what: &str, d: Duration, bytes: Option<(f64, f64)>) {
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Transforms through the host: compile and instantiate time, then ns/flow for each example and the chain
-/// redact -> enrich -> semconv, on batches of `BATCH` flows (from the wire, as the pipeline keeps them, through
+/// Transforms through the host: compile and instantiate time, then ns/flow for each example (the schema
+/// mappings semconv, ocsf and ecs among them) and the chain redact -> enrich -> semconv, on batches of `BATCH` flows (from the wire, as the pipeline keeps them, through
 /// the chain, to OTLP records), each as a ratio to passthrough measured beside it.
 fn transforms(wire: &[Bytes]) {
     use flowgate::pipeline::chain::{self, EntrySpec, FailurePolicy};
@@ -362,6 +362,8 @@ fn transforms(wire: &[Bytes]) {
     );
     let enrich = spec("enrich", &[("attr.k8s.cluster.name", "bench"), ("owner.payments", "billing")]);
     let semconv = spec("semconv", &[]);
+    let ocsf = spec("ocsf", &[]);
+    let ecs = spec("ecs", &[]);
     let filter = spec("filter", &[("drop_namespaces", "kube-*")]);
     // The same filter in other languages, where built (`make transforms`); interpreters need more room.
     let other_language = |name: &str, file: &str| {
@@ -387,7 +389,9 @@ fn transforms(wire: &[Bytes]) {
     let only: Vec<String> =
         std::env::var("FLOWGATE_BENCH_CHAINS").map(|v| v.split(',').map(str::to_string).collect()).unwrap_or_default();
     println!("\ntransforms (wasmtime, one worker thread, batches of {BATCH})");
-    for s in [&filter, &redact, &enrich, &semconv].into_iter().chain(&languages).filter(|_| only.is_empty()) {
+    for s in
+        [&filter, &redact, &enrich, &semconv, &ocsf, &ecs].into_iter().chain(&languages).filter(|_| only.is_empty())
+    {
         let bytes = std::fs::read(&s.path).expect("component");
         let t = Instant::now();
         let loaded = rt.load(&s.name, &bytes).expect("compiles");
@@ -416,6 +420,8 @@ fn transforms(wire: &[Bytes]) {
         ("redact".into(), vec![redact.clone()], None),
         ("enrich".into(), vec![enrich.clone()], None),
         ("semconv".into(), vec![semconv.clone()], None),
+        ("ocsf".into(), vec![ocsf], None),
+        ("ecs".into(), vec![ecs], None),
         ("redact -> enrich -> semconv".into(), vec![redact, enrich, semconv], Some(4.0)),
     ];
     let targets = |name: &str| match name {

@@ -9,6 +9,7 @@ mod export;
 mod faults;
 mod flowstats;
 mod goldmane;
+mod mappings;
 mod modules;
 mod otelcol;
 mod reload;
