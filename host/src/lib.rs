@@ -19,7 +19,7 @@
 //! (metrics and probes), [`sim`] (a Goldmane simulator for tests and the demo), [`receiver`] (an OTLP test peer),
 //! [`demo`], [`tools`] (`flowgate test`, `check`), and [`app`], which wires the stages together.
 
-pub use flowgate_core::{config, flowgen, protojson, render, wire};
+pub use flowgate_core::{capture, config, flowgen, protojson, render, wire};
 
 pub mod admin;
 pub mod app;
