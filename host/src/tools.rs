@@ -6,11 +6,10 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::Context as _;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, any_value};
-use opentelemetry_proto::tonic::logs::v1::LogRecord;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::config::TransformsConfig;
+pub use crate::pipeline::tap::describe;
 use crate::pipeline::{Worker, chain, worker};
 use crate::protojson::flow_from_json;
 use crate::reload::chain_specs;
@@ -121,33 +120,6 @@ pub fn test_chain(cfg: &TransformsConfig, input: &Path, expected: Option<&Path>)
         }
     }
     Ok(TestReport { outputs, diff })
-}
-
-/// A record as `flowgate test` shows it: severity, attributes, body (JSON bodies parsed). No timestamps.
-pub fn describe(r: &LogRecord) -> Value {
-    let attributes: serde_json::Map<String, Value> =
-        r.attributes.iter().map(|kv| (kv.key.clone(), any(kv.value.as_ref()))).collect();
-    let body = match r.body.as_ref().and_then(|b| b.value.as_ref()) {
-        Some(any_value::Value::StringValue(s)) => serde_json::from_str(s).unwrap_or_else(|_| Value::String(s.clone())),
-        _ => any(r.body.as_ref()),
-    };
-    json!({ "severity": r.severity_text, "attributes": attributes, "body": body })
-}
-
-fn any(v: Option<&AnyValue>) -> Value {
-    match v.and_then(|v| v.value.as_ref()) {
-        None => Value::Null,
-        Some(any_value::Value::StringValue(s)) => Value::String(s.clone()),
-        Some(any_value::Value::IntValue(i)) => json!(i),
-        Some(any_value::Value::DoubleValue(d)) => json!(d),
-        Some(any_value::Value::BoolValue(b)) => json!(b),
-        Some(any_value::Value::ArrayValue(a)) => Value::Array(a.values.iter().map(|v| any(Some(v))).collect()),
-        Some(any_value::Value::KvlistValue(kv)) => {
-            Value::Object(kv.values.iter().map(|kv| (kv.key.clone(), any(kv.value.as_ref()))).collect())
-        }
-        Some(any_value::Value::BytesValue(b)) => json!(b),
-        Some(other) => Value::String(format!("{other:?}")),
-    }
 }
 
 /// `a.b[2].c` -> leaf, for a readable diff.

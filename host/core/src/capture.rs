@@ -161,6 +161,11 @@ impl<W: Write> Writer<W> {
         Ok(())
     }
 
+    /// The output (to take what was written so far, when it is a buffer).
+    pub fn get_mut(&mut self) -> &mut W {
+        &mut self.out
+    }
+
     /// Flushes and hands back the output.
     pub fn finish(mut self) -> std::io::Result<W> {
         self.out.flush()?;
