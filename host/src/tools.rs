@@ -71,20 +71,27 @@ pub struct TestReport {
     pub diff: String,
 }
 
-/// Runs the chain over every protojson line of `input`; compares with `expected` (JSON lines) when given.
+/// Runs the chain over every flow of `input` (a capture, or protojson lines); compares with `expected` (JSON lines) when given.
 pub fn test_chain(cfg: &TransformsConfig, input: &Path, expected: Option<&Path>) -> anyhow::Result<TestReport> {
-    let text = std::fs::read_to_string(input).with_context(|| format!("reading {}", input.display()))?;
-    let flows = text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(n, l)| flow_from_json(l).map_err(|e| anyhow::anyhow!("{}:{}: {e}", input.display(), n + 1)))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let bytes = std::fs::read(input).with_context(|| format!("reading {}", input.display()))?;
+    // A capture (`flowgate capture`) holds the flows' bytes as Goldmane sent them: they go in untouched.
+    let items: Vec<worker::Item> = if crate::capture::is_capture(&bytes) {
+        let (_, records) =
+            crate::capture::read(&bytes.into()).with_context(|| format!("{}", input.display()))?;
+        records.into_iter().map(|r| worker::Item::from_wire(r.flow)).collect()
+    } else {
+        let text = String::from_utf8(bytes).with_context(|| format!("{}: neither a capture nor JSON lines", input.display()))?;
+        text.lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+            .map(|(n, l)| flow_from_json(l).map_err(|e| anyhow::anyhow!("{}:{}: {e}", input.display(), n + 1)))
+            .map(|f| f.map(worker::Item::new))
+            .collect::<anyhow::Result<Vec<_>>>()?
+    };
     let specs = chain_specs(cfg).map_err(anyhow::Error::msg)?;
     let chain = if specs.is_empty() { chain::Chain::default() } else { chain::build(&Runtime::new()?, specs, 1)? };
     let mut w = Worker::new(Metrics::new(), None);
-    let items =
-        if chain.is_empty() { flows.into_iter().map(worker::Item::new).collect() } else { w.run(&chain, flows) };
+    let items = if chain.is_empty() { items } else { w.run_items(&chain, items) };
     let outputs: Vec<Value> =
         items.into_iter().map(|i| worker::record(i, 0, None).map(|r| describe(&r))).collect::<Result<_, _>>()?;
     let mut diff = String::new();
