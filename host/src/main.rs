@@ -112,7 +112,7 @@ enum Command {
         /// The stage whose output to show, or `source` (flows before the chain).
         #[arg(long, default_value = "source")]
         after: String,
-        /// Only records matching this expression (e.g. `action == Deny and source_namespace ~ prod`).
+        /// Only records matching this expression (e.g. `action == Deny and sourceNamespace ~ prod`).
         #[arg(long)]
         filter: Option<String>,
         /// At most this many records a second (the gateway caps it at `admin.tap.max_per_second`).
@@ -145,7 +145,11 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let format = match &cli.command {
-        Command::Demo { .. } if std::env::var_os(ENV_FLOWGATE_LOG_FORMAT).is_none() => LogFormat::Text,
+        Command::Demo { .. } | Command::Capture { .. } | Command::Replay { .. } | Command::Tap { .. }
+            if std::env::var_os(ENV_FLOWGATE_LOG_FORMAT).is_none() =>
+        {
+            LogFormat::Text
+        }
         _ => cli.log_format,
     };
     telemetry::init_logging(format);

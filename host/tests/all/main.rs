@@ -2,6 +2,7 @@
 //! serves gRPC over mTLS, the receiver decodes OTLP protobuf over HTTP.
 
 mod cli;
+mod capture;
 mod config;
 mod dashboards;
 mod e2e;

@@ -11,9 +11,9 @@
 //! ```
 //!
 //! A path is looked up in the record (`severity`, `body.Key.action`, `attributes.x`), then in its body
-//! (`startTime`), then in the body's `Key` (`action`, `source_namespace`), then as one attribute key (dots are part
+//! (`startTime`), then in the body's `Key` (`action`, `sourceNamespace`), then as one attribute key (dots are part
 //! of attribute keys: `flowgate.transforms`). `<`, `>` compare numbers (numeric text counts); `==` compares
-//! text (a number or boolean as JSON writes it). Example: `action == Deny and source_namespace ~ prod`.
+//! text (a number or boolean as JSON writes it). Example: `action == Deny and sourceNamespace ~ prod`.
 
 use serde_json::Value;
 
