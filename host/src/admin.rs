@@ -153,14 +153,12 @@ fn line(text: &mut String, event: Event) {
 /// bound is reached or the client hangs up.
 async fn capture(State(a): State<Admin>, RawQuery(query): RawQuery) -> Response {
     let params = params(query);
-    let (count, bytes, duration_ms) = match (
-        number::<u64>(&params, "count"),
-        number::<u64>(&params, "bytes"),
-        number::<u64>(&params, "duration_ms"),
-    ) {
-        (Ok(c), Ok(b), Ok(d)) => (c, b, d),
-        (Err(e), ..) | (_, Err(e), _) | (.., Err(e)) => return e,
-    };
+    let (count, bytes, duration_ms) =
+        match (number::<u64>(&params, "count"), number::<u64>(&params, "bytes"), number::<u64>(&params, "duration_ms"))
+        {
+            (Ok(c), Ok(b), Ok(d)) => (c, b, d),
+            (Err(e), ..) | (_, Err(e), _) | (.., Err(e)) => return e,
+        };
     let chain = a.chain.get();
     let mut sub: Subscription = match chain.tap.subscribe(&chain, Point::Source, None, None) {
         Ok(s) => s,

@@ -66,7 +66,8 @@ impl Progress {
 }
 
 fn create(path: &Path) -> anyhow::Result<std::io::BufWriter<std::fs::File>> {
-    let f = std::fs::File::create(path).with_context(|| format!("cannot create the capture file {}", path.display()))?;
+    let f =
+        std::fs::File::create(path).with_context(|| format!("cannot create the capture file {}", path.display()))?;
     Ok(std::io::BufWriter::new(f))
 }
 
@@ -107,7 +108,8 @@ pub async fn from_goldmane(
         };
         let Some(chunk) = chunk else { break };
         for flow in chunk.flows {
-            w.write(started.elapsed().as_millis() as u64, &flow.wire).with_context(|| format!("writing {}", out.display()))?;
+            w.write(started.elapsed().as_millis() as u64, &flow.wire)
+                .with_context(|| format!("writing {}", out.display()))?;
             if bounds.reached(w.records, w.bytes, started.elapsed()) {
                 break 'read;
             }
@@ -161,7 +163,12 @@ fn query(pairs: &[(&str, Option<String>)]) -> String {
 }
 
 /// Captures from a running gateway's admin port (`/capture`: the flows it receives from now on).
-pub async fn from_admin(admin: &str, out: &Path, bounds: Bounds, shutdown: CancellationToken) -> anyhow::Result<Captured> {
+pub async fn from_admin(
+    admin: &str,
+    out: &Path,
+    bounds: Bounds,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Captured> {
     let path = format!(
         "/capture{}",
         query(&[

@@ -183,7 +183,8 @@ fn main() -> ExitCode {
                     }
                 }?;
                 use std::io::Write as _;
-                let _ = writeln!(std::io::stderr(), "{} flows, {} bytes in {}", done.flows, done.bytes, output.display());
+                let _ =
+                    writeln!(std::io::stderr(), "{} flows, {} bytes in {}", done.flows, done.bytes, output.display());
                 Ok(())
             }
             Command::Replay { config, transforms_dir, transforms, input, sim, pace, summary, otlp } => {

@@ -45,7 +45,8 @@ pub enum Output {
 
 /// A capture read from `path`.
 pub fn load(path: &Path) -> anyhow::Result<(format::Header, Vec<format::Record>)> {
-    let bytes = Bytes::from(std::fs::read(path).with_context(|| format!("cannot read the capture {}", path.display()))?);
+    let bytes =
+        Bytes::from(std::fs::read(path).with_context(|| format!("cannot read the capture {}", path.display()))?);
     format::read(&bytes).with_context(|| format!("{}", path.display()))
 }
 
@@ -64,7 +65,8 @@ pub async fn from_simulator(count: u64, seed: u64) -> anyhow::Result<(format::He
     raw.goldmane.start_time_gte = Some(-3585);
     let cfg = resolve_with_env(raw, &Env::default())?;
     let file = dir.path().join("sim.cap");
-    let bounds = crate::capture_cli::Bounds { count: Some(count), duration: Some(Duration::from_secs(60)), bytes: None };
+    let bounds =
+        crate::capture_cli::Bounds { count: Some(count), duration: Some(Duration::from_secs(60)), bytes: None };
     crate::capture_cli::from_goldmane(cfg.goldmane, &file, bounds, CancellationToken::new()).await?;
     sim.stop();
     load(&file)
@@ -116,7 +118,8 @@ impl Stages {
             if items.is_empty() {
                 break;
             }
-            let before: BTreeSet<&str> = items.iter().flat_map(|i| i.attributes.iter().map(|(k, _)| k.as_str())).collect();
+            let before: BTreeSet<&str> =
+                items.iter().flat_map(|i| i.attributes.iter().map(|(k, _)| k.as_str())).collect();
             let before: BTreeSet<String> = before.into_iter().map(str::to_string).collect();
             s.flows_in += items.len() as u64;
             let started = Instant::now();
@@ -140,10 +143,11 @@ impl Stages {
     fn finish(mut self) -> Vec<StageSummary> {
         for (_, _, s) in &mut self.stages {
             s.dropped = self.metrics.transform_flows_count(&s.name, TransformEvent::Dropped);
-            s.errors = [chain::FailurePolicy::FailClosed, chain::FailurePolicy::FailOpen, chain::FailurePolicy::DeadLetter]
-                .into_iter()
-                .map(|p| self.metrics.transform_failures_count(&s.name, p))
-                .sum();
+            s.errors =
+                [chain::FailurePolicy::FailClosed, chain::FailurePolicy::FailOpen, chain::FailurePolicy::DeadLetter]
+                    .into_iter()
+                    .map(|p| self.metrics.transform_failures_count(&s.name, p))
+                    .sum();
         }
         self.stages.into_iter().map(|(_, _, s)| s).collect()
     }
@@ -158,7 +162,11 @@ pub fn summary_text(flows: usize, elapsed: Duration, stages: &[StageSummary]) ->
         return out;
     }
     let width = stages.iter().map(|s| s.name.len()).max().unwrap_or(0).max("transform".len());
-    let _ = writeln!(out, "{:width$}  {:>8}  {:>8}  {:>8}  {:>8}  {:>10}  attributes added (distinct values)", "transform", "in", "out", "dropped", "errors", "us/flow");
+    let _ = writeln!(
+        out,
+        "{:width$}  {:>8}  {:>8}  {:>8}  {:>8}  {:>10}  attributes added (distinct values)",
+        "transform", "in", "out", "dropped", "errors", "us/flow"
+    );
     for s in stages {
         let per_flow = if s.flows_in == 0 { 0.0 } else { s.time.as_secs_f64() * 1e6 / s.flows_in as f64 };
         let added = if s.added.is_empty() {
@@ -166,7 +174,13 @@ pub fn summary_text(flows: usize, elapsed: Duration, stages: &[StageSummary]) ->
         } else {
             s.added
                 .iter()
-                .map(|(k, v)| if v.len() >= CARDINALITY_CAP { format!("{k} (>={})", v.len()) } else { format!("{k} ({})", v.len()) })
+                .map(|(k, v)| {
+                    if v.len() >= CARDINALITY_CAP {
+                        format!("{k} (>={})", v.len())
+                    } else {
+                        format!("{k} ({})", v.len())
+                    }
+                })
                 .collect::<Vec<_>>()
                 .join(", ")
         };
@@ -190,8 +204,12 @@ pub async fn replay(
     let otlp = match output {
         Output::Otlp(url) => {
             let cfg = crate::config::otlp_only(url)?;
-            let encoder = Arc::new(crate::otlp::RequestEncoder::new(crate::otlp::resource(&cfg.resource_attributes), cfg.compression));
-            let exporter = crate::sink::Exporter::new(&cfg, encoder.clone(), Metrics::new()).context("OTLP exporter")?;
+            let encoder = Arc::new(crate::otlp::RequestEncoder::new(
+                crate::otlp::resource(&cfg.resource_attributes),
+                cfg.compression,
+            ));
+            let exporter =
+                crate::sink::Exporter::new(&cfg, encoder.clone(), Metrics::new()).context("OTLP exporter")?;
             Some((cfg.endpoint.clone(), encoder, exporter))
         }
         _ => None,
@@ -228,7 +246,10 @@ pub async fn replay(
                 let records = items.into_iter().map(|i| worker::record(i, now, None)).collect::<Result<Vec<_>, _>>()?;
                 if !records.is_empty() {
                     let encoded = encoder.encode(records);
-                    exporter.post_once(url, encoded.body).await.map_err(|e| anyhow::anyhow!("OTLP endpoint {url}: {e}"))?;
+                    exporter
+                        .post_once(url, encoded.body)
+                        .await
+                        .map_err(|e| anyhow::anyhow!("OTLP endpoint {url}: {e}"))?;
                 }
             }
             _ => {}

@@ -76,11 +76,11 @@ pub fn test_chain(cfg: &TransformsConfig, input: &Path, expected: Option<&Path>)
     let bytes = std::fs::read(input).with_context(|| format!("reading {}", input.display()))?;
     // A capture (`flowgate capture`) holds the flows' bytes as Goldmane sent them: they go in untouched.
     let items: Vec<worker::Item> = if crate::capture::is_capture(&bytes) {
-        let (_, records) =
-            crate::capture::read(&bytes.into()).with_context(|| format!("{}", input.display()))?;
+        let (_, records) = crate::capture::read(&bytes.into()).with_context(|| format!("{}", input.display()))?;
         records.into_iter().map(|r| worker::Item::from_wire(r.flow)).collect()
     } else {
-        let text = String::from_utf8(bytes).with_context(|| format!("{}: neither a capture nor JSON lines", input.display()))?;
+        let text = String::from_utf8(bytes)
+            .with_context(|| format!("{}: neither a capture nor JSON lines", input.display()))?;
         text.lines()
             .enumerate()
             .filter(|(_, l)| !l.trim().is_empty())

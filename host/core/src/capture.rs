@@ -192,7 +192,12 @@ mod tests {
     use crate::flowgen::FlowGen;
 
     fn header() -> Header {
-        Header { version: VERSION, started_unix_ms: 1_764_970_845_123, source: "goldmane:7443".into(), writer: "t".into() }
+        Header {
+            version: VERSION,
+            started_unix_ms: 1_764_970_845_123,
+            source: "goldmane:7443".into(),
+            writer: "t".into(),
+        }
     }
 
     #[test]

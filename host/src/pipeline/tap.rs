@@ -266,7 +266,9 @@ impl Tap {
 /// A stage counts as a redaction when `admin.tap.redactions` names it, or its name or file name says `redact`.
 pub fn is_redaction(rules: &TapConfig, entry: &Entry) -> bool {
     let file = entry.spec.path.file_name().map(|f| f.to_string_lossy().to_lowercase()).unwrap_or_default();
-    rules.redactions.contains(&entry.spec.name) || entry.spec.name.to_lowercase().contains("redact") || file.contains("redact")
+    rules.redactions.contains(&entry.spec.name)
+        || entry.spec.name.to_lowercase().contains("redact")
+        || file.contains("redact")
 }
 
 /// Whether `point` may be tapped in `chain` under `rules`.

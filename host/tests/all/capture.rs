@@ -44,7 +44,7 @@ fn sent_bytes(sim: &Simulator, first: i64) -> HashSet<Vec<u8>> {
     (first..=sim.newest_bucket() + 15).step_by(15).flat_map(|b| flows.bucket(b)).map(|f| f.encode_to_vec()).collect()
 }
 
-fn config_yaml(sim: &Simulator, dir: &Path) -> PathBuf {
+pub fn config_yaml(sim: &Simulator, dir: &Path) -> PathBuf {
     let path = dir.join("flowgate.yaml");
     std::fs::write(
         &path,
@@ -75,7 +75,9 @@ async fn capture_then_replay_then_test_round_trips_the_flows_byte_for_byte_throu
     let s = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
 
     // capture: the settings `run` reads (the YAML file), bounded by count.
-    run(s(&["capture", "--config", config.to_str().unwrap(), "--output", "flows.cap", "--count", "150"])).await.unwrap();
+    run(s(&["capture", "--config", config.to_str().unwrap(), "--output", "flows.cap", "--count", "150"]))
+        .await
+        .unwrap();
     let file = Bytes::from(std::fs::read(d.join("flows.cap")).unwrap());
     let (header, records) = flowgate::capture::read(&file).unwrap();
     assert_eq!(header.version, flowgate::capture::VERSION);
@@ -98,7 +100,9 @@ async fn capture_then_replay_then_test_round_trips_the_flows_byte_for_byte_throu
         .collect();
     let expected: Vec<serde_json::Value> = records
         .iter()
-        .map(|r| serde_json::from_str(&flowgate::render::flow_json_string(&Flow::decode(r.flow.clone()).unwrap())).unwrap())
+        .map(|r| {
+            serde_json::from_str(&flowgate::render::flow_json_string(&Flow::decode(r.flow.clone()).unwrap())).unwrap()
+        })
         .collect();
     assert_eq!(bodies, expected);
 
@@ -134,7 +138,7 @@ async fn capture_then_replay_then_test_round_trips_the_flows_byte_for_byte_throu
 }
 
 /// A gateway with the tap enabled (its `before_redaction` as given) and the chain redact -> semconv.
-async fn tapped_gateway(sim: &Simulator, dir: &Path, enabled: bool, before_redaction: bool) -> Gateway {
+pub async fn tapped_gateway(sim: &Simulator, dir: &Path, enabled: bool, before_redaction: bool) -> Gateway {
     let mut raw = support::raw_config(sim, "http://127.0.0.1:9");
     raw.admin.tap.enabled = Some(enabled);
     raw.admin.tap.before_redaction = Some(before_redaction);
@@ -181,7 +185,8 @@ async fn tap_lines(gw: &Gateway, query: &str, secs: f64) -> (Vec<serde_json::Val
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tap_after_a_redaction_never_shows_what_it_removed_and_before_it_needs_its_own_setting() {
-    let (sim, _pki) = support::simulator(SimConfig { flows_per_bucket: 30, time_scale: 15.0, ..SimConfig::default() }).await;
+    let (sim, _pki) =
+        support::simulator(SimConfig { flows_per_bucket: 30, time_scale: 15.0, ..SimConfig::default() }).await;
     let dir = tempfile::tempdir().unwrap();
     let mut gw = tapped_gateway(&sim, dir.path(), true, false).await;
 
@@ -241,7 +246,8 @@ async fn tap_after_a_redaction_never_shows_what_it_removed_and_before_it_needs_i
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tap_keeps_to_its_rate_and_its_filter() {
     // About 200 flows a second.
-    let (sim, _pki) = support::simulator(SimConfig { flows_per_bucket: 200, time_scale: 15.0, ..SimConfig::default() }).await;
+    let (sim, _pki) =
+        support::simulator(SimConfig { flows_per_bucket: 200, time_scale: 15.0, ..SimConfig::default() }).await;
     let dir = tempfile::tempdir().unwrap();
     let mut gw = tapped_gateway(&sim, dir.path(), true, false).await;
 
@@ -249,7 +255,11 @@ async fn tap_keeps_to_its_rate_and_its_filter() {
     let (records, skipped, elapsed) = tap_lines(&gw, &format!("after=semconv&rate={rate}"), 3.0).await;
     // A burst of `rate`, then `rate` a second.
     let most = rate as f64 * (1.0 + elapsed.as_secs_f64());
-    assert!(!records.is_empty() && records.len() as f64 <= most, "{} records in {elapsed:?} at {rate}/s", records.len());
+    assert!(
+        !records.is_empty() && records.len() as f64 <= most,
+        "{} records in {elapsed:?} at {rate}/s",
+        records.len()
+    );
     assert!(skipped > 0, "a tap at {rate}/s over ~200 flows/s skipped nothing");
 
     // Unfiltered, both actions pass; filtered, only the one asked for. Through the real `flowgate tap`.
@@ -259,7 +269,17 @@ async fn tap_keeps_to_its_rate_and_its_filter() {
     let admin = gw.admin.to_string();
     let out = tokio::task::spawn_blocking(move || {
         Command::new(env!("CARGO_BIN_EXE_flowgate"))
-            .args(["tap", "--admin", &admin, "--after", "semconv", "--filter", "calico.action == deny and not destination.port == 0", "--count", "20"])
+            .args([
+                "tap",
+                "--admin",
+                &admin,
+                "--after",
+                "semconv",
+                "--filter",
+                "calico.action == deny and not destination.port == 0",
+                "--count",
+                "20",
+            ])
             .env_clear()
             .output()
             .unwrap()
@@ -275,7 +295,8 @@ async fn tap_keeps_to_its_rate_and_its_filter() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn capture_from_a_running_gateways_admin_port_holds_the_flows_as_goldmane_sent_them() {
-    let (sim, _pki) = support::simulator(SimConfig { flows_per_bucket: 50, time_scale: 15.0, ..SimConfig::default() }).await;
+    let (sim, _pki) =
+        support::simulator(SimConfig { flows_per_bucket: 50, time_scale: 15.0, ..SimConfig::default() }).await;
     let mut raw = support::raw_config(&sim, "http://127.0.0.1:9");
     raw.admin.tap.enabled = Some(true);
     let mut gw = Gateway::start(support::resolve(raw)).await;
@@ -283,7 +304,9 @@ async fn capture_from_a_running_gateways_admin_port_holds_the_flows_as_goldmane_
     let d = dir.path().to_path_buf();
     let admin = gw.admin.to_string();
     let first = sim.newest_bucket();
-    let out = tokio::task::spawn_blocking(move || flowgate(&["capture", "--admin", &admin, "--output", "gw.cap", "--count", "60"], &d));
+    let out = tokio::task::spawn_blocking(move || {
+        flowgate(&["capture", "--admin", &admin, "--output", "gw.cap", "--count", "60"], &d)
+    });
     support::within(Duration::from_secs(30), "capture --admin", out).await.unwrap();
     let file = Bytes::from(std::fs::read(dir.path().join("gw.cap")).unwrap());
     let (header, records) = flowgate::capture::read(&file).unwrap();

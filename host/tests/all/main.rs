@@ -1,8 +1,8 @@
 //! Integration tests, compiled into one binary. Every peer is real and on loopback: the Goldmane simulator
 //! serves gRPC over mTLS, the receiver decodes OTLP protobuf over HTTP.
 
-mod cli;
 mod capture;
+mod cli;
 mod config;
 mod dashboards;
 mod e2e;
@@ -10,6 +10,7 @@ mod export;
 mod faults;
 mod flowstats;
 mod goldmane;
+mod guide;
 mod modules;
 mod otelcol;
 mod reload;

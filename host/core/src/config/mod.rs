@@ -210,7 +210,11 @@ impl fmt::Display for Config {
         writeln!(f, "admin:     http://{}/metrics /healthz /readyz", self.admin_listen)?;
         if self.tap.enabled {
             let before = if self.tap.before_redaction { "allowed" } else { "refused" };
-            writeln!(f, "  tap              /tap /capture, {} records/s, before a redaction {before}", self.tap.max_per_second)?;
+            writeln!(
+                f,
+                "  tap              /tap /capture, {} records/s, before a redaction {before}",
+                self.tap.max_per_second
+            )?;
         }
         match &self.flow_metrics {
             Some(m) => {

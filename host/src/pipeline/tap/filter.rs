@@ -258,7 +258,8 @@ mod tests {
         for f in yes {
             assert!(Filter::parse(f).unwrap().matches(&r), "{f} should match");
         }
-        let no = ["action == Allow", "source_namespace !~ prod", "missing", "bytesIn > 12", "dest_port < x", "missing == x"];
+        let no =
+            ["action == Allow", "source_namespace !~ prod", "missing", "bytesIn > 12", "dest_port < x", "missing == x"];
         for f in no {
             assert!(!Filter::parse(f).unwrap().matches(&r), "{f} should not match");
         }
