@@ -3,12 +3,13 @@
 //! `/capture` (flows as Goldmane sent them, as a capture file), both under the redaction rule of
 //! [`pipeline::tap`](crate::pipeline::tap).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{RawQuery, State};
+use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -46,7 +47,9 @@ pub async fn serve(
         .route("/capture", get(capture))
         .with_state(Admin { metrics, chain });
     let stop = shutdown.clone();
-    axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await }).await
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await
 }
 
 async fn metrics_text(State(a): State<Admin>) -> impl IntoResponse {
@@ -74,10 +77,20 @@ fn params(query: Option<String>) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The tap answers loopback clients unless `admin.tap.allow_remote`.
+fn local(a: &Admin, peer: SocketAddr) -> Result<(), TapRefused> {
+    let remote = a.chain.get().tap.rules().is_some_and(|r| r.allow_remote);
+    let loopback = match peer.ip() {
+        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(v6.is_loopback(), |v4| v4.is_loopback()),
+        ip => ip.is_loopback(),
+    };
+    if loopback || remote { Ok(()) } else { Err(TapRefused::Remote) }
+}
+
 fn refused(e: TapRefused) -> Response {
     let status = match e {
         TapRefused::NoSuchPoint { .. } => StatusCode::NOT_FOUND,
-        TapRefused::Disabled | TapRefused::BeforeRedaction { .. } => StatusCode::FORBIDDEN,
+        TapRefused::Disabled | TapRefused::Remote | TapRefused::BeforeRedaction { .. } => StatusCode::FORBIDDEN,
     };
     (status, format!("{e}\n")).into_response()
 }
@@ -95,7 +108,14 @@ fn number<T: std::str::FromStr>(params: &[(String, String)], key: &str) -> Resul
 
 /// `GET /tap?after=<stage|source>&filter=<expr>&rate=<per second>`: lines `record <json>` (as `flowgate test`
 /// prints records) and, each second some were skipped, `skipped <n>`.
-async fn tap(State(a): State<Admin>, RawQuery(query): RawQuery) -> Response {
+async fn tap(
+    State(a): State<Admin>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    if let Err(e) = local(&a, peer) {
+        return refused(e);
+    }
     let params = params(query);
     let get = |k: &str| params.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
     let point = Point::parse(get("after").unwrap_or("source"));
@@ -151,7 +171,14 @@ fn line(text: &mut String, event: Event) {
 
 /// `GET /capture?count=&bytes=&duration_ms=`: a capture file of the flows the gateway receives from now, until a
 /// bound is reached or the client hangs up.
-async fn capture(State(a): State<Admin>, RawQuery(query): RawQuery) -> Response {
+async fn capture(
+    State(a): State<Admin>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    if let Err(e) = local(&a, peer) {
+        return refused(e);
+    }
     let params = params(query);
     let (count, bytes, duration_ms) =
         match (number::<u64>(&params, "count"), number::<u64>(&params, "bytes"), number::<u64>(&params, "duration_ms"))

@@ -68,6 +68,8 @@ pub enum Event {
 pub enum TapRefused {
     #[error("the tap is off: set admin.tap.enabled: true in the gateway's config")]
     Disabled,
+    #[error("the tap answers loopback clients only (use kubectl port-forward, or set admin.tap.allow_remote: true)")]
+    Remote,
     #[error("no stage {name:?} in the chain (points: {points})")]
     NoSuchPoint { name: String, points: String },
     #[error(
@@ -321,5 +323,44 @@ fn any(v: Option<&AnyValue>) -> Value {
         }
         Some(any_value::Value::BytesValue(b)) => json!(b),
         Some(other) => Value::String(format!("{other:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules(enabled: bool) -> TapConfig {
+        TapConfig { enabled, before_redaction: false, redactions: Vec::new(), allow_remote: false, max_per_second: 10 }
+    }
+
+    #[test]
+    fn a_bucket_gives_a_burst_of_its_rate_then_refills_at_it() {
+        let mut b = Bucket::new(5);
+        assert_eq!((0..10).filter(|_| b.take()).count(), 5);
+        // A fifth of a second later: one more.
+        b.at -= std::time::Duration::from_millis(210);
+        assert!(b.take());
+        assert!(!b.take());
+    }
+
+    #[test]
+    fn taps_are_off_unless_enabled_and_leave_when_dropped() {
+        let chain = Chain::default();
+        assert_eq!(Hub::default().subscribe(&chain, Point::Source, None, Some(1)).err(), Some(TapRefused::Disabled));
+        assert_eq!(
+            Hub::new(rules(false)).subscribe(&chain, Point::Source, None, Some(1)).err(),
+            Some(TapRefused::Disabled)
+        );
+        let hub = Hub::new(rules(true));
+        let missing = hub.subscribe(&chain, Point::parse("redact"), None, Some(1)).err().unwrap();
+        assert_eq!(missing, TapRefused::NoSuchPoint { name: "redact".into(), points: "source".into() });
+        let sub = hub.subscribe(&chain, Point::Source, None, Some(100)).unwrap();
+        // The rate asked for is capped by the configured maximum.
+        assert_eq!(sub.tap.limit.as_ref().unwrap().lock().unwrap().rate, 10.0);
+        assert_eq!(hub.looking(&chain, &Point::Source).len(), 1);
+        drop(sub);
+        assert!(hub.looking(&chain, &Point::Source).is_empty());
+        assert_eq!(hub.0.as_ref().unwrap().active.load(Ordering::Acquire), 0);
     }
 }

@@ -33,6 +33,9 @@ pub struct RawTap {
     pub before_redaction: Option<bool>,
     /// Chain entries that count as redactions, besides any whose name or file name contains `redact`.
     pub redactions: Vec<String>,
+    /// Serve the tap to clients from other addresses than loopback (the chart's admin port listens on every
+    /// address of the pod for probes; `kubectl port-forward` arrives on loopback).
+    pub allow_remote: Option<bool>,
     /// The most records a second one tap may show (it may ask for fewer).
     pub max_per_second: Option<u32>,
 }
@@ -43,6 +46,7 @@ pub struct TapConfig {
     pub enabled: bool,
     pub before_redaction: bool,
     pub redactions: Vec<String>,
+    pub allow_remote: bool,
     pub max_per_second: u32,
 }
 
@@ -62,6 +66,7 @@ impl RawAdmin {
             enabled: t.enabled.unwrap_or(false),
             before_redaction: t.before_redaction.unwrap_or(false),
             redactions: t.redactions,
+            allow_remote: t.allow_remote.unwrap_or(false),
             max_per_second,
         };
         (listen, tap)
