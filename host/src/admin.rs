@@ -99,10 +99,10 @@ fn bad(message: String) -> Response {
     (StatusCode::BAD_REQUEST, format!("{message}\n")).into_response()
 }
 
-fn number<T: std::str::FromStr>(params: &[(String, String)], key: &str) -> Result<Option<T>, Response> {
+fn number<T: std::str::FromStr>(params: &[(String, String)], key: &str) -> Result<Option<T>, String> {
     match params.iter().find(|(k, _)| k == key) {
         None => Ok(None),
-        Some((_, v)) => v.parse().map(Some).map_err(|_| bad(format!("{key}: {v:?} is not a whole number"))),
+        Some((_, v)) => v.parse().map(Some).map_err(|_| format!("{key}: {v:?} is not a whole number")),
     }
 }
 
@@ -127,7 +127,7 @@ async fn tap(
     let max = chain.tap.rules().map_or(1, |r| r.max_per_second);
     let rate = match number::<u32>(&params, "rate") {
         Ok(r) => r.unwrap_or(max),
-        Err(e) => return e,
+        Err(e) => return bad(e),
     };
     let mut sub = match chain.tap.subscribe(&chain, point, filter, Some(rate)) {
         Ok(s) => s,
@@ -184,7 +184,7 @@ async fn capture(
         match (number::<u64>(&params, "count"), number::<u64>(&params, "bytes"), number::<u64>(&params, "duration_ms"))
         {
             (Ok(c), Ok(b), Ok(d)) => (c, b, d),
-            (Err(e), ..) | (_, Err(e), _) | (.., Err(e)) => return e,
+            (Err(e), ..) | (_, Err(e), _) | (.., Err(e)) => return bad(e),
         };
     let chain = a.chain.get();
     let mut sub: Subscription = match chain.tap.subscribe(&chain, Point::Source, None, None) {

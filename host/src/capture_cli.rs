@@ -238,7 +238,7 @@ pub async fn tap(
                     return Ok(());
                 }
             } else if let Some(n) = line.strip_prefix("skipped ") {
-                let _ = write!(std::io::stderr(), "flowgate tap: {} matching records skipped (rate limit)\n", n.trim());
+                let _ = writeln!(std::io::stderr(), "flowgate tap: {} matching records skipped (rate limit)", n.trim());
             }
         }
     }
