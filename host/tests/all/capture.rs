@@ -130,11 +130,63 @@ async fn capture_then_replay_then_test_round_trips_the_flows_byte_for_byte_throu
     let row: Vec<&str> = summary.lines().find(|l| l.starts_with("redact ")).unwrap().split_whitespace().collect();
     assert_eq!(row[1..5], ["150", "150", "0", "0"], "{summary}");
 
-    // Recorded pace takes about as long as the capture did (the flows arrived over its last offset).
-    let last = records.last().unwrap().offset_ms;
+    // Bounded by bytes and by time as well as by count.
+    run(s(&["capture", "--config", config.to_str().unwrap(), "--output", "bytes.cap", "--max-bytes", "20000"]))
+        .await
+        .unwrap();
+    let file = Bytes::from(std::fs::read(d.join("bytes.cap")).unwrap());
+    let (_, by_bytes) = flowgate::capture::read(&file).unwrap();
+    let biggest = records.iter().map(|r| r.flow.len()).max().unwrap() as u64 + 16;
+    assert!((20_000..20_000 + biggest).contains(&(file.len() as u64)), "{} bytes", file.len());
+    assert!(by_bytes.iter().all(|r| sent.contains(r.flow.as_ref())));
     let started = Instant::now();
-    run(s(&["replay", "--input", "flows.cap", "--pace", "recorded", "--summary"])).await.unwrap();
-    assert!(started.elapsed() >= Duration::from_millis(last), "{:?} < {last} ms", started.elapsed());
+    run(s(&["capture", "--config", config.to_str().unwrap(), "--output", "timed.cap", "--duration-secs", "2"]))
+        .await
+        .unwrap();
+    assert!(started.elapsed() >= Duration::from_secs(2));
+    let (_, timed) = load(&d.join("timed.cap"));
+    assert!(timed.len() >= 150, "the history alone holds more than {} flows", timed.len());
+}
+
+fn load(path: &Path) -> (flowgate::capture::Header, Vec<flowgate::capture::Record>) {
+    flowgate::capture::read(&Bytes::from(std::fs::read(path).unwrap())).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_at_recorded_pace_waits_for_each_flow_and_bad_input_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_path_buf();
+    let flows = flowgate::sim::FlowGen { seed: 5, keys: 3 }.bucket(1_800_000_000);
+    let header =
+        flowgate::capture::Header { version: 1, started_unix_ms: 1, source: "test".into(), writer: "test".into() };
+    let mut w = flowgate::capture::Writer::new(Vec::new(), &header).unwrap();
+    for (f, at) in flows.iter().zip([0, 600, 1_200]) {
+        w.write(at, &f.encode_to_vec()).unwrap();
+    }
+    std::fs::write(d.join("paced.cap"), w.finish().unwrap()).unwrap();
+    let run = |args: &'static [&'static str]| {
+        let d = d.clone();
+        tokio::task::spawn_blocking(move || {
+            Command::new(env!("CARGO_BIN_EXE_flowgate")).args(args).current_dir(&d).env_clear().output().unwrap()
+        })
+    };
+    let started = Instant::now();
+    let out = run(&["replay", "--input", "paced.cap", "--pace", "recorded"]).await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(started.elapsed() >= Duration::from_millis(1_200), "{:?}", started.elapsed());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 3);
+
+    let out = run(&["replay", "--input", "missing.cap"]).await.unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("cannot read the capture missing.cap"), "{err}");
+    let mut damaged = std::fs::read(d.join("paced.cap")).unwrap();
+    damaged.truncate(damaged.len() - 3);
+    std::fs::write(d.join("damaged.cap"), damaged).unwrap();
+    for args in [&["replay", "--input", "damaged.cap"][..], &["test", "--input", "damaged.cap"][..]] {
+        let out = run(args).await.unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains("damaged.cap") && err.contains("record 3"), "{args:?}: {err}");
+    }
 }
 
 /// A gateway with the tap enabled (its `before_redaction` as given) and the chain redact -> semconv.
