@@ -113,10 +113,10 @@ async fn tap(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     RawQuery(query): RawQuery,
 ) -> Response {
-    if let Err(e) = local(&a, peer) {
-        return refused(e);
-    }
-    let params = params(query);
+    let params = match local(&a, peer) {
+        Ok(()) => params(query),
+        Err(e) => return refused(e),
+    };
     let get = |k: &str| params.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
     let point = Point::parse(get("after").unwrap_or("source"));
     let filter = match get("filter").filter(|f| !f.trim().is_empty()).map(Filter::parse).transpose() {
@@ -176,10 +176,10 @@ async fn capture(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     RawQuery(query): RawQuery,
 ) -> Response {
-    if let Err(e) = local(&a, peer) {
-        return refused(e);
-    }
-    let params = params(query);
+    let params = match local(&a, peer) {
+        Ok(()) => params(query),
+        Err(e) => return refused(e),
+    };
     let (count, bytes, duration_ms) =
         match (number::<u64>(&params, "count"), number::<u64>(&params, "bytes"), number::<u64>(&params, "duration_ms"))
         {

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use flowgate::config::env::{ENV_FLOWGATE_CONFIG, ENV_FLOWGATE_LOG_FORMAT};
 use flowgate::config::{self, Env};
 use flowgate::telemetry::{self, LogFormat, Metrics};
@@ -18,6 +18,25 @@ struct Cli {
     log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+/// The transform chain of `test` and `replay`.
+#[derive(Args)]
+struct ChainArgs {
+    #[arg(long, short, env = ENV_FLOWGATE_CONFIG)]
+    config: Option<PathBuf>,
+    /// A transforms directory (overrides the config's).
+    #[arg(long)]
+    transforms_dir: Option<PathBuf>,
+    /// A component, in chain order (repeat); its `<name>.yaml` beside it is read if present.
+    #[arg(long = "transform")]
+    transforms: Vec<PathBuf>,
+}
+
+impl ChainArgs {
+    fn resolve(&self) -> anyhow::Result<config::TransformsConfig> {
+        Ok(config::transforms_only(self.config.as_deref(), self.transforms_dir.clone(), &self.transforms)?)
+    }
 }
 
 #[derive(Subcommand)]
@@ -40,14 +59,8 @@ enum Command {
     /// Run the transform chain over flows from a file of JSON bodies (as in Loki, one a line) and print the
     /// records, or compare them with expected records (JSON lines) and show the differences.
     Test {
-        #[arg(long, short, env = ENV_FLOWGATE_CONFIG)]
-        config: Option<PathBuf>,
-        /// A transforms directory (overrides the config's).
-        #[arg(long)]
-        transforms_dir: Option<PathBuf>,
-        /// A component, in chain order (repeat); its `<name>.yaml` beside it is read if present.
-        #[arg(long = "transform")]
-        transforms: Vec<PathBuf>,
+        #[command(flatten)]
+        chain: ChainArgs,
         /// Flows: a capture (`flowgate capture`), or one JSON body a line.
         #[arg(long)]
         input: PathBuf,
@@ -79,14 +92,8 @@ enum Command {
     /// Run a capture (or the simulator) through a transform chain offline: records on stdout (as `flowgate test`
     /// prints them), to an OTLP endpoint, or a summary per transform.
     Replay {
-        #[arg(long, short, env = ENV_FLOWGATE_CONFIG)]
-        config: Option<PathBuf>,
-        /// A transforms directory (overrides the config's).
-        #[arg(long)]
-        transforms_dir: Option<PathBuf>,
-        /// A component, in chain order (repeat); its `<name>.yaml` beside it is read if present.
-        #[arg(long = "transform")]
-        transforms: Vec<PathBuf>,
+        #[command(flatten)]
+        chain: ChainArgs,
         /// The capture to replay.
         #[arg(long, required_unless_present = "sim", conflicts_with = "sim")]
         input: Option<PathBuf>,
@@ -166,9 +173,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Run { config } => run(config, &env).await,
             Command::Check { config, config_only } => check(config, config_only, &env),
-            Command::Test { config, transforms_dir, transforms, input, expected } => {
-                test(config, transforms_dir, &transforms, &input, expected.as_deref())
-            }
+            Command::Test { chain, input, expected } => test(&chain, &input, expected.as_deref()),
             Command::Capture { config, admin, output, count, max_bytes, duration_secs } => {
                 let bounds = flowgate::capture_cli::Bounds {
                     count,
@@ -187,9 +192,8 @@ fn main() -> ExitCode {
                     writeln!(std::io::stderr(), "{} flows, {} bytes in {}", done.flows, done.bytes, output.display());
                 Ok(())
             }
-            Command::Replay { config, transforms_dir, transforms, input, sim, pace, summary, otlp } => {
-                let cfg = config::transforms_only(config.as_deref(), transforms_dir, &transforms)?;
-                let chain = flowgate::replay::build_chain(&cfg)?;
+            Command::Replay { chain, input, sim, pace, summary, otlp } => {
+                let chain = flowgate::tools::build_chain(&chain.resolve()?)?;
                 let (_, records) = match (input, sim) {
                     (Some(path), _) => flowgate::replay::load(&path)?,
                     (None, count) => flowgate::replay::from_simulator(count.unwrap_or(500), 1).await?,
@@ -252,15 +256,9 @@ fn check(path: Option<PathBuf>, config_only: bool, env: &Env) -> anyhow::Result<
     flowgate::tools::print(&report)
 }
 
-fn test(
-    config: Option<PathBuf>,
-    dir: Option<PathBuf>,
-    components: &[PathBuf],
-    input: &std::path::Path,
-    expected: Option<&std::path::Path>,
-) -> anyhow::Result<()> {
+fn test(chain: &ChainArgs, input: &std::path::Path, expected: Option<&std::path::Path>) -> anyhow::Result<()> {
     use flowgate::tools::print;
-    let cfg = config::transforms_only(config.as_deref(), dir, components)?;
+    let cfg = chain.resolve()?;
     let report = flowgate::tools::test_chain(&cfg, input, expected)?;
     if expected.is_none() {
         for o in &report.outputs {

@@ -12,13 +12,11 @@ use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
 use crate::capture as format;
-use crate::config::{Env, RawConfig, TransformsConfig, resolve_with_env};
+use crate::config::{Env, RawConfig, resolve_with_env};
 use crate::pipeline::{Chain, Item, Worker, chain, tap::describe, worker};
-use crate::reload::chain_specs;
 use crate::sim::{SimCerts, SimConfig, Simulator};
 use crate::telemetry::{Metrics, TransformEvent};
 use crate::tools::print;
-use crate::wasm::Runtime;
 
 /// Distinct values of one added attribute tracked, at most (the summary shows `>= N` past it).
 const CARDINALITY_CAP: usize = 10_000;
@@ -70,12 +68,6 @@ pub async fn from_simulator(count: u64, seed: u64) -> anyhow::Result<(format::He
     crate::capture_cli::from_goldmane(cfg.goldmane, &file, bounds, CancellationToken::new()).await?;
     sim.stop();
     load(&file)
-}
-
-/// Builds the chain `cfg` names (none: the old exporter's records).
-pub fn build_chain(cfg: &TransformsConfig) -> anyhow::Result<Chain> {
-    let specs = chain_specs(cfg).map_err(anyhow::Error::msg)?;
-    Ok(if specs.is_empty() { Chain::default() } else { chain::build(&Runtime::new()?, specs, 1)? })
 }
 
 /// One transform's figures over a replay.

@@ -63,6 +63,12 @@ pub fn check_chain(cfg: &TransformsConfig) -> anyhow::Result<String> {
     Ok(out)
 }
 
+/// Builds the chain `cfg` names, for `test` and `replay` (none: the old exporter's records).
+pub fn build_chain(cfg: &TransformsConfig) -> anyhow::Result<chain::Chain> {
+    let specs = chain_specs(cfg).map_err(anyhow::Error::msg)?;
+    Ok(if specs.is_empty() { chain::Chain::default() } else { chain::build(&Runtime::new()?, specs, 1)? })
+}
+
 /// The outcome of `flowgate test`.
 pub struct TestReport {
     /// One JSON line per output record.
@@ -88,8 +94,7 @@ pub fn test_chain(cfg: &TransformsConfig, input: &Path, expected: Option<&Path>)
             .map(|f| f.map(worker::Item::new))
             .collect::<anyhow::Result<Vec<_>>>()?
     };
-    let specs = chain_specs(cfg).map_err(anyhow::Error::msg)?;
-    let chain = if specs.is_empty() { chain::Chain::default() } else { chain::build(&Runtime::new()?, specs, 1)? };
+    let chain = build_chain(cfg)?;
     let mut w = Worker::new(Metrics::new(), None);
     let items = if chain.is_empty() { items } else { w.run_items(&chain, items) };
     let outputs: Vec<Value> =
