@@ -27,8 +27,13 @@ pub fn redact_dir(dir: &Path) -> PathBuf {
     dir.join("redact.wasm")
 }
 
+/// Runs `flowgate` (linked into `dir`: see [`support::flowgate_binary`]) in `dir`; it must succeed.
 fn flowgate(args: &[&str], dir: &Path) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_flowgate")).args(args).current_dir(dir).env_clear().output().unwrap();
+    let bin = dir.join("bin/flowgate");
+    if !bin.exists() {
+        support::flowgate_binary(dir);
+    }
+    let out = Command::new(bin).args(args).current_dir(dir).env_clear().output().unwrap();
     assert!(
         out.status.success(),
         "flowgate {args:?} failed: {}\n{}",
@@ -164,10 +169,11 @@ async fn replay_at_recorded_pace_waits_for_each_flow_and_bad_input_is_named() {
         w.write(at, &f.encode_to_vec()).unwrap();
     }
     std::fs::write(d.join("paced.cap"), w.finish().unwrap()).unwrap();
+    support::flowgate_binary(&d);
     let run = |args: &'static [&'static str]| {
         let d = d.clone();
         tokio::task::spawn_blocking(move || {
-            Command::new(env!("CARGO_BIN_EXE_flowgate")).args(args).current_dir(&d).env_clear().output().unwrap()
+            Command::new(d.join("bin/flowgate")).args(args).current_dir(&d).env_clear().output().unwrap()
         })
     };
     let started = Instant::now();
@@ -319,8 +325,9 @@ async fn tap_keeps_to_its_rate_and_its_filter() {
     let actions: HashSet<&str> = all.iter().map(|r| r["attributes"]["calico.action"].as_str().unwrap()).collect();
     assert!(actions.contains("deny") && actions.contains("allow"), "{actions:?}");
     let admin = gw.admin.to_string();
+    let bin = support::flowgate_binary(dir.path());
     let out = tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_flowgate"))
+        Command::new(bin)
             .args([
                 "tap",
                 "--admin",

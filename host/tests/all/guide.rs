@@ -78,10 +78,7 @@ async fn every_shell_block_of_the_guide_runs() {
     let mut gw = tapped_gateway(&sim, &gw_dir, true, true).await;
     let otlp = support::receiver(accept_all()).await;
 
-    // A copy: the target directory may be shared with other checkouts building their own `flowgate`.
-    let bin = dir.path().join("bin");
-    std::fs::create_dir(&bin).unwrap();
-    std::fs::copy(env!("CARGO_BIN_EXE_flowgate"), bin.join("flowgate")).unwrap();
+    let bin = support::flowgate_binary(dir.path()).parent().unwrap().to_path_buf();
     let transforms = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/wasm32-wasip2/transform");
     let env = [
         ("PATH", format!("{}:/usr/local/bin:/usr/bin:/bin", bin.display())),
