@@ -16,7 +16,7 @@
 //! Leaves below the stages: [`otlp`] (the OTLP form: records, values, requests, compression), [`telemetry`]
 //! (logs, metrics, error chains), [`config`], [`render`] and [`wire`] (from `flowgate-core`), [`tls`],
 //! [`backoff`]. Beside them: [`wasm`] (the wasmtime host) and [`reload`] (hot reload of the chain), [`admin`]
-//! (metrics and probes), [`sim`] (a Goldmane simulator for tests and the demo), [`receiver`] (an OTLP test peer),
+//! (metrics, probes, and the live tap the pipeline offers: [`pipeline::tap`]), [`sim`] (a Goldmane simulator for tests and the demo), [`receiver`] (an OTLP test peer),
 //! [`demo`], [`tools`] (`flowgate test`, `check`), [`capture_cli`] and [`replay`] (`flowgate capture`, `tap`,
 //! `replay`, over the [`capture`] file format), and [`app`], which wires the stages together.
 
