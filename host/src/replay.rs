@@ -237,7 +237,7 @@ pub async fn replay(
             (Output::Otlp(_), Some((url, encoder, exporter))) => {
                 let records = items.into_iter().map(|i| worker::record(i, now, None)).collect::<Result<Vec<_>, _>>()?;
                 if !records.is_empty() {
-                    let encoded = encoder.encode(records);
+                    let encoded = encoder.encode_log_records(records);
                     exporter
                         .post_once(url, encoded.body)
                         .await

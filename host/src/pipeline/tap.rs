@@ -217,7 +217,7 @@ impl Hub {
                     tap.offer(Event::Flow(flow.wire.clone()));
                     continue;
                 }
-                if let Ok(record) = crate::otlp::flow_record(&flow.wire, now) {
+                if let Ok(record) = worker::record(Item::from_wire(flow.wire.clone()), now, None) {
                     tap.show(describe(&record));
                 }
             }
