@@ -136,7 +136,7 @@ impl Gateway {
         let after_drain = CancellationToken::new();
         let tasks = TaskTracker::new();
         let admin_addr = admin_listener.local_addr()?;
-        tasks.spawn(admin::serve(admin_listener, metrics.clone(), after_drain.clone()));
+        tasks.spawn(admin::serve(admin_listener, metrics.clone(), pipeline.chain.clone(), after_drain.clone()));
         tracing::info!(
             goldmane = %cfg.goldmane.uri,
             otlp = %cfg.otlp.endpoint,
@@ -237,6 +237,9 @@ fn transforms(
         post: crate::pipeline::post::Post::new(cfg.flow_metrics.clone(), cfg.aggregation, metrics.clone()),
         head_room: 0,
     };
+    if cfg.tap.enabled {
+        opts.chain.set_tap(pipeline::tap::Hub::new(cfg.tap.clone()));
+    }
     if (t.dir.is_none() && t.chain.is_none() && t.config_file.is_none()) || purpose == Purpose::Check {
         // No chain: one worker renders straight from the wire; decoding for the post-chain stages takes more.
         opts.workers = if opts.post.is_some() { t.workers.min(2) } else { 1 };

@@ -41,6 +41,9 @@ pub struct Chain {
     pub generation: u64,
     /// The provenance attribute value: every entry's `name@sha256:…`, comma-separated.
     pub provenance: Arc<str>,
+    /// The live tap, called before the chain and after each stage (the gateway's; kept across reloads by
+    /// [`ChainCell::set`](super::ChainCell::set)).
+    pub tap: super::tap::Hub,
 }
 
 impl Chain {
@@ -102,5 +105,5 @@ pub fn build(runtime: &Runtime, specs: Vec<EntrySpec>, generation: u64) -> Resul
         entries.push(Entry { spec, component });
     }
     let provenance = entries.iter().map(Entry::provenance).collect::<Vec<_>>().join(",");
-    Ok(Chain { entries: Arc::new(entries), generation, provenance: provenance.into() })
+    Ok(Chain { entries: Arc::new(entries), generation, provenance: provenance.into(), tap: super::tap::Hub::default() })
 }

@@ -7,6 +7,7 @@
 
 pub mod chain;
 pub mod post;
+pub mod tap;
 pub mod worker;
 
 use std::sync::{Arc, Mutex, RwLock};
@@ -35,8 +36,16 @@ impl ChainCell {
         self.0.read().expect("chain lock").clone()
     }
 
-    pub fn set(&self, chain: Chain) {
-        *self.0.write().expect("chain lock") = chain;
+    /// Serves `chain` from the next batch on; the live tap carries over.
+    pub fn set(&self, mut chain: Chain) {
+        let mut current = self.0.write().expect("chain lock");
+        chain.tap = current.tap.clone();
+        *current = chain;
+    }
+
+    /// Installs the gateway's live tap.
+    pub fn set_tap(&self, hub: tap::Hub) {
+        self.0.write().expect("chain lock").tap = hub;
     }
 }
 
@@ -185,6 +194,7 @@ fn worker_loop(
         // Chunk 0 is unnumbered (no stream cursor is kept): nothing to report for it.
         let done: Vec<u64> = (seq != 0).then_some(seq).into_iter().collect();
         let chain = opts.chain.get();
+        chain.tap.source(&chain, &flows);
         let out = match &opts.post {
             None if chain.is_empty() => {
                 Records { records: passthrough(&flows, metrics, &mut scratch, opts.head_room), chunks: done }

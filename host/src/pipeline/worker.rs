@@ -257,6 +257,7 @@ impl Worker {
                 break;
             }
             items = self.run_entry(i, entry, items);
+            chain.tap.after(chain, i, &items);
         }
         items
     }
