@@ -652,6 +652,14 @@ impl<'a> Flows<'a> {
         })
     }
 
+    /// One endpoint-type field of every flow.
+    pub fn endpoint_types(&self, field: EndpointField) -> &[EndpointType] {
+        self.columns.endpoints[field as usize].get_or_init(|| match self.source {
+            FlowsSource::Batch(b) => b.endpoint_types(field),
+            FlowsSource::Records(r) => r.iter().map(|rec| Flow::of(rec).endpoint(field)).collect(),
+        })
+    }
+
     /// A string attribute for every flow this transform passes on: flow `i` gets `values[at[i]]`, none when
     /// `at[i]` is past the end of `values`.
     pub fn annotate_strings(&mut self, key: &str, values: StringColumn) {

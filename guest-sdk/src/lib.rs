@@ -29,6 +29,7 @@
 
 mod config;
 mod glob;
+pub mod network;
 mod pseudonym;
 
 /// The generated bindings. Transform authors use the re-exports below, not this module.
@@ -136,6 +137,44 @@ impl<T: Filter> Transform for Filtered<T> {
     }
 }
 
+/// A mapping onto another schema: each flow's fields as attributes, by flow and by column. Wrapped in [`Mapped`],
+/// it becomes a transform configured by `body`: `structured` (the default: the attributes are also the record's
+/// body, sent once) or `json` (the old exporter's JSON body stays; only the attributes are added).
+pub trait Mapping: Send + 'static {
+    /// The attributes of one flow.
+    fn mapped(flow: &Flow<'_>) -> Vec<Attribute>;
+    /// The same for a whole batch, column by column (batch annotations), with each flow's outcome: `Keep`, or
+    /// `Annotate` with what could not go by column and, when `structured_body`, [`Body::Attributes`]. Its tests
+    /// check that every flow gets exactly [`Mapping::mapped`].
+    fn map_batch(flows: &mut Flows<'_>, structured_body: bool) -> Vec<Outcome>;
+}
+
+/// A [`Mapping`] as a [`Transform`].
+pub struct Mapped<M> {
+    structured_body: bool,
+    mapping: std::marker::PhantomData<fn() -> M>,
+}
+
+impl<M: Mapping> Transform for Mapped<M> {
+    fn init(c: &Config) -> Result<Self, String> {
+        let structured_body = match c.get("body").unwrap_or("structured") {
+            "structured" => true,
+            "json" => false,
+            other => return Err(format!("body: {other:?} is not structured or json")),
+        };
+        Ok(Mapped { structured_body, mapping: std::marker::PhantomData })
+    }
+
+    fn process(&mut self, flow: &mut Flow<'_>) -> Outcome {
+        let body = self.structured_body.then_some(Body::Attributes);
+        Outcome::Annotate(Annotations { attributes: M::mapped(flow), severity: None, body })
+    }
+
+    fn process_batch(&mut self, flows: &mut Flows<'_>) -> Vec<Outcome> {
+        M::map_batch(flows, self.structured_body)
+    }
+}
+
 impl Annotations {
     /// Nothing added: attributes empty, severity and body as they were.
     pub fn none() -> Self {
@@ -163,6 +202,32 @@ impl Annotations {
     /// Whether nothing is added.
     pub fn is_empty(&self) -> bool {
         self.attributes.is_empty() && self.severity.is_none() && self.body.is_none()
+    }
+}
+
+impl StringColumn {
+    /// A column of one value per flow, each distinct value stored once; `None` gives that flow no value (an index
+    /// past the end of `values`: no attribute from [`Flows::annotate_strings`], no change from
+    /// [`Flows::set_strings`]).
+    pub fn collect<'s>(per_flow: impl IntoIterator<Item = Option<&'s str>>) -> Self {
+        let mut values: Vec<String> = Vec::new();
+        let mut seen: std::collections::HashMap<&'s str, u32> = std::collections::HashMap::new();
+        let at = per_flow
+            .into_iter()
+            .map(|v| match v {
+                None => u32::MAX,
+                Some(v) => *seen.entry(v).or_insert_with(|| {
+                    values.push(v.to_string());
+                    values.len() as u32 - 1
+                }),
+            })
+            .collect();
+        StringColumn { values, at }
+    }
+
+    /// The same value for each of `n` flows.
+    pub fn constant(value: &str, n: usize) -> Self {
+        StringColumn { values: vec![value.to_string()], at: vec![0; n] }
     }
 }
 
@@ -278,4 +343,83 @@ pub fn sample_flow() -> FlowRecord {
         num_connections_completed: 1,
         num_connections_live: 0,
     }
+}
+
+/// Flows of every shape the contract allows a mapping to meet, for unit tests of mappings: [`sample_flow`] under
+/// every action, reporter, endpoint type at either end, a few protocols (one without an IANA number, one in
+/// upper case), with and without a service, and enforced policies of every shape (none, unnamed, named, an
+/// end-of-tier hit naming its policy, a cluster-wide policy).
+pub fn sample_flows() -> Vec<FlowRecord> {
+    let actions = [Action::Allow, Action::Deny, Action::Pass, Action::Unknown, Action::Unspecified];
+    let reporters = [Reporter::Src, Reporter::Dst, Reporter::Unknown];
+    let types = [
+        EndpointType::WorkloadEndpoint,
+        EndpointType::HostEndpoint,
+        EndpointType::NetworkSet,
+        EndpointType::Network,
+        EndpointType::Unspecified,
+    ];
+    let protos = ["tcp", "UDP", "icmp", "sctp", "gre"];
+    let base = sample_flow();
+    let named = base.enforced_policies[0].clone();
+    let end_of_tier = PolicyHit {
+        kind: PolicyKind::EndOfTier,
+        namespace: String::new(),
+        name: String::new(),
+        tier: "security".into(),
+        action: Action::Deny,
+        policy_index: 1,
+        rule_index: -1,
+        trigger: Some(PolicyTrigger {
+            kind: PolicyKind::CalicoNetworkPolicy,
+            namespace: "payments".into(),
+            name: "default-deny".into(),
+            tier: "security".into(),
+            action: Action::Deny,
+            policy_index: 1,
+            rule_index: -1,
+        }),
+    };
+    let global = PolicyHit { kind: PolicyKind::GlobalNetworkPolicy, namespace: String::new(), ..named.clone() };
+    let unnamed = PolicyHit { name: String::new(), ..named.clone() };
+    let policies = [vec![], vec![unnamed], vec![named.clone()], vec![named, end_of_tier], vec![global]];
+    let mut out = Vec::new();
+    let mut i = 0i64;
+    for action in actions {
+        for reporter in reporters {
+            for source_type in types {
+                for dest_type in types {
+                    for proto in protos {
+                        i += 1;
+                        let p = (i as usize) % policies.len();
+                        out.push(FlowRecord {
+                            action,
+                            reporter,
+                            source_type,
+                            dest_type,
+                            proto: proto.into(),
+                            dest_name: if dest_type == EndpointType::Network {
+                                "pub".into()
+                            } else {
+                                base.dest_name.clone()
+                            },
+                            dest_namespace: if dest_type == EndpointType::Network {
+                                String::new()
+                            } else {
+                                base.dest_namespace.clone()
+                            },
+                            dest_service_name: ["postgres", "-", ""][(i % 3) as usize].into(),
+                            enforced_policies: policies[p].clone(),
+                            start_time: base.start_time + 15 * (i % 4),
+                            end_time: base.end_time + 15 * (i % 4),
+                            bytes_in: base.bytes_in + i,
+                            packets_out: base.packets_out + i % 7,
+                            ..base.clone()
+                        });
+                    }
+                }
+            }
+        }
+    }
+    out
 }

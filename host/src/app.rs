@@ -89,7 +89,8 @@ pub fn build(cfg: Config, metrics: Arc<Metrics>, purpose: Purpose) -> anyhow::Re
         }
         Purpose::Check => (None, None),
     };
-    let (pipeline, reloader) = transforms(&cfg, &metrics, purpose, dead_letters.as_ref().map(|d| &d.stream))?;
+    let (mut pipeline, reloader) = transforms(&cfg, &metrics, purpose, dead_letters.as_ref().map(|d| &d.stream))?;
+    pipeline.head_room = encoder.head_room();
     let metrics_push = MetricsPush::new(
         pipeline.post.as_ref(),
         cfg.flow_metrics.as_ref().and_then(|m| m.otlp.clone()),
@@ -189,7 +190,7 @@ impl Gateway {
         let after_drain = CancellationToken::new();
         let tasks = TaskTracker::new();
         let admin_addr = admin_listener.local_addr()?;
-        tasks.spawn(admin::serve(admin_listener, metrics.clone(), after_drain.clone()));
+        tasks.spawn(admin::serve(admin_listener, metrics.clone(), pipeline.chain.clone(), after_drain.clone()));
         tracing::info!(
             goldmane = %cfg.goldmane.uri,
             otlp = %cfg.otlp.endpoint,
@@ -326,8 +327,12 @@ fn transforms(
             None => t.dead_letter_path.clone().map(|p| Arc::new(pipeline::DeadLetter::new(p))),
         },
         post: crate::pipeline::post::Post::new(cfg.flow_metrics.clone(), cfg.aggregation, metrics.clone()),
+        head_room: 0,
         tracing: None,
     };
+    if cfg.tap.enabled {
+        opts.chain.set_tap(pipeline::tap::Hub::new(cfg.tap.clone()));
+    }
     if (t.dir.is_none() && t.chain.is_none() && t.config_file.is_none()) || purpose == Purpose::Check {
         // No chain: one worker renders straight from the wire; decoding for the post-chain stages takes more.
         opts.workers = if opts.post.is_some() { t.workers.min(2) } else { 1 };

@@ -17,21 +17,24 @@
 //! (logs, metrics, error chains, and their OTLP export with the OpenTelemetry SDK), [`dead_letter`] (what the
 //! stages offer dead letters to; `sink::dead_letter` sends them), [`config`], [`render`] and [`wire`] (from `flowgate-core`), [`tls`],
 //! [`backoff`]. Beside them: [`wasm`] (the wasmtime host) and [`reload`] (hot reload of the chain), [`admin`]
-//! (metrics and probes), [`sim`] (a Goldmane simulator for tests and the demo), [`receiver`] (an OTLP test peer),
-//! [`demo`], [`tools`] (`flowgate test`, `check`), and [`app`], which wires the stages together.
+//! (metrics, probes, and the live tap the pipeline offers: [`pipeline::tap`]), [`sim`] (a Goldmane simulator for tests and the demo), [`receiver`] (an OTLP test peer),
+//! [`demo`], [`tools`] (`flowgate test`, `check`), [`capture_cli`] and [`replay`] (`flowgate capture`, `tap`,
+//! `replay`, over the [`capture`] file format), and [`app`], which wires the stages together.
 
-pub use flowgate_core::{config, flowgen, protojson, render, wire};
+pub use flowgate_core::{capture, config, flowgen, protojson, render, wire};
 
 pub mod admin;
 pub mod app;
 pub mod backoff;
 pub mod batch;
+pub mod capture_cli;
 pub mod dead_letter;
 pub mod demo;
 pub mod otlp;
 pub mod pipeline;
 pub mod receiver;
 pub mod reload;
+pub mod replay;
 pub mod sim;
 pub mod sink;
 pub mod source;

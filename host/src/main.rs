@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use flowgate::config::env::{ENV_FLOWGATE_CONFIG, ENV_FLOWGATE_LOG_FORMAT};
 use flowgate::config::{self, Env};
 use flowgate::telemetry::{self, LogFormat, Metrics};
@@ -18,6 +18,25 @@ struct Cli {
     log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+/// The transform chain of `test` and `replay`.
+#[derive(Args)]
+struct ChainArgs {
+    #[arg(long, short, env = ENV_FLOWGATE_CONFIG)]
+    config: Option<PathBuf>,
+    /// A transforms directory (overrides the config's).
+    #[arg(long)]
+    transforms_dir: Option<PathBuf>,
+    /// A component, in chain order (repeat); its `<name>.yaml` beside it is read if present.
+    #[arg(long = "transform")]
+    transforms: Vec<PathBuf>,
+}
+
+impl ChainArgs {
+    fn resolve(&self) -> anyhow::Result<config::TransformsConfig> {
+        Ok(config::transforms_only(self.config.as_deref(), self.transforms_dir.clone(), &self.transforms)?)
+    }
 }
 
 #[derive(Subcommand)]
@@ -40,20 +59,75 @@ enum Command {
     /// Run the transform chain over flows from a file of JSON bodies (as in Loki, one a line) and print the
     /// records, or compare them with expected records (JSON lines) and show the differences.
     Test {
-        #[arg(long, short, env = ENV_FLOWGATE_CONFIG)]
-        config: Option<PathBuf>,
-        /// A transforms directory (overrides the config's).
-        #[arg(long)]
-        transforms_dir: Option<PathBuf>,
-        /// A component, in chain order (repeat); its `<name>.yaml` beside it is read if present.
-        #[arg(long = "transform")]
-        transforms: Vec<PathBuf>,
-        /// Flows: one JSON body a line.
+        #[command(flatten)]
+        chain: ChainArgs,
+        /// Flows: a capture (`flowgate capture`), or one JSON body a line.
         #[arg(long)]
         input: PathBuf,
         /// Expected records, one JSON object a line (as this command prints them).
         #[arg(long)]
         expected: Option<PathBuf>,
+    },
+    /// Record what Goldmane streams to a capture file (flows as Goldmane sent them), with the connection settings
+    /// `run` uses, or from a running gateway's admin port (`--admin`, needs `admin.tap.enabled`).
+    Capture {
+        #[arg(long, short, env = ENV_FLOWGATE_CONFIG)]
+        config: Option<PathBuf>,
+        /// A running gateway's admin address (`127.0.0.1:9090`): capture what it receives instead.
+        #[arg(long)]
+        admin: Option<String>,
+        /// The capture file to write.
+        #[arg(long, short)]
+        output: PathBuf,
+        /// Stop after this many flows.
+        #[arg(long)]
+        count: Option<u64>,
+        /// Stop once the file holds this many bytes.
+        #[arg(long)]
+        max_bytes: Option<u64>,
+        /// Stop after this many seconds.
+        #[arg(long)]
+        duration_secs: Option<u64>,
+    },
+    /// Run a capture (or the simulator) through a transform chain offline: records on stdout (as `flowgate test`
+    /// prints them), to an OTLP endpoint, or a summary per transform.
+    Replay {
+        #[command(flatten)]
+        chain: ChainArgs,
+        /// The capture to replay.
+        #[arg(long, required_unless_present = "sim", conflicts_with = "sim")]
+        input: Option<PathBuf>,
+        /// Replay this many flows from a simulated Goldmane instead of a capture.
+        #[arg(long)]
+        sim: Option<u64>,
+        /// `full` (as fast as the chain goes) or `recorded` (as the flows arrived).
+        #[arg(long, value_enum, default_value = "full")]
+        pace: flowgate::replay::Pace,
+        /// Print a summary per transform instead of the records.
+        #[arg(long, conflicts_with = "otlp")]
+        summary: bool,
+        /// Send the records to this OTLP/HTTP logs URL instead (e.g. http://127.0.0.1:4318/v1/logs).
+        #[arg(long)]
+        otlp: Option<String>,
+    },
+    /// Watch a running gateway live through its admin port (needs `admin.tap.enabled`): the records after a
+    /// stage of the chain, filtered and rate-limited.
+    Tap {
+        /// The gateway's admin address.
+        #[arg(long, default_value = flowgate::config::DEFAULT_ADMIN_LISTEN)]
+        admin: String,
+        /// The stage whose output to show, or `source` (flows before the chain).
+        #[arg(long, default_value = "source")]
+        after: String,
+        /// Only records matching this expression (e.g. `action == Deny and sourceNamespace ~ prod`).
+        #[arg(long)]
+        filter: Option<String>,
+        /// At most this many records a second (the gateway caps it at `admin.tap.max_per_second`).
+        #[arg(long)]
+        rate: Option<u32>,
+        /// Stop after this many records.
+        #[arg(long)]
+        count: Option<u64>,
     },
     /// Run a simulated Goldmane, the gateway and an OTLP receiver on loopback, printing what arrives.
     Demo {
@@ -78,7 +152,11 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let format = match &cli.command {
-        Command::Demo { .. } if std::env::var_os(ENV_FLOWGATE_LOG_FORMAT).is_none() => LogFormat::Text,
+        Command::Demo { .. } | Command::Capture { .. } | Command::Replay { .. } | Command::Tap { .. }
+            if std::env::var_os(ENV_FLOWGATE_LOG_FORMAT).is_none() =>
+        {
+            LogFormat::Text
+        }
         _ => cli.log_format,
     };
     telemetry::init_logging(format);
@@ -95,8 +173,45 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Run { config } => run(config, &env).await,
             Command::Check { config, config_only } => check(config, config_only, &env),
-            Command::Test { config, transforms_dir, transforms, input, expected } => {
-                test(config, transforms_dir, &transforms, &input, expected.as_deref())
+            Command::Test { chain, input, expected } => test(&chain, &input, expected.as_deref()),
+            Command::Capture { config, admin, output, count, max_bytes, duration_secs } => {
+                let bounds = flowgate::capture_cli::Bounds {
+                    count,
+                    bytes: max_bytes,
+                    duration: duration_secs.map(Duration::from_secs),
+                };
+                let done = match admin {
+                    Some(admin) => flowgate::capture_cli::from_admin(&admin, &output, bounds, shutdown_signal()).await,
+                    None => {
+                        let cfg = config::load(config.as_deref(), &env)?;
+                        flowgate::capture_cli::from_goldmane(cfg.goldmane, &output, bounds, shutdown_signal()).await
+                    }
+                }?;
+                use std::io::Write as _;
+                let _ =
+                    writeln!(std::io::stderr(), "{} flows, {} bytes in {}", done.flows, done.bytes, output.display());
+                Ok(())
+            }
+            Command::Replay { chain, input, sim, pace, summary, otlp } => {
+                let chain = flowgate::tools::build_chain(&chain.resolve()?)?;
+                let (_, records) = match (input, sim) {
+                    (Some(path), _) => flowgate::replay::load(&path)?,
+                    (None, count) => flowgate::replay::from_simulator(count.unwrap_or(500), 1).await?,
+                };
+                let output = match (summary, otlp) {
+                    (true, _) => flowgate::replay::Output::Summary,
+                    (false, Some(url)) => flowgate::replay::Output::Otlp(url),
+                    (false, None) => flowgate::replay::Output::Records,
+                };
+                let (flows, started) = (records.len(), std::time::Instant::now());
+                let stages = flowgate::replay::replay(&chain, records, pace, &output, shutdown_signal()).await?;
+                if summary {
+                    flowgate::tools::print(&flowgate::replay::summary_text(flows, started.elapsed(), &stages))?;
+                }
+                Ok(())
+            }
+            Command::Tap { admin, after, filter, rate, count } => {
+                flowgate::capture_cli::tap(&admin, &after, filter.as_deref(), rate, count, shutdown_signal()).await
             }
             Command::Demo { flows_per_bucket, time_scale, duration_secs, quiet, transforms_dir } => {
                 let opts = flowgate::demo::DemoOptions {
@@ -141,15 +256,9 @@ fn check(path: Option<PathBuf>, config_only: bool, env: &Env) -> anyhow::Result<
     flowgate::tools::print(&report)
 }
 
-fn test(
-    config: Option<PathBuf>,
-    dir: Option<PathBuf>,
-    components: &[PathBuf],
-    input: &std::path::Path,
-    expected: Option<&std::path::Path>,
-) -> anyhow::Result<()> {
+fn test(chain: &ChainArgs, input: &std::path::Path, expected: Option<&std::path::Path>) -> anyhow::Result<()> {
     use flowgate::tools::print;
-    let cfg = config::transforms_only(config.as_deref(), dir, components)?;
+    let cfg = chain.resolve()?;
     let report = flowgate::tools::test_chain(&cfg, input, expected)?;
     if expected.is_none() {
         for o in &report.outputs {

@@ -1,6 +1,11 @@
 //! The OTLP form, below every stage (Flowgate's equivalent of mini-redis's `frame`): log records as the old
 //! exporter writes them, attribute values, requests (one `ExportLogsServiceRequest` a batch, with one
 //! ResourceLogs and one ScopeLogs) and their compression. It depends on no stage.
+//!
+//! Records are encoded where they are made ([`EncodedRecords`], on the pipeline's workers); a request is their
+//! bytes behind a head written last ([`RequestEncoder::finish`]), so nothing is encoded twice.
+
+mod records;
 
 use std::io::{Read as _, Write as _};
 
@@ -12,9 +17,11 @@ use opentelemetry_proto::tonic::common::v1::{
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message as _;
+use prost::encoding::{encode_varint, encoded_len_varint};
+
+pub use records::{BodyRef, EncodedRecords};
 
 use crate::config::{Compression, SERVICE_NAME};
-use crate::render;
 use crate::wasm::{Severity, Value};
 
 /// zstd level, chosen by CPU per byte saved (`make bench`, "compressing OTLP requests"): level 1 costs 1.27 ns a
@@ -45,7 +52,15 @@ pub struct RequestEncoder {
     resource: Resource,
     scope: InstrumentationScope,
     compression: Compression,
+    /// `ResourceLogs.resource` and `ScopeLogs.scope` as fields (tag, length, message), encoded once.
+    resource_field: Vec<u8>,
+    scope_field: Vec<u8>,
 }
+
+/// `ExportLogsServiceRequest.resource_logs`, `ResourceLogs.resource` and `.scope_logs`, `ScopeLogs.scope`: each
+/// field 1 or 2, length-delimited.
+const FIELD_1: u8 = 1 << 3 | 2;
+const FIELD_2: u8 = 2 << 3 | 2;
 
 /// An OTLP string attribute.
 pub fn string_kv(key: &str, value: &str) -> KeyValue {
@@ -91,22 +106,6 @@ pub fn kv_list(values: Vec<KeyValue>) -> AnyValue {
     AnyValue { value: Some(any_value::Value::KvlistValue(KeyValueList { values })) }
 }
 
-/// The old exporter's record for one encoded `goldmane.Flow`: its body rendered straight from the wire, severity
-/// INFO, both timestamps the processing time.
-pub fn flow_record(wire: &[u8], now_unix_nanos: u64) -> Result<LogRecord, render::Malformed> {
-    // Bodies run a little over twice the flow's wire size; one allocation in the common case.
-    let mut body = String::with_capacity(wire.len() * 5 / 2 + 64);
-    render::flow_json_from_wire(wire, &mut body)?;
-    Ok(LogRecord {
-        time_unix_nano: now_unix_nanos,
-        observed_time_unix_nano: now_unix_nanos,
-        severity_number: SEVERITY_INFO,
-        severity_text: "INFO".to_string(),
-        body: Some(string_value(body)),
-        ..LogRecord::default()
-    })
-}
-
 /// The resource the old exporter reports, plus `OTEL_RESOURCE_ATTRIBUTES` (which may override any key).
 pub fn resource(extra: &[(String, String)]) -> Resource {
     let mut attrs: Vec<(String, String)> = vec![
@@ -131,11 +130,15 @@ pub fn resource(extra: &[(String, String)]) -> Resource {
 
 impl RequestEncoder {
     pub fn new(resource: Resource, compression: Compression) -> Self {
-        RequestEncoder {
-            resource,
-            scope: InstrumentationScope { name: SERVICE_NAME.to_string(), ..InstrumentationScope::default() },
-            compression,
-        }
+        let scope = InstrumentationScope { name: SERVICE_NAME.to_string(), ..InstrumentationScope::default() };
+        let field = |tag: u8, message: &dyn Fn(&mut Vec<u8>)| {
+            let mut out = vec![tag];
+            message(&mut out);
+            out
+        };
+        let resource_field = field(FIELD_1, &|out| resource.encode_length_delimited(out).expect("a Vec grows"));
+        let scope_field = field(FIELD_1, &|out| scope.encode_length_delimited(out).expect("a Vec grows"));
+        RequestEncoder { resource, scope, compression, resource_field, scope_field }
     }
 
     pub fn compression(&self) -> Compression {
@@ -157,12 +160,61 @@ impl RequestEncoder {
         }
     }
 
+    /// Bytes the head of a request may take: records are appended after this much room ([`RequestEncoder::start`]).
+    pub fn head_room(&self) -> usize {
+        // Two tags and two length varints of at most 5 bytes (a request is far below 4 GiB).
+        2 * (1 + 5) + self.resource_field.len() + self.scope_field.len()
+    }
+
+    /// A buffer for a request: room for its head, then records appended as [`EncodedRecords`] hold them.
+    pub fn start(&self, capacity: usize) -> Vec<u8> {
+        let mut buf = Vec::with_capacity(self.head_room() + capacity);
+        buf.resize(self.head_room(), 0);
+        buf
+    }
+
+    /// The request of `records` records appended to a buffer from [`RequestEncoder::start`]: its head is written
+    /// in front of them, into the room left, and the whole compressed if configured. The bytes are prost's for
+    /// the same request.
+    pub fn finish(&self, mut buf: Vec<u8>, records: usize) -> Encoded {
+        let room = self.head_room();
+        let scope_logs = self.scope_field.len() + (buf.len() - room);
+        let resource_logs = self.resource_field.len() + 1 + encoded_len_varint(scope_logs as u64) + scope_logs;
+        let mut head = Vec::with_capacity(room);
+        head.push(FIELD_1);
+        encode_varint(resource_logs as u64, &mut head);
+        head.extend_from_slice(&self.resource_field);
+        head.push(FIELD_2);
+        encode_varint(scope_logs as u64, &mut head);
+        head.extend_from_slice(&self.scope_field);
+        let at = room - head.len();
+        buf[at..room].copy_from_slice(&head);
+        let raw_bytes = buf.len() - at;
+        let body = match self.compression {
+            Compression::None => {
+                // A request is held until exported: it should not hold much more than it uses.
+                if buf.capacity() > buf.len() + buf.len() / 8 {
+                    buf.shrink_to_fit();
+                }
+                Bytes::from(buf).slice(at..)
+            }
+            c => Bytes::from(compress(c, &buf[at..])),
+        };
+        Encoded { body, records, raw_bytes, batch: 0 }
+    }
+
     /// Encodes and compresses a batch.
-    pub fn encode(&self, records: Vec<LogRecord>) -> Encoded {
-        let n = records.len();
-        let raw = self.request(records).encode_to_vec();
-        let raw_bytes = raw.len();
-        Encoded { body: Bytes::from(compress(self.compression, raw)), records: n, raw_bytes, batch: 0 }
+    pub fn encode(&self, records: &EncodedRecords) -> Encoded {
+        let mut buf = self.start(records.bytes_len());
+        for r in records.iter() {
+            buf.extend_from_slice(r);
+        }
+        self.finish(buf, records.len())
+    }
+
+    /// Encodes and compresses records built elsewhere (a batch split after a 413).
+    pub fn encode_log_records(&self, records: Vec<LogRecord>) -> Encoded {
+        self.encode(&records.into_iter().collect())
     }
 
     /// The records of an encoded request, to split it after a 413.
@@ -174,16 +226,16 @@ impl RequestEncoder {
 }
 
 /// Applies `Content-Encoding`.
-pub fn compress(compression: Compression, raw: Vec<u8>) -> Vec<u8> {
+pub fn compress(compression: Compression, raw: &[u8]) -> Vec<u8> {
     match compression {
-        Compression::None => raw,
+        Compression::None => raw.to_vec(),
         Compression::Gzip => {
             let mut enc =
                 flate2::write::GzEncoder::new(Vec::with_capacity(raw.len() / 4), flate2::Compression::new(GZIP_LEVEL));
-            enc.write_all(&raw).expect("writing to a Vec cannot fail");
+            enc.write_all(raw).expect("writing to a Vec cannot fail");
             enc.finish().expect("writing to a Vec cannot fail")
         }
-        Compression::Zstd => zstd::bulk::compress(&raw, ZSTD_LEVEL).expect("zstd compression of a buffer"),
+        Compression::Zstd => zstd::bulk::compress(raw, ZSTD_LEVEL).expect("zstd compression of a buffer"),
     }
 }
 
@@ -200,6 +252,57 @@ pub fn decompress(compression: Compression, body: &[u8], size_hint: usize) -> Re
             let mut out = Vec::with_capacity(size_hint);
             zstd::stream::read::Decoder::new(body)?.read_to_end(&mut out)?;
             Ok(out)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_is_the_bytes_prost_writes_for_it_whatever_its_size() {
+        let extra = [("k8s.cluster.name".to_string(), "x".repeat(300))];
+        for resource in [resource(&[]), resource(&extra)] {
+            let encoder = RequestEncoder::new(resource, Compression::None);
+            // Sizes around where the lengths' varints grow a byte (128, 16 Ki, 2 Mi).
+            for (records, body) in [(0, 0), (1, 10), (1, 100), (3, 5_000), (40, 400), (200, 20_000)] {
+                let logs: Vec<LogRecord> = (0..records)
+                    .map(|i| LogRecord {
+                        time_unix_nano: i,
+                        severity_number: SEVERITY_INFO,
+                        body: Some(string_value("b".repeat(body))),
+                        ..LogRecord::default()
+                    })
+                    .collect();
+                let encoded = encoder.encode_log_records(logs.clone());
+                let expected = encoder.request(logs.clone()).encode_to_vec();
+                assert_eq!(encoded.body.as_ref(), expected.as_slice(), "{records} records of {body} B");
+                assert_eq!((encoded.records, encoded.raw_bytes), (records as usize, expected.len()));
+                assert_eq!(encoder.decode(&encoded).unwrap(), logs);
+            }
+        }
+    }
+
+    #[test]
+    fn compressed_requests_read_back() {
+        for c in [Compression::Gzip, Compression::Zstd] {
+            let encoder = RequestEncoder::new(resource(&[]), c);
+            let logs: Vec<LogRecord> = (0..50)
+                .map(|i| LogRecord {
+                    time_unix_nano: i,
+                    body: Some(string_value("c".repeat(300))),
+                    ..LogRecord::default()
+                })
+                .collect();
+            let encoded = encoder.encode_log_records(logs.clone());
+            assert!(
+                encoded.body.len() < encoded.raw_bytes / 5,
+                "{c:?}: {} of {}",
+                encoded.body.len(),
+                encoded.raw_bytes
+            );
+            assert_eq!(encoder.decode(&encoded).unwrap(), logs);
         }
     }
 }

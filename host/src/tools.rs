@@ -6,11 +6,10 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::Context as _;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, any_value};
-use opentelemetry_proto::tonic::logs::v1::LogRecord;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::config::TransformsConfig;
+pub use crate::pipeline::tap::describe;
 use crate::pipeline::{Worker, chain, worker};
 use crate::protojson::flow_from_json;
 use crate::reload::chain_specs;
@@ -64,6 +63,12 @@ pub fn check_chain(cfg: &TransformsConfig) -> anyhow::Result<String> {
     Ok(out)
 }
 
+/// Builds the chain `cfg` names, for `test` and `replay` (none: the old exporter's records).
+pub fn build_chain(cfg: &TransformsConfig) -> anyhow::Result<chain::Chain> {
+    let specs = chain_specs(cfg).map_err(anyhow::Error::msg)?;
+    Ok(if specs.is_empty() { chain::Chain::default() } else { chain::build(&Runtime::new()?, specs, 1)? })
+}
+
 /// The outcome of `flowgate test`.
 pub struct TestReport {
     /// One JSON line per output record.
@@ -72,20 +77,26 @@ pub struct TestReport {
     pub diff: String,
 }
 
-/// Runs the chain over every protojson line of `input`; compares with `expected` (JSON lines) when given.
+/// Runs the chain over every flow of `input` (a capture, or protojson lines); compares with `expected` (JSON lines) when given.
 pub fn test_chain(cfg: &TransformsConfig, input: &Path, expected: Option<&Path>) -> anyhow::Result<TestReport> {
-    let text = std::fs::read_to_string(input).with_context(|| format!("reading {}", input.display()))?;
-    let flows = text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(n, l)| flow_from_json(l).map_err(|e| anyhow::anyhow!("{}:{}: {e}", input.display(), n + 1)))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let specs = chain_specs(cfg).map_err(anyhow::Error::msg)?;
-    let chain = if specs.is_empty() { chain::Chain::default() } else { chain::build(&Runtime::new()?, specs, 1)? };
+    let bytes = std::fs::read(input).with_context(|| format!("reading {}", input.display()))?;
+    // A capture (`flowgate capture`) holds the flows' bytes as Goldmane sent them: they go in untouched.
+    let items: Vec<worker::Item> = if crate::capture::is_capture(&bytes) {
+        let (_, records) = crate::capture::read(&bytes.into()).with_context(|| format!("{}", input.display()))?;
+        records.into_iter().map(|r| worker::Item::from_wire(r.flow)).collect()
+    } else {
+        let text = String::from_utf8(bytes)
+            .with_context(|| format!("{}: neither a capture nor JSON lines", input.display()))?;
+        text.lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+            .map(|(n, l)| flow_from_json(l).map_err(|e| anyhow::anyhow!("{}:{}: {e}", input.display(), n + 1)))
+            .map(|f| f.map(worker::Item::new))
+            .collect::<anyhow::Result<Vec<_>>>()?
+    };
+    let chain = build_chain(cfg)?;
     let mut w = Worker::new(Metrics::new(), None);
-    let items =
-        if chain.is_empty() { flows.into_iter().map(worker::Item::new).collect() } else { w.run(&chain, flows) };
+    let items = if chain.is_empty() { items } else { w.run_items(&chain, items) };
     let outputs: Vec<Value> =
         items.into_iter().map(|i| worker::record(i, 0, None).map(|r| describe(&r))).collect::<Result<_, _>>()?;
     let mut diff = String::new();
@@ -121,33 +132,6 @@ pub fn test_chain(cfg: &TransformsConfig, input: &Path, expected: Option<&Path>)
         }
     }
     Ok(TestReport { outputs, diff })
-}
-
-/// A record as `flowgate test` shows it: severity, attributes, body (JSON bodies parsed). No timestamps.
-pub fn describe(r: &LogRecord) -> Value {
-    let attributes: serde_json::Map<String, Value> =
-        r.attributes.iter().map(|kv| (kv.key.clone(), any(kv.value.as_ref()))).collect();
-    let body = match r.body.as_ref().and_then(|b| b.value.as_ref()) {
-        Some(any_value::Value::StringValue(s)) => serde_json::from_str(s).unwrap_or_else(|_| Value::String(s.clone())),
-        _ => any(r.body.as_ref()),
-    };
-    json!({ "severity": r.severity_text, "attributes": attributes, "body": body })
-}
-
-fn any(v: Option<&AnyValue>) -> Value {
-    match v.and_then(|v| v.value.as_ref()) {
-        None => Value::Null,
-        Some(any_value::Value::StringValue(s)) => Value::String(s.clone()),
-        Some(any_value::Value::IntValue(i)) => json!(i),
-        Some(any_value::Value::DoubleValue(d)) => json!(d),
-        Some(any_value::Value::BoolValue(b)) => json!(b),
-        Some(any_value::Value::ArrayValue(a)) => Value::Array(a.values.iter().map(|v| any(Some(v))).collect()),
-        Some(any_value::Value::KvlistValue(kv)) => {
-            Value::Object(kv.values.iter().map(|kv| (kv.key.clone(), any(kv.value.as_ref()))).collect())
-        }
-        Some(any_value::Value::BytesValue(b)) => json!(b),
-        Some(other) => Value::String(format!("{other:?}")),
-    }
 }
 
 /// `a.b[2].c` -> leaf, for a readable diff.

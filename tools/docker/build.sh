@@ -8,7 +8,7 @@ profile=${FLOWGATE_PROFILE:-release}
 cd "$(dirname "$0")/../.."
 rustup target add wasm32-wasip2
 cargo build --locked --profile "$profile" --bin flowgate
-transforms=(filter redact enrich semconv)
+transforms=(filter redact enrich semconv ocsf ecs)
 packages=()
 for t in "${transforms[@]}"; do packages+=(-p "flowgate-transform-$t"); done
 cargo build --locked --target wasm32-wasip2 --profile transform "${packages[@]}"

@@ -2,6 +2,7 @@
 //!
 //! - [`proto`]: the Goldmane messages, generated from `proto/goldmane/api.proto`;
 //! - [`wire`]: a zero-copy reader of `FlowResult` bytes off the stream;
+//! - [`capture`]: the capture file (flows as Goldmane sent them, for `flowgate replay` and `test`);
 //! - [`render`]: the old exporter's JSON body, straight from the wire or from a decoded flow;
 //! - [`protojson`]: that JSON read back into a flow (tests, tools);
 //! - [`config`]: the YAML file and the old exporter's environment, resolved and checked;
@@ -9,6 +10,7 @@
 //!
 //! The `flowgate` crate re-exports every module; this split keeps sanitizer (fuzz) builds free of wasmtime.
 
+pub mod capture;
 pub mod config;
 pub mod flowgen;
 pub mod protojson;

@@ -14,13 +14,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use opentelemetry_proto::tonic::logs::v1::LogRecord;
-use prost::Message as _;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::config::BatchConfig;
-use crate::otlp::{Encoded, RequestEncoder};
+use crate::otlp::{Encoded, EncodedRecords, RequestEncoder};
 use crate::pipeline::Records;
 use crate::source::Progress;
 pub use queue::{Queue, Weighted};
@@ -189,9 +187,6 @@ impl ExportQueue {
     }
 }
 
-/// Overhead of one record inside a request beyond its own encoding (tag and length prefix).
-const RECORD_FRAMING_BYTES: usize = 6;
-
 /// Runs until `input` closes; flushes the last partial batch, then returns. Queue closing is the caller's job.
 ///
 /// With `progress`, source chunks are reported safe once every record they produced is in the persistent queue,
@@ -209,8 +204,7 @@ pub async fn run(
     let mut last_batch = 0u64;
     let q = queue.clone();
     let persisted = |chunks: &mut Vec<u64>, last_batch: u64| q.chunks_queued(progress.as_deref(), last_batch, chunks);
-    let mut pending: Vec<LogRecord> = Vec::with_capacity(cfg.max_records);
-    let mut pending_bytes = 0usize;
+    let mut pending = Pending::new(&encoder);
     // The delay counts from the oldest record in the batch.
     let mut deadline: Option<Instant> = None;
     loop {
@@ -223,62 +217,111 @@ pub async fn run(
         let records = tokio::select! {
             r = input.recv() => r,
             () = timer => {
-                flush(&encoder, &queue, &mut pending, &mut pending_bytes, &mut last_batch).await;
+                pending.flush(&encoder, &queue, &mut last_batch).await;
                 persisted(&mut unflushed, last_batch);
                 deadline = None;
                 continue;
             }
         };
         let Some(Records { records, chunks }) = records else { break };
-        for record in records {
-            let size = record.encoded_len() + RECORD_FRAMING_BYTES;
-            if !pending.is_empty() && pending_bytes + size > cfg.max_bytes {
-                flush(&encoder, &queue, &mut pending, &mut pending_bytes, &mut last_batch).await;
+        if pending.records == 0
+            && !records.is_empty()
+            && records.head_room() == pending.head_room
+            && records.len() <= cfg.max_records
+            && records.bytes_len() <= cfg.max_bytes
+        {
+            // The chunk's records are a request (the common case: chunks and batches are both 512): their buffer
+            // becomes it, with no copy.
+            pending.adopt(records);
+            deadline = Some(Instant::now() + cfg.delay.max(Duration::from_millis(1)));
+            if pending.records >= cfg.max_records {
+                pending.flush(&encoder, &queue, &mut last_batch).await;
+                persisted(&mut unflushed, last_batch);
+                deadline = None;
+            }
+            unflushed.extend(chunks);
+            if pending.records == 0 {
                 persisted(&mut unflushed, last_batch);
             }
-            if pending.is_empty() {
+            continue;
+        }
+        for record in records.iter() {
+            if pending.records > 0 && pending.bytes() + record.len() > cfg.max_bytes {
+                pending.flush(&encoder, &queue, &mut last_batch).await;
+                persisted(&mut unflushed, last_batch);
+            }
+            if pending.records == 0 {
                 deadline = Some(Instant::now() + cfg.delay.max(Duration::from_millis(1)));
             }
-            pending.push(record);
-            pending_bytes += size;
-            if pending.len() >= cfg.max_records {
-                flush(&encoder, &queue, &mut pending, &mut pending_bytes, &mut last_batch).await;
+            pending.push(&encoder, record);
+            if pending.records >= cfg.max_records {
+                pending.flush(&encoder, &queue, &mut last_batch).await;
                 persisted(&mut unflushed, last_batch);
                 deadline = None;
             }
         }
         unflushed.extend(chunks);
-        if pending.is_empty() {
+        if pending.records == 0 {
             persisted(&mut unflushed, last_batch);
         }
     }
-    flush(&encoder, &queue, &mut pending, &mut pending_bytes, &mut last_batch).await;
+    pending.flush(&encoder, &queue, &mut last_batch).await;
     persisted(&mut unflushed, last_batch);
     if let Some(p) = &progress {
         p.flush();
     }
 }
 
-async fn flush(
-    encoder: &RequestEncoder,
-    queue: &ExportQueue,
-    pending: &mut Vec<LogRecord>,
-    pending_bytes: &mut usize,
-    last_batch: &mut u64,
-) {
-    if pending.is_empty() {
-        return;
+/// The request being filled: its records' bytes behind room for its head.
+struct Pending {
+    buf: Vec<u8>,
+    /// Where the records start in `buf`.
+    head_room: usize,
+    records: usize,
+    /// The last request's size: the next one is likely the same (so its buffer rarely grows or wastes).
+    last_size: usize,
+}
+
+impl Pending {
+    fn new(encoder: &RequestEncoder) -> Self {
+        Pending { buf: Vec::new(), head_room: encoder.start(0).len(), records: 0, last_size: 0 }
     }
-    let records = std::mem::take(pending);
-    *pending_bytes = 0;
-    let mut encoded = encoder.encode(records);
-    encoded.batch = queue.number();
-    if encoded.batch != 0 {
-        *last_batch = encoded.batch;
+
+    /// Bytes of the records so far (what the batch's byte limit counts).
+    fn bytes(&self) -> usize {
+        self.buf.len().saturating_sub(self.head_room)
     }
-    if let Err(lost) = queue.push(encoded).await {
-        // Only after a failed shutdown drain: the queue was abandoned and its records already counted as dropped.
-        tracing::error!(records = lost.records, "export queue closed before a batch could be queued");
+
+    /// Records from the pipeline, with room for the head in front, as the whole of the request so far.
+    fn adopt(&mut self, records: EncodedRecords) {
+        self.records = records.len();
+        self.buf = records.into_buffer();
+    }
+
+    fn push(&mut self, encoder: &RequestEncoder, record: &[u8]) {
+        if self.records == 0 {
+            // Allocated with the first record, so an idle gateway holds no request buffer.
+            self.buf = encoder.start(self.last_size.max(record.len()));
+        }
+        self.buf.extend_from_slice(record);
+        self.records += 1;
+    }
+
+    async fn flush(&mut self, encoder: &RequestEncoder, queue: &ExportQueue, last_batch: &mut u64) {
+        if self.records == 0 {
+            return;
+        }
+        self.last_size = self.bytes();
+        let mut encoded = encoder.finish(std::mem::take(&mut self.buf), std::mem::take(&mut self.records));
+        encoded.batch = queue.number();
+        if encoded.batch != 0 {
+            *last_batch = encoded.batch;
+        }
+        if let Err(lost) = queue.push(encoded).await {
+            // Only after a failed shutdown drain: the queue was abandoned and its records already counted as
+            // dropped.
+            tracing::error!(records = lost.records, "export queue closed before a batch could be queued");
+        }
     }
 }
 
@@ -288,18 +331,19 @@ mod tests {
 
     use super::*;
     use crate::config::Compression;
-    use crate::otlp::{SEVERITY_INFO, resource, string_value};
+    use crate::otlp::{BodyRef, EncodedRecords, resource};
     use crate::telemetry::Metrics;
+    use crate::wasm::Severity;
 
-    fn record(body_len: usize) -> LogRecord {
-        LogRecord {
-            severity_number: SEVERITY_INFO,
-            body: Some(string_value("x".repeat(body_len))),
-            ..LogRecord::default()
+    fn records(n: usize, body_len: usize) -> EncodedRecords {
+        let mut out = EncodedRecords::default();
+        for _ in 0..n {
+            out.push(1, Severity::Info, BodyRef::Str(&"x".repeat(body_len)), std::iter::empty());
         }
+        out
     }
 
-    async fn batches(cfg: BatchConfig, input: Vec<Vec<LogRecord>>, hold_open: Duration) -> Vec<Encoded> {
+    async fn batches(cfg: BatchConfig, input: Vec<EncodedRecords>, hold_open: Duration) -> Vec<Encoded> {
         let queue = Queue::new(usize::MAX, usize::MAX, Metrics::new());
         let encoder = Arc::new(RequestEncoder::new(resource(&[]), Compression::None));
         let (tx, rx) = mpsc::channel(8);
@@ -323,14 +367,38 @@ mod tests {
     #[tokio::test]
     async fn flushes_on_count() {
         let cfg = BatchConfig { max_records: 10, max_bytes: 1 << 20, delay: Duration::from_secs(3600) };
-        let out = batches(cfg, vec![(0..25).map(|_| record(10)).collect()], Duration::ZERO).await;
+        let out = batches(cfg, vec![records(25, 10)], Duration::ZERO).await;
         assert_eq!(out.iter().map(|e| e.records).collect::<Vec<_>>(), vec![10, 10, 5]);
+    }
+
+    #[tokio::test]
+    async fn chunks_made_with_room_for_the_head_become_requests_as_they_are() {
+        let cfg = BatchConfig { max_records: 10, max_bytes: 1 << 20, delay: Duration::from_secs(3600) };
+        let room = RequestEncoder::new(resource(&[]), Compression::None).head_room();
+        let chunk = |n: usize, first: u64| {
+            let mut out = EncodedRecords::for_request(room, n, 0);
+            for i in 0..n as u64 {
+                out.push(first + i, Severity::Info, BodyRef::Str("b"), std::iter::empty());
+            }
+            out
+        };
+        // Adopted whole (10), then one copied record by record (25 > 10), then adopted (4) and filled up by copies.
+        let input = vec![chunk(10, 0), chunk(25, 10), chunk(4, 35), chunk(7, 39)];
+        let out = batches(cfg, input, Duration::ZERO).await;
+        assert_eq!(out.iter().map(|e| e.records).collect::<Vec<_>>(), vec![10, 10, 10, 10, 6]);
+        let encoder = RequestEncoder::new(resource(&[]), Compression::None);
+        let times: Vec<u64> = out.iter().flat_map(|e| encoder.decode(e).unwrap()).map(|r| r.time_unix_nano).collect();
+        assert_eq!(times, (0..46).collect::<Vec<_>>());
+        for e in &out {
+            let again = encoder.encode_log_records(encoder.decode(e).unwrap());
+            assert_eq!(e.body, again.body, "an adopted buffer makes the same request as copies");
+        }
     }
 
     #[tokio::test]
     async fn flushes_on_bytes_before_the_limit_is_crossed() {
         let cfg = BatchConfig { max_records: 1_000, max_bytes: 10_000, delay: Duration::from_secs(3600) };
-        let out = batches(cfg, vec![(0..10).map(|_| record(3_000)).collect()], Duration::ZERO).await;
+        let out = batches(cfg, vec![records(10, 3_000)], Duration::ZERO).await;
         assert_eq!(out.iter().map(|e| e.records).sum::<usize>(), 10);
         for e in &out {
             assert!(e.raw_bytes <= 10_000 + 200, "a request of {} bytes", e.raw_bytes);
@@ -345,7 +413,7 @@ mod tests {
         let encoder = Arc::new(RequestEncoder::new(resource(&[]), Compression::None));
         let (tx, rx) = mpsc::channel(8);
         let task = tokio::spawn(run(cfg, encoder, rx, ExportQueue::Memory(queue.clone(), None), None));
-        tx.send(Records { records: vec![record(10), record(10)], chunks: vec![] }).await.unwrap();
+        tx.send(Records { records: records(2, 10), chunks: vec![] }).await.unwrap();
         tokio::time::sleep(Duration::from_millis(300)).await;
         // Still open: only the delay can have flushed it.
         assert_eq!(queue.records(), 2);

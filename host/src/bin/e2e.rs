@@ -7,7 +7,8 @@
 //! Every row is also a ratio to the pure data path (split -> render -> encode on one core) measured in the same run.
 //!
 //! `cargo build --release --bin flowgate --bin flowgate-e2e && target/release/flowgate-e2e [flows-per-bucket...]`
-//! (`make bench-e2e`); `FLOWGATE_E2E_CASES=passthrough` runs one case, e.g. under `perf record -e cpu-clock -g`.
+//! (`make bench-e2e`); `FLOWGATE_E2E_CASES=passthrough` runs one case, e.g. under `perf record -e cpu-clock -g`;
+//! `FLOWGATE_E2E_LOG=<file>` keeps the gateway's stderr (of the last run), `MIMALLOC_*` variables reach it.
 
 use std::path::Path;
 use std::pin::Pin;
@@ -17,8 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use bytes::Bytes;
 use flowgate::config::Compression;
-use flowgate::otlp::flow_record;
-use flowgate::otlp::{RequestEncoder, resource};
+use flowgate::otlp::{EncodedRecords, RequestEncoder, resource};
 use flowgate::pipeline::unix_nanos;
 use flowgate::proto::flows_server::{Flows, FlowsServer};
 use flowgate::proto::{FlowListRequest, FlowListResult, FlowResult, FlowStreamRequest, ListMetadata};
@@ -138,6 +138,9 @@ struct Row {
     rate: f64,
     idle_mib: f64,
     peak_mib: f64,
+    /// The export queue's largest size seen (`flowgate_queue_bytes`, sampled): a burst the endpoint has not
+    /// taken yet, bounded by the queue's own limit.
+    queue_mib: f64,
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -163,8 +166,8 @@ async fn main() -> anyhow::Result<()> {
     }
     println!();
     println!(
-        "{:<30} {:>8} {:>12} {:>10} {:>9} {:>10} {:>10}",
-        "case", "flows/b", "CPU us/flow", "flows/s", "x pure", "idle MiB", "peak MiB"
+        "{:<30} {:>8} {:>12} {:>10} {:>9} {:>10} {:>10} {:>10}",
+        "case", "flows/b", "CPU us/flow", "flows/s", "x pure", "idle MiB", "peak MiB", "queue MiB"
     );
     let mut rows = Vec::new();
     for &per_bucket in &sizes {
@@ -180,14 +183,15 @@ async fn main() -> anyhow::Result<()> {
             };
             let pure_ns = pure.iter().find(|(c, _)| *c == compression).map_or(f64::NAN, |(_, ns)| *ns);
             println!(
-                "{:<30} {:>8} {:>12.2} {:>10.0} {:>9.2} {:>10.1} {:>10.1}",
+                "{:<30} {:>8} {:>12.2} {:>10.0} {:>9.2} {:>10.1} {:>10.1} {:>10.1}",
                 row.case.name(),
                 row.per_bucket,
                 row.cpu_us,
                 row.rate,
                 row.cpu_us * 1_000.0 / pure_ns,
                 row.idle_mib,
-                row.peak_mib
+                row.peak_mib,
+                row.queue_mib
             );
             rows.push(row);
         }
@@ -252,11 +256,13 @@ async fn run(
     let token = stop.clone();
     tokio::spawn(server.serve_with_incoming_shutdown(TcpListenerStream::new(listener), token.cancelled_owned()));
     let receiver = Receiver::start_counting(TcpListener::bind("127.0.0.1:0").await?)?;
+    // A free loopback port for the admin listener, to sample the queue's size from its metrics.
+    let admin = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
 
     let config = dir.join("e2e.yaml");
     let mut yaml = format!(
         "goldmane:\n  host: localhost:{port}\n  ca_cert_path: {}\n  client_cert_path: {}\n  client_key_path: {}\n\
-         otlp:\n  endpoint: {}/v1/logs\n  compression: {}\nadmin:\n  listen: 127.0.0.1:0\n",
+         otlp:\n  endpoint: {}/v1/logs\n  compression: {}\nadmin:\n  listen: {admin}\n",
         certs.ca_cert.display(),
         certs.client_cert.display(),
         certs.client_key.display(),
@@ -301,10 +307,16 @@ async fn run(
     let idle = usage(pid, ticks)?;
     let started = Instant::now();
     go_tx.send_replace(true);
+    let mut queue_peak = 0u64;
+    let mut sampled = Instant::now();
     while receiver.records() < TOTAL as u64 {
         if started.elapsed() > Duration::from_secs(600) {
             let _ = child.kill();
             bail!("{} of {TOTAL} records after 10 minutes", receiver.records());
+        }
+        if sampled.elapsed() >= Duration::from_millis(20) {
+            sampled = Instant::now();
+            queue_peak = queue_peak.max(queue_bytes(admin).await.unwrap_or(0));
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -312,6 +324,10 @@ async fn run(
     let done = usage(pid, ticks)?;
     let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
     let _ = child.wait();
+    if let Some(keep) = std::env::var_os("FLOWGATE_E2E_LOG") {
+        // The gateway's stderr, e.g. with `MIMALLOC_SHOW_STATS=1` for the allocator's own figures at exit.
+        std::fs::copy(&log, keep)?;
+    }
     stop.cancel();
     receiver.stop();
     let mib = |b: u64| b as f64 / (1 << 20) as f64;
@@ -322,7 +338,21 @@ async fn run(
         rate: TOTAL as f64 / elapsed.as_secs_f64(),
         idle_mib: mib(idle.rss),
         peak_mib: mib(done.hwm),
+        queue_mib: mib(queue_peak),
     })
+}
+
+/// `flowgate_queue_bytes` from the gateway's metrics.
+async fn queue_bytes(admin: std::net::SocketAddr) -> Option<u64> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(admin).await.ok()?;
+    stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n").await.ok()?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).await.ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("flowgate_queue_bytes "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map(|v| v as u64)
 }
 
 /// `TOTAL` flows in buckets of `per_bucket`, timed from now on (the gateway's clock follows the stream's).
@@ -354,13 +384,15 @@ fn pure_path() -> Vec<(Compression, f64)> {
             let best = (0..3)
                 .map(|_| {
                     let t = Instant::now();
+                    let mut scratch = String::new();
                     for chunk in wire.chunks(512) {
                         let now = unix_nanos();
-                        let records = chunk
-                            .iter()
-                            .map(|w| flow_record(&flow_of_result(w).unwrap().unwrap().wire, now).unwrap())
-                            .collect();
-                        std::hint::black_box(encoder.encode(records));
+                        let mut records = EncodedRecords::with_capacity(chunk.len(), chunk.len() * 1536);
+                        for w in chunk {
+                            let wire = flow_of_result(w).unwrap().unwrap().wire;
+                            records.push_flow(&wire, now, std::iter::empty(), &mut scratch).unwrap();
+                        }
+                        std::hint::black_box(encoder.encode(&records));
                     }
                     t.elapsed()
                 })

@@ -44,6 +44,9 @@ pub struct Chain {
     pub generation: u64,
     /// The provenance attribute value: every entry's `name@sha256:…`, comma-separated.
     pub provenance: Arc<str>,
+    /// The live tap, called before the chain and after each stage (the gateway's; kept across reloads by
+    /// [`ChainCell::set`](super::ChainCell::set)).
+    pub tap: super::tap::Hub,
 }
 
 impl Chain {
@@ -54,7 +57,7 @@ impl Chain {
     /// The same components serving again as `generation` (a rollback): fresh instances, health and quarantine.
     pub fn renewed(&self, generation: u64) -> Chain {
         let entries = self.entries.iter().map(|e| Entry { health: Arc::default(), ..e.clone() }).collect();
-        Chain { entries: Arc::new(entries), generation, provenance: self.provenance.clone() }
+        Chain { entries: Arc::new(entries), generation, ..self.clone() }
     }
 }
 
@@ -111,5 +114,5 @@ pub fn build(runtime: &Runtime, specs: Vec<EntrySpec>, generation: u64) -> Resul
         entries.push(Entry { spec, component, health: Arc::default() });
     }
     let provenance = entries.iter().map(Entry::provenance).collect::<Vec<_>>().join(",");
-    Ok(Chain { entries: Arc::new(entries), generation, provenance: provenance.into() })
+    Ok(Chain { entries: Arc::new(entries), generation, provenance: provenance.into(), tap: super::tap::Hub::default() })
 }

@@ -9,21 +9,22 @@ pub mod chain;
 pub mod dead_letter;
 pub mod health;
 pub mod post;
+pub mod tap;
 pub mod worker;
 
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use tokio::sync::mpsc;
 
 pub use chain::{Chain, EntrySpec, FailurePolicy};
 pub use dead_letter::DeadLetter;
 pub use worker::{Item, PROVENANCE_ATTRIBUTE, Worker};
 
-use crate::otlp::{flow_record, string_value};
+use crate::otlp::EncodedRecords;
 use crate::telemetry::{DropReason, Metrics};
-use crate::wire::{Chunk, RawFlow};
+use crate::wasm::Value;
+use crate::wire::{Chunk, Origin, RawFlow};
 
 /// The attribute on records of flows reconciliation found: `late` (never streamed live) or `delta` (the growth
 /// of a key already exported for that bucket: its counters are the difference).
@@ -38,8 +39,16 @@ impl ChainCell {
         self.0.read().expect("chain lock").clone()
     }
 
-    pub fn set(&self, chain: Chain) {
-        *self.0.write().expect("chain lock") = chain;
+    /// Serves `chain` from the next batch on; the live tap carries over.
+    pub fn set(&self, mut chain: Chain) {
+        let mut current = self.0.write().expect("chain lock");
+        chain.tap = current.tap.clone();
+        *current = chain;
+    }
+
+    /// Installs the gateway's live tap.
+    pub fn set_tap(&self, hub: tap::Hub) {
+        self.0.write().expect("chain lock").tap = hub;
     }
 }
 
@@ -53,14 +62,18 @@ pub struct PipelineOptions {
     pub dead_letter: Option<Arc<DeadLetter>>,
     /// Flow metrics and aggregation after the chain, when configured.
     pub post: Option<Arc<crate::pipeline::post::Post>>,
+    /// Room left in front of each chunk's records for a request's head (the request encoder's), so the batcher
+    /// can send a chunk that makes a whole request without copying it.
+    pub head_room: usize,
     /// Spans for sampled batches, when the gateway's own traces are on.
     pub tracing: Option<crate::telemetry::otel::Tracing>,
 }
 
-/// What the pipeline hands the batcher: records, and the source chunks they complete (for the stream cursor).
+/// What the pipeline hands the batcher: records (encoded), and the source chunks they complete (for the stream
+/// cursor).
 #[derive(Debug, Default)]
 pub struct Records {
-    pub records: Vec<LogRecord>,
+    pub records: EncodedRecords,
     /// Chunk numbers whose every record is in `records` or earlier output (or was dropped).
     pub chunks: Vec<u64>,
 }
@@ -91,7 +104,7 @@ pub async fn run(
             let mut interval = tokio::time::interval(tick);
             interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             while stop.run_until_cancelled(interval.tick()).await.is_some() {
-                let out = records_of(post.flush_idle(), &metrics);
+                let out = records_of(post.flush_idle(), &metrics, &mut String::new(), 0);
                 if !(out.records.is_empty() && out.chunks.is_empty()) && output.send(out).await.is_err() {
                     return;
                 }
@@ -115,35 +128,60 @@ pub async fn run(
         let _ = t.await;
     }
     if let Some(post) = &opts.post {
-        let out = records_of(post.flush_all(), &metrics);
+        let out = records_of(post.flush_all(), &metrics, &mut String::new(), 0);
         if !(out.records.is_empty() && out.chunks.is_empty()) {
             let _ = output.send(out).await;
         }
     }
 }
 
-fn records_of((merged, chunks): (Vec<crate::pipeline::post::Merged>, Vec<u64>), metrics: &Metrics) -> Records {
+fn records_of(
+    (merged, chunks): (Vec<crate::pipeline::post::Merged>, Vec<u64>),
+    metrics: &Metrics,
+    scratch: &mut String,
+    head_room: usize,
+) -> Records {
     let now = unix_nanos();
-    let records = merged.into_iter().map(|m| (m.item, m.provenance));
-    Records { records: rendered(records, now, metrics), chunks }
+    let mut records = EncodedRecords::for_request(head_room, merged.len(), merged.len() * RECORD_BYTES_HINT);
+    for m in merged {
+        let provenance = m.provenance.map(|p| Value::Str(p.to_string()));
+        encoded(&m.item, now, provenance.as_ref(), &mut records, scratch, metrics);
+    }
+    Records { records, chunks }
 }
 
-/// The records of items leaving the chain; a flow whose bytes cannot be rendered is dropped as malformed.
-fn rendered<P: AsRef<str>>(
-    items: impl Iterator<Item = (Item, Option<P>)>,
+/// A record's size, to size buffers: the simulator's run 1.2 KB, real flows with many labels more.
+const RECORD_BYTES_HINT: usize = 1536;
+
+/// Appends the record of an item leaving the chain; a flow whose bytes cannot be rendered is dropped as malformed.
+fn encoded(
+    item: &Item,
     now: u64,
+    provenance: Option<&Value>,
+    out: &mut EncodedRecords,
+    scratch: &mut String,
     metrics: &Metrics,
-) -> Vec<LogRecord> {
-    items
-        .filter_map(|(item, provenance)| match worker::record(item, now, provenance.as_ref().map(|p| p.as_ref())) {
-            Ok(record) => Some(record),
-            Err(e) => {
-                metrics.dropped(DropReason::Malformed, 1);
-                tracing::warn!(error = %e, "a flow from Goldmane could not be rendered; skipped");
-                None
-            }
-        })
-        .collect()
+) {
+    if let Err(e) = worker::encode_record(item, now, provenance, out, scratch) {
+        metrics.dropped(DropReason::Malformed, 1);
+        tracing::warn!(error = %e, "a flow from Goldmane could not be rendered; skipped");
+    }
+}
+
+/// The records of items leaving the chain.
+fn rendered(
+    items: &[Item],
+    provenance: Option<&Value>,
+    metrics: &Metrics,
+    scratch: &mut String,
+    head_room: usize,
+) -> EncodedRecords {
+    let now = unix_nanos();
+    let mut records = EncodedRecords::for_request(head_room, items.len(), items.len() * RECORD_BYTES_HINT);
+    for item in items {
+        encoded(item, now, provenance, &mut records, scratch, metrics);
+    }
+    records
 }
 
 fn worker_loop(
@@ -153,26 +191,31 @@ fn worker_loop(
     opts: &PipelineOptions,
 ) {
     let mut worker = Worker::new(metrics.clone(), opts.dead_letter.clone());
+    // Each record's JSON body is rendered here, then copied behind its length.
+    let mut scratch = String::with_capacity(2 * RECORD_BYTES_HINT);
     loop {
         // One worker waits on the queue at a time; the others wait for the lock.
         let Some(Chunk { seq, flows }) = jobs.lock().expect("jobs lock").blocking_recv() else { return };
         // Chunk 0 is unnumbered (no stream cursor is kept): nothing to report for it.
         let done: Vec<u64> = (seq != 0).then_some(seq).into_iter().collect();
         let chain = opts.chain.get();
+        chain.tap.source(&chain, &flows);
         let trace = opts.tracing.as_ref().and_then(|t| t.batch(flows.len()));
         worker.timings = trace.as_ref().map(|_| Vec::new());
         let out = match &opts.post {
-            None if chain.is_empty() => Records { records: passthrough(&flows, metrics), chunks: done },
+            None if chain.is_empty() => {
+                Records { records: passthrough(&flows, metrics, &mut scratch, opts.head_room), chunks: done }
+            }
             None => {
                 let items = traced(trace.as_ref(), &mut worker, |w| transformed(w, &chain, flows));
-                let provenance = opts.provenance.then_some(&*chain.provenance);
-                let records = rendered(items.into_iter().map(|item| (item, provenance)), unix_nanos(), metrics);
+                let provenance = opts.provenance.then(|| Value::Str(chain.provenance.to_string()));
+                let records = rendered(&items, provenance.as_ref(), metrics, &mut scratch, opts.head_room);
                 Records { records, chunks: done }
             }
             Some(post) => {
                 let items = decoded(traced(trace.as_ref(), &mut worker, |w| transformed(w, &chain, flows)), metrics);
                 let provenance = (opts.provenance && !chain.is_empty()).then(|| chain.provenance.clone());
-                records_of(post.process(items, provenance, seq), metrics)
+                records_of(post.process(items, provenance, seq), metrics, &mut scratch, opts.head_room)
             }
         };
         if let Some(trace) = trace {
@@ -199,25 +242,17 @@ fn traced(
     items
 }
 
-fn passthrough(flows: &[RawFlow], metrics: &Metrics) -> Vec<LogRecord> {
+/// The old exporter's records for flows as they came off the stream, with the reconciliation attribute on those
+/// reconciliation found.
+fn passthrough(flows: &[RawFlow], metrics: &Metrics, scratch: &mut String, head_room: usize) -> EncodedRecords {
     let now = unix_nanos();
-    let mut records = Vec::with_capacity(flows.len());
+    let reconciled = [Origin::Stream, Origin::Late, Origin::Delta].map(|o| o.attribute().map(|v| Value::Str(v.into())));
+    let mut records = EncodedRecords::for_request(head_room, flows.len(), flows.len() * RECORD_BYTES_HINT);
     for flow in flows {
-        match flow_record(&flow.wire, now) {
-            Ok(mut record) => {
-                if let Some(v) = flow.origin.attribute() {
-                    record.attributes.push(opentelemetry_proto::tonic::common::v1::KeyValue {
-                        key: RECONCILED_ATTRIBUTE.to_string(),
-                        value: Some(string_value(v.to_string())),
-                        ..Default::default()
-                    });
-                }
-                records.push(record)
-            }
-            Err(e) => {
-                metrics.dropped(DropReason::Malformed, 1);
-                tracing::warn!(error = %e, "a flow from Goldmane could not be rendered; skipped");
-            }
+        let attribute = reconciled[flow.origin as usize].as_ref().map(|v| (RECONCILED_ATTRIBUTE, v));
+        if let Err(e) = records.push_flow(&flow.wire, now, attribute.into_iter(), scratch) {
+            metrics.dropped(DropReason::Malformed, 1);
+            tracing::warn!(error = %e, "a flow from Goldmane could not be rendered; skipped");
         }
     }
     records
@@ -299,7 +334,9 @@ mod tests {
         let expected: Vec<String> = good.iter().map(render::flow_json_string).collect();
 
         let metrics = Metrics::new();
-        let bodies: Vec<String> = passthrough(&flows, &metrics)
+        let bodies: Vec<String> = passthrough(&flows, &metrics, &mut String::new(), 0)
+            .decode()
+            .unwrap()
             .into_iter()
             .map(|r| match r.body.and_then(|b| b.value) {
                 Some(opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(s)) => s,
@@ -313,7 +350,7 @@ mod tests {
         let metrics = Metrics::new();
         let mut worker = Worker::new(metrics.clone(), None);
         let items = transformed(&mut worker, &Chain::default(), flows.clone());
-        let records = rendered(items.into_iter().map(|i| (i, None::<&str>)), 0, &metrics);
+        let records = rendered(&items, None, &metrics, &mut String::new(), 0);
         assert_eq!(records.len(), 2);
         assert_eq!(metrics.dropped_count(DropReason::Malformed), 1);
 

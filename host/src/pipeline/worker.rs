@@ -10,7 +10,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
 
 use bytes::Bytes;
@@ -19,7 +18,9 @@ use prost::Message as _;
 use super::chain::{Chain, Entry, FailurePolicy};
 use super::dead_letter::DeadLetter;
 use super::health::{Admission, TrapVerdict};
+use crate::otlp::{BodyRef, EncodedRecords};
 use crate::proto::Flow;
+use crate::render;
 use crate::telemetry::otel::TransformTiming;
 use crate::telemetry::{DropReason, Metrics, TransformError, TransformEvent};
 use crate::wasm::{
@@ -27,7 +28,6 @@ use crate::wasm::{
     Processed, Severity, Value, apply, flow_from_wit, splice,
 };
 use crate::wire::WireError;
-use crate::{otlp, render};
 
 /// The attribute naming the chain that shaped a record.
 pub const PROVENANCE_ATTRIBUTE: &str = "flowgate.transforms";
@@ -128,15 +128,14 @@ impl Item {
         apply(self.flow_mut(), changes);
     }
 
-    /// The old exporter's JSON body for the flow as it is now.
-    fn flow_json(&self) -> Result<String, render::Malformed> {
+    /// Appends the old exporter's JSON body for the flow as it is now.
+    fn flow_json(&self, out: &mut String) -> Result<(), render::Malformed> {
         match &self.data {
-            Data::Wire(wire, _) => {
-                let mut body = String::with_capacity(wire.len() * 5 / 2 + 64);
-                render::flow_json_from_wire(wire, &mut body)?;
-                Ok(body)
+            Data::Wire(wire, _) => render::flow_json_from_wire(wire, out),
+            Data::Decoded(flow) => {
+                render::flow_json(flow, out);
+                Ok(())
             }
-            Data::Decoded(flow) => Ok(render::flow_json_string(flow)),
         }
     }
 
@@ -230,6 +229,7 @@ impl Worker {
                     (entry.spec.name.clone(), std::time::SystemTime::now(), items.len() as u64);
                 timings.push(TransformTiming { name, start, end, flows_in, flows_out });
             }
+            chain.tap.after(chain, i, &items);
         }
         items
     }
@@ -517,27 +517,36 @@ enum CallError {
     Wasm(GuestFailure),
 }
 
-/// The OTLP record for an item leaving the chain; `Err` when its bytes cannot be rendered (malformed).
-pub fn record(mut item: Item, now_unix_nanos: u64, provenance: Option<&str>) -> Result<LogRecord, render::Malformed> {
-    let (severity_number, severity_text) = otlp::severity(item.severity.unwrap_or(Severity::Info));
-    let body = match item.body.take() {
-        None | Some(Body::FlowJson) => otlp::string_value(item.flow_json()?),
-        Some(Body::Structured(attrs)) => otlp::kv_list(attrs.into_iter().map(|a| otlp::kv(a.key, a.value)).collect()),
+/// Appends the OTLP record for an item leaving the chain to `out` (`scratch` holds its rendered JSON between
+/// calls); `Err` when its bytes cannot be rendered (malformed), and nothing is appended.
+pub fn encode_record(
+    item: &Item,
+    now_unix_nanos: u64,
+    provenance: Option<&Value>,
+    out: &mut EncodedRecords,
+    scratch: &mut String,
+) -> Result<(), render::Malformed> {
+    let body = match &item.body {
+        None | Some(Body::FlowJson) => {
+            scratch.clear();
+            item.flow_json(scratch)?;
+            BodyRef::Str(scratch)
+        }
+        Some(Body::Structured(attrs)) => BodyRef::KvList(attrs),
         // Turned into `structured` when the annotation was added.
-        Some(Body::Attributes) => otlp::kv_list(Vec::new()),
-        Some(Body::Text(t)) => otlp::string_value(t),
+        Some(Body::Attributes) => BodyRef::KvList(&[]),
+        Some(Body::Text(t)) => BodyRef::Str(t),
     };
-    let mut attributes: Vec<KeyValue> = item.attributes.into_iter().map(|(k, v)| otlp::kv(k, v)).collect();
-    if let Some(p) = provenance {
-        attributes.push(otlp::kv(PROVENANCE_ATTRIBUTE.to_string(), Value::Str(p.to_string())));
-    }
-    Ok(LogRecord {
-        time_unix_nano: now_unix_nanos,
-        observed_time_unix_nano: now_unix_nanos,
-        severity_number,
-        severity_text: severity_text.to_string(),
-        body: Some(body),
-        attributes,
-        ..LogRecord::default()
-    })
+    let attributes = item.attributes.iter().map(|(k, v)| (k.as_str(), v));
+    let provenance = provenance.map(|p| (PROVENANCE_ATTRIBUTE, p));
+    out.push(now_unix_nanos, item.severity.unwrap_or(Severity::Info), body, attributes.chain(provenance));
+    Ok(())
+}
+
+/// The OTLP record for an item leaving the chain, as [`encode_record`] writes it (tools and tests).
+pub fn record(item: Item, now_unix_nanos: u64, provenance: Option<&str>) -> Result<LogRecord, render::Malformed> {
+    let mut out = EncodedRecords::default();
+    let provenance = provenance.map(|p| Value::Str(p.to_string()));
+    encode_record(&item, now_unix_nanos, provenance.as_ref(), &mut out, &mut String::new())?;
+    Ok(out.decode().expect("records encoded here decode").pop().expect("one record appended"))
 }

@@ -80,7 +80,7 @@ async fn send(
     stop: &CancellationToken,
 ) {
     let n = records.len() as u64;
-    let batch = exporter.encoder.encode(records);
+    let batch = exporter.encoder.encode_log_records(records);
     let mut backoff = Backoff::new(exporter.retry_initial, exporter.retry_max, Jitter::Full);
     loop {
         match exporter.post(&batch).await {

@@ -128,7 +128,7 @@ impl MetricsPush {
         let Some((points, started)) = self.post.flow_metric_points() else { return false };
         let n = points.len();
         let req = request(points, self.resource.clone(), started, SystemTime::now());
-        let body = Bytes::from(compress(self.compression, req.encode_to_vec()));
+        let body = Bytes::from(compress(self.compression, &req.encode_to_vec()));
         let outcome = match self.exporter.post_once(&self.cfg.endpoint, body).await {
             Ok(response) => {
                 match ExportMetricsServiceResponse::decode(response.as_ref()).ok().and_then(|r| r.partial_success) {

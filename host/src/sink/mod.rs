@@ -317,7 +317,7 @@ impl Exporter {
             }
         };
         let second = records.split_off(records.len() / 2);
-        Some((self.encoder.encode(records), self.encoder.encode(second)))
+        Some((self.encoder.encode_log_records(records), self.encoder.encode_log_records(second)))
     }
 
     fn log_once(&self, reason: String, log: impl FnOnce()) {

@@ -12,6 +12,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use super::resume::PreHashedState;
 use crate::wire::Counters;
 
 /// A flow key's fingerprint within a bucket.
@@ -45,24 +46,7 @@ impl Entry {
 }
 
 /// Fingerprints are hashes already: the map uses them as they are.
-#[derive(Debug, Default, Clone, Copy)]
-struct Identity(u64);
-
-impl std::hash::Hasher for Identity {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
-
-type FreshMap = HashMap<Fingerprint, [u32; 7], std::hash::BuildHasherDefault<Identity>>;
+type FreshMap = HashMap<Fingerprint, [u32; 7], PreHashedState>;
 
 #[derive(Debug, Default)]
 struct Bucket {
@@ -156,6 +140,32 @@ impl Ledger {
         } else if !self.big.is_empty() {
             self.big.remove(&(bucket, fp));
         }
+    }
+
+    /// Records a streamed flow if its key is not in the bucket yet (the common case, one lookup); false, recording
+    /// nothing, when it is (then [`Ledger::classify`] says what it is).
+    pub fn record_if_new(&mut self, bucket: i64, fp: Fingerprint, counters: &Counters) -> bool {
+        let (counts, big) = compact(counters);
+        let sizes = self.buckets.last_key_value().map_or(0, |(_, b)| b.len());
+        let b = self.buckets.entry(bucket).or_insert_with(|| Bucket {
+            sorted: Vec::new(),
+            // About as many keys as the newest bucket: sized once, not grown by rehashing.
+            fresh: FreshMap::with_capacity_and_hasher(sizes, PreHashedState::default()),
+        });
+        if b.sorted.binary_search_by_key(&fp, Entry::fp).is_ok() {
+            return false;
+        }
+        match b.fresh.entry(fp) {
+            std::collections::hash_map::Entry::Occupied(_) => return false,
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(counts);
+            }
+        }
+        self.entries += 1;
+        if big {
+            self.big.insert((bucket, fp), *counters);
+        }
+        true
     }
 
     /// A flow handed on whose counters are not known (a restarted gateway's cursor names only identities).
@@ -275,6 +285,21 @@ mod tests {
         l.record(1500, 1, &[12, 10, 150, 100, 1, 1, 2]);
         assert_eq!(l.classify(1500, 1, &[12, 10, 150, 100, 1, 1, 2]), Some(Verdict::Known));
         assert_eq!(l.entries(), 1);
+    }
+
+    #[test]
+    fn recording_a_new_key_is_one_step_and_a_known_one_is_left_to_classify() {
+        let mut l = Ledger::default();
+        l.set_floor(0);
+        assert!(l.record_if_new(15, 1, &[1; 7]));
+        assert!(!l.record_if_new(15, 1, &[2; 7]), "known: not recorded again");
+        assert_eq!(l.classify(15, 1, &[2; 7]), Some(Verdict::Grown([1; 7])));
+        l.seal(15);
+        assert!(!l.record_if_new(15, 1, &[3; 7]), "known once sealed too");
+        let big = [5_000_000_000, 1, 1, 1, 1, 1, 1];
+        assert!(l.record_if_new(15, 2, &big));
+        assert_eq!(l.classify(15, 2, &big), Some(Verdict::Known), "counters beyond u32 kept exactly");
+        assert_eq!(l.entries(), 2);
     }
 
     #[test]

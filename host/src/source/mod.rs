@@ -300,8 +300,7 @@ fn admit(
     if !l.judges(start) {
         return fresh.then_some(raw);
     }
-    if fresh && l.classify(start, id as u64, &raw.counters) == Some(ledger::Verdict::New) {
-        l.record(start, id as u64, &raw.counters);
+    if fresh && l.record_if_new(start, id as u64, &raw.counters) {
         return Some(raw);
     }
     // A bucket the stream had moved past, one received before a reconnect, or found first by reconciliation:

@@ -1,6 +1,7 @@
 //! Integration tests, compiled into one binary. Every peer is real and on loopback: the Goldmane simulator
 //! serves gRPC over mTLS, the receiver decodes OTLP protobuf over HTTP.
 
+mod capture;
 mod cli;
 mod config;
 mod dashboards;
@@ -10,6 +11,8 @@ mod export;
 mod faults;
 mod flowstats;
 mod goldmane;
+mod guide;
+mod mappings;
 mod modules;
 mod otelcol;
 mod reload;

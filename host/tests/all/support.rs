@@ -204,3 +204,16 @@ pub fn samples(text: &str, metric: &str) -> HashMap<Labels, f64> {
     }
     out
 }
+
+/// The `flowgate` binary, linked (or copied) into `dir` once for a whole test: a target directory shared with
+/// other checkouts may get their own `flowgate` while the test runs.
+pub fn flowgate_binary(dir: &std::path::Path) -> std::path::PathBuf {
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let path = bin.join("flowgate");
+    let src = env!("CARGO_BIN_EXE_flowgate");
+    if std::fs::hard_link(src, &path).is_err() {
+        std::fs::copy(src, &path).unwrap();
+    }
+    path
+}

@@ -4,13 +4,12 @@
 //! `json` (keep the old exporter's JSON body and only add attributes).
 
 use flowgate_guest::{
-    Action, Annotations, Attribute, Body, Config, Flow, Flows, IntField, LabelsColumn, Outcome, PoliciesField,
-    Reporter, StringColumn, StringField, Transform, Value,
+    Action, Annotations, Attribute, Body, Flow, Flows, IntField, Mapped, Mapping, Outcome, PoliciesField, Reporter,
+    StringColumn, StringField, Value,
 };
 
-pub struct SemConv {
-    structured_body: bool,
-}
+/// The mapping; exported as a transform configured by `body` ([`Mapped`]).
+pub struct SemConv;
 
 const ACTIONS: [&str; 4] = ["allow", "deny", "pass", "unknown"];
 
@@ -47,32 +46,8 @@ pub fn map_batch(flows: &mut Flows<'_>, structured_body: bool) -> Vec<Outcome> {
     flows.annotate_string_field("k8s.destination.namespace.name", S::DestNamespace);
     let actions = flows.actions().iter().map(|a| action_at(*a)).collect();
     flows.annotate_strings("calico.action", column(&ACTIONS, actions));
-    // `tier/name` of each distinct named hit once a batch; each flow's as indexes.
-    let hits = flows.policies(PoliciesField::EnforcedPolicies);
-    let mut names: Vec<String> = Vec::new();
-    let name_of: Vec<Option<u32>> = hits
-        .hits
-        .iter()
-        .map(|h| {
-            (!h.name.is_empty()).then(|| {
-                let name = format!("{}/{}", h.tier, h.name);
-                match names.iter().position(|n| *n == name) {
-                    Some(i) => i as u32,
-                    None => {
-                        names.push(name);
-                        names.len() as u32 - 1
-                    }
-                }
-            })
-        })
-        .collect();
-    let (mut at, mut starts) = (Vec::with_capacity(hits.at.len()), Vec::with_capacity(hits.starts.len()));
-    for w in hits.starts.windows(2) {
-        starts.push(at.len() as u32);
-        at.extend(hits.at[w[0] as usize..w[1] as usize].iter().filter_map(|&k| name_of[k as usize]));
-    }
-    starts.push(at.len() as u32);
-    flows.annotate_string_lists("calico.policies", LabelsColumn { values: names, at, starts });
+    let hits = flows.policies(PoliciesField::EnforcedPolicies).clone();
+    flows.annotate_string_lists("calico.policies", flowgate_guest::network::policy_names_column(&hits));
     flows.annotate_int_field("network.io.bytes.received", I::BytesIn);
     flows.annotate_int_field("network.io.bytes.transmitted", I::BytesOut);
     flows.annotate_int_field("network.io.packets.received", I::PacketsIn);
@@ -99,8 +74,7 @@ pub fn map_batch(flows: &mut Flows<'_>, structured_body: bool) -> Vec<Outcome> {
 pub fn mapped(f: &Flow<'_>) -> Vec<Attribute> {
     let s = |v: &str| Value::Str(v.to_string());
     // `enforced_policies` as `tier/name`, unnamed hits left out.
-    let policies: Vec<String> =
-        f.enforced_policies().iter().filter(|h| !h.name.is_empty()).map(|h| format!("{}/{}", h.tier, h.name)).collect();
+    let policies = flowgate_guest::network::policy_names(f.enforced_policies());
     let mut out = vec![
         ("source.address", s(f.source_name())),
         ("destination.address", s(f.dest_name())),
@@ -125,32 +99,21 @@ pub fn mapped(f: &Flow<'_>) -> Vec<Attribute> {
     out.into_iter().map(|(key, value)| Attribute { key: key.to_string(), value }).collect()
 }
 
-impl Transform for SemConv {
-    fn init(c: &Config) -> Result<Self, String> {
-        match c.get("body").unwrap_or("structured") {
-            "structured" => Ok(SemConv { structured_body: true }),
-            "json" => Ok(SemConv { structured_body: false }),
-            other => Err(format!("body: {other:?} is not structured or json")),
-        }
+impl Mapping for SemConv {
+    fn mapped(flow: &Flow<'_>) -> Vec<Attribute> {
+        mapped(flow)
     }
 
-    fn process(&mut self, f: &mut Flow<'_>) -> Outcome {
-        let attributes = mapped(f);
-        // The attributes again as the body, without sending them twice.
-        let body = self.structured_body.then_some(Body::Attributes);
-        Outcome::Annotate(Annotations { attributes, severity: None, body })
-    }
-
-    fn process_batch(&mut self, flows: &mut Flows<'_>) -> Vec<Outcome> {
-        map_batch(flows, self.structured_body)
+    fn map_batch(flows: &mut Flows<'_>, structured_body: bool) -> Vec<Outcome> {
+        map_batch(flows, structured_body)
     }
 }
 
-flowgate_guest::export!(SemConv);
+flowgate_guest::export!(Mapped<SemConv>);
 
 #[cfg(test)]
 mod tests {
-    use flowgate_guest::sample_flow;
+    use flowgate_guest::{Config, Transform, sample_flow};
 
     use super::*;
 
@@ -189,12 +152,12 @@ mod tests {
 
     #[test]
     fn structured_body_by_default_json_on_request() {
-        let mut t = SemConv::init(&Config::default()).unwrap();
+        let mut t = Mapped::<SemConv>::init(&Config::default()).unwrap();
         assert!(matches!(
             t.process(&mut Flow::of(&sample_flow())),
             Outcome::Annotate(Annotations { body: Some(Body::Attributes), .. })
         ));
-        let mut t = SemConv::init(&Config::new(vec![("body".into(), "json".into())])).unwrap();
+        let mut t = Mapped::<SemConv>::init(&Config::new(vec![("body".into(), "json".into())])).unwrap();
         assert!(matches!(t.process(&mut Flow::of(&sample_flow())), Outcome::Annotate(Annotations { body: None, .. })));
     }
 }

@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use admin::{DEFAULT_ADMIN_LISTEN, RawAdmin};
+pub use admin::{DEFAULT_ADMIN_LISTEN, DEFAULT_TAP_MAX_PER_SECOND, RawAdmin, RawTap, TapConfig};
 pub use batch::{BatchConfig, DEFAULT_BATCH_DELAY_MS, DEFAULT_BATCH_MAX_BYTES, DEFAULT_BATCH_MAX_RECORDS, RawBatch};
 pub use dead_letter::{DEAD_LETTER_BATCH_RECORDS, DEFAULT_DEAD_LETTER_MAX_RECORDS, DeadLetterConfig, RawDeadLetter};
 pub use env::Env;
@@ -47,7 +47,7 @@ pub use goldmane::{
 };
 pub use otlp::{
     Compression, DEFAULT_EXPORT_TIMEOUT_MS, DEFAULT_MAX_IN_FLIGHT, DEFAULT_OTLP_ENDPOINT, DEFAULT_RETRY_INITIAL_MS,
-    DEFAULT_RETRY_MAX_MS, MAX_RETRY_AFTER_MS, OtlpConfig, RawOtlp, SERVICE_NAME,
+    DEFAULT_RETRY_MAX_MS, MAX_RETRY_AFTER_MS, OtlpConfig, RawOtlp, SERVICE_NAME, otlp_only,
 };
 pub use queue::{
     BURST_RECORDS, DEFAULT_PERSISTENT_MAX_BYTES, DEFAULT_QUEUE_MAX_BYTES, DEFAULT_QUEUE_MAX_RECORDS, Fsync,
@@ -98,6 +98,8 @@ pub struct Config {
     pub batch: BatchConfig,
     pub queue: QueueConfig,
     pub admin_listen: SocketAddr,
+    /// The live tap through the admin listener (off by default).
+    pub tap: TapConfig,
     pub transforms: TransformsConfig,
     pub flow_metrics: Option<FlowMetricsConfig>,
     pub aggregation: Option<AggregationConfig>,
@@ -231,6 +233,14 @@ impl fmt::Display for Config {
             }
         }
         writeln!(f, "admin:     http://{}/metrics /healthz /readyz", self.admin_listen)?;
+        if self.tap.enabled {
+            let before = if self.tap.before_redaction { "allowed" } else { "refused" };
+            writeln!(
+                f,
+                "  tap              /tap /capture, {} records/s, before a redaction {before}",
+                self.tap.max_per_second
+            )?;
+        }
         let t = &self.transforms;
         writeln!(
             f,
@@ -391,7 +401,7 @@ impl RawConfig {
         if queue.max_records < batch.max_records {
             p.at("queue.max_records", format!("must hold at least one batch ({} records)", batch.max_records));
         }
-        let admin_listen = self.admin.resolve(&mut p);
+        let (admin_listen, tap) = self.admin.resolve(&mut p);
         let transforms = self.transforms.resolve(&mut p);
         let flow_metrics = self.flow_metrics.resolve(&otlp.endpoint, &mut p);
         let aggregation = self.aggregation.resolve(&mut p);
@@ -414,6 +424,7 @@ impl RawConfig {
             batch,
             queue,
             admin_listen,
+            tap,
             transforms,
             flow_metrics,
             aggregation,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Problems, TlsFiles};
+use super::{ConfigError, Problems, TlsFiles};
 
 /// Default OTLP endpoint, as the OTLP spec and the old exporter.
 pub const DEFAULT_OTLP_ENDPOINT: &str = "http://localhost:4318";
@@ -145,4 +145,12 @@ pub(super) fn http_url(text: &str, yaml_path: &str, p: &mut Problems) -> Option<
             None
         }
     }
+}
+
+/// An OTLP endpoint alone, with the defaults of everything else (`flowgate replay --otlp`).
+pub fn otlp_only(endpoint: &str) -> Result<OtlpConfig, ConfigError> {
+    let raw = RawOtlp { endpoint: Some(endpoint.to_string()), ..RawOtlp::default() };
+    let (mut p, mut warnings) = (Problems::default(), Vec::new());
+    let cfg = raw.resolve(&mut p, &mut warnings);
+    if p.found.is_empty() { Ok(cfg) } else { Err(ConfigError { problems: p.found }) }
 }

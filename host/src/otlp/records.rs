@@ -1,0 +1,375 @@
+//! Log records encoded where they are made, straight into the bytes a request carries.
+//!
+//! A pipeline worker renders each flow's body and writes its record as the `log_records` field of a `ScopeLogs`
+//! (tag, length, `LogRecord`); the batcher copies those bytes into the request it is filling and writes the
+//! request's head last ([`super::RequestEncoder::finish`]). No `LogRecord` is built, no per-record string is
+//! allocated, and the only memory that crosses threads is one buffer a chunk. The bytes are those prost writes
+//! for the same record (fields in prost's order, proto3 defaults left out), checked by the tests below.
+
+use opentelemetry_proto::tonic::logs::v1::LogRecord;
+use prost::Message as _;
+use prost::encoding::{encode_varint, encoded_len_varint};
+
+use crate::render;
+use crate::wasm::{Attribute, Severity, Value};
+
+/// `ScopeLogs.log_records` (field 2, length-delimited).
+const SCOPE_LOGS_RECORD: u8 = 2 << 3 | 2;
+// `LogRecord` fields, written in field-number order as prost does: 1, 2, 3, 5, 6, 11.
+const TIME: u8 = 1 << 3 | 1;
+const OBSERVED_TIME: u8 = 11 << 3 | 1;
+const SEVERITY_NUMBER: u8 = 2 << 3;
+const SEVERITY_TEXT: u8 = 3 << 3 | 2;
+const BODY: u8 = 5 << 3 | 2;
+const ATTRIBUTE: u8 = 6 << 3 | 2;
+// `KeyValue`.
+const KEY: u8 = 1 << 3 | 2;
+const VALUE: u8 = 2 << 3 | 2;
+// `AnyValue`'s oneof.
+const STRING: u8 = 1 << 3 | 2;
+const BOOL: u8 = 2 << 3;
+const INT: u8 = 3 << 3;
+const DOUBLE: u8 = 4 << 3 | 1;
+const ARRAY: u8 = 5 << 3 | 2;
+const KVLIST: u8 = 6 << 3 | 2;
+/// `ArrayValue.values` and `KeyValueList.values`.
+const VALUES: u8 = 1 << 3 | 2;
+
+/// A record's body.
+#[derive(Debug, Clone, Copy)]
+pub enum BodyRef<'a> {
+    /// A string (the flow's JSON, or a transform's text).
+    Str(&'a str),
+    /// A structured map.
+    KvList(&'a [Attribute]),
+}
+
+/// Records encoded as a request's `ScopeLogs` carries them, back to back, after room for a request's head when
+/// made for one ([`EncodedRecords::for_request`]): a batch of them that makes a request whole becomes it as is.
+#[derive(Debug, Default, Clone)]
+pub struct EncodedRecords {
+    bytes: Vec<u8>,
+    /// Bytes left at the front of `bytes` for a request's head.
+    head_room: usize,
+    /// Where each record ends in `bytes`.
+    ends: Vec<usize>,
+}
+
+impl EncodedRecords {
+    /// Room for `records` records of about `bytes` bytes in all.
+    pub fn with_capacity(records: usize, bytes: usize) -> Self {
+        Self::for_request(0, records, bytes)
+    }
+
+    /// [`EncodedRecords::with_capacity`], after `head_room` bytes for a request's head (the encoder's
+    /// [`super::RequestEncoder::head_room`]).
+    pub fn for_request(head_room: usize, records: usize, bytes: usize) -> Self {
+        let mut buf = Vec::with_capacity(head_room + bytes);
+        buf.resize(head_room, 0);
+        EncodedRecords { bytes: buf, head_room, ends: Vec::with_capacity(records) }
+    }
+
+    /// The room left in front for a request's head.
+    pub fn head_room(&self) -> usize {
+        self.head_room
+    }
+
+    /// The buffer: `head_room` bytes, then the records (to finish as a request).
+    pub fn into_buffer(self) -> Vec<u8> {
+        self.bytes
+    }
+
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Bytes of every record, framing included (what they add to a request).
+    pub fn bytes_len(&self) -> usize {
+        self.bytes.len() - self.head_room
+    }
+
+    /// Each record's bytes, framing included.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = &[u8]> + '_ {
+        self.ends.iter().enumerate().map(|(i, &end)| {
+            let start = if i == 0 { self.head_room } else { self.ends[i - 1] };
+            &self.bytes[start..end]
+        })
+    }
+
+    /// Appends a record: both timestamps `time`, `severity`, `body`, then `attributes` in order.
+    pub fn push<'a, A>(&mut self, time: u64, severity: Severity, body: BodyRef<'_>, attributes: A)
+    where
+        A: Iterator<Item = (&'a str, &'a Value)> + Clone,
+    {
+        let (number, text) = super::severity(severity);
+        let body_len = body_len(body);
+        let mut len = if time == 0 { 0 } else { 2 * 9 };
+        len += 1 + encoded_len_varint(number as u64);
+        len += 1 + framed(text.len());
+        len += 1 + framed(body_len);
+        len += attributes.clone().map(|(k, v)| 1 + framed(key_value_len(k, v))).sum::<usize>();
+
+        let out = &mut self.bytes;
+        out.reserve(1 + framed(len));
+        out.push(SCOPE_LOGS_RECORD);
+        encode_varint(len as u64, out);
+        if time != 0 {
+            out.push(TIME);
+            out.extend_from_slice(&time.to_le_bytes());
+        }
+        out.push(SEVERITY_NUMBER);
+        encode_varint(number as u64, out);
+        out.push(SEVERITY_TEXT);
+        put_str(out, text);
+        out.push(BODY);
+        encode_varint(body_len as u64, out);
+        match body {
+            BodyRef::Str(s) => {
+                out.push(STRING);
+                put_str(out, s);
+            }
+            BodyRef::KvList(list) => {
+                out.push(KVLIST);
+                encode_varint(kvlist_len(list) as u64, out);
+                for a in list {
+                    out.push(VALUES);
+                    put_key_value(out, &a.key, &a.value);
+                }
+            }
+        }
+        for (k, v) in attributes {
+            out.push(ATTRIBUTE);
+            put_key_value(out, k, v);
+        }
+        if time != 0 {
+            out.push(OBSERVED_TIME);
+            out.extend_from_slice(&time.to_le_bytes());
+        }
+        self.ends.push(out.len());
+    }
+
+    /// Appends the old exporter's record for an encoded `goldmane.Flow`: its JSON body rendered from the wire
+    /// (into `scratch`, kept between calls), severity INFO, both timestamps `time`, then `attributes`.
+    pub fn push_flow<'a, A>(
+        &mut self,
+        wire: &[u8],
+        time: u64,
+        attributes: A,
+        scratch: &mut String,
+    ) -> Result<(), render::Malformed>
+    where
+        A: Iterator<Item = (&'a str, &'a Value)> + Clone,
+    {
+        scratch.clear();
+        render::flow_json_from_wire(wire, scratch)?;
+        self.push(time, Severity::Info, BodyRef::Str(scratch), attributes);
+        Ok(())
+    }
+
+    /// Appends a record built elsewhere (a batch split after a 413), as prost encodes it.
+    pub fn push_log_record(&mut self, record: &LogRecord) {
+        self.bytes.push(SCOPE_LOGS_RECORD);
+        record.encode_length_delimited(&mut self.bytes).expect("a Vec grows as needed");
+        self.ends.push(self.bytes.len());
+    }
+
+    /// The records, decoded (tools and tests).
+    pub fn decode(&self) -> Result<Vec<LogRecord>, prost::DecodeError> {
+        self.iter().map(|r| LogRecord::decode_length_delimited(&r[1..])).collect()
+    }
+}
+
+impl FromIterator<LogRecord> for EncodedRecords {
+    fn from_iter<I: IntoIterator<Item = LogRecord>>(iter: I) -> Self {
+        let mut out = EncodedRecords::default();
+        for r in iter {
+            out.push_log_record(&r);
+        }
+        out
+    }
+}
+
+/// A length prefix and what it prefixes.
+fn framed(len: usize) -> usize {
+    encoded_len_varint(len as u64) + len
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    encode_varint(s.len() as u64, out);
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn body_len(body: BodyRef<'_>) -> usize {
+    match body {
+        BodyRef::Str(s) => 1 + framed(s.len()),
+        BodyRef::KvList(list) => 1 + framed(kvlist_len(list)),
+    }
+}
+
+fn kvlist_len(list: &[Attribute]) -> usize {
+    list.iter().map(|a| 1 + framed(key_value_len(&a.key, &a.value))).sum()
+}
+
+/// A `KeyValue`'s length: the key unless empty (a proto3 default), the value always (set, if empty).
+fn key_value_len(key: &str, value: &Value) -> usize {
+    let key = if key.is_empty() { 0 } else { 1 + framed(key.len()) };
+    key + 1 + framed(any_len(value))
+}
+
+/// An `AnyValue`'s length: its oneof is always written, whatever the value.
+fn any_len(value: &Value) -> usize {
+    match value {
+        Value::Str(s) => 1 + framed(s.len()),
+        Value::Int(i) => 1 + encoded_len_varint(*i as u64),
+        Value::Float(_) => 1 + 8,
+        Value::Boolean(_) => 1 + 1,
+        Value::StrList(list) => 1 + framed(array_len(list)),
+    }
+}
+
+fn array_len(list: &[String]) -> usize {
+    list.iter().map(|s| 1 + framed(1 + framed(s.len()))).sum()
+}
+
+fn put_key_value(out: &mut Vec<u8>, key: &str, value: &Value) {
+    encode_varint(key_value_len(key, value) as u64, out);
+    if !key.is_empty() {
+        out.push(KEY);
+        put_str(out, key);
+    }
+    out.push(VALUE);
+    encode_varint(any_len(value) as u64, out);
+    match value {
+        Value::Str(s) => {
+            out.push(STRING);
+            put_str(out, s);
+        }
+        Value::Int(i) => {
+            out.push(INT);
+            encode_varint(*i as u64, out);
+        }
+        Value::Float(f) => {
+            out.push(DOUBLE);
+            out.extend_from_slice(&f.to_le_bytes());
+        }
+        Value::Boolean(b) => {
+            out.push(BOOL);
+            out.push(u8::from(*b));
+        }
+        Value::StrList(list) => {
+            out.push(ARRAY);
+            encode_varint(array_len(list) as u64, out);
+            for s in list {
+                out.push(VALUES);
+                encode_varint((1 + framed(s.len())) as u64, out);
+                out.push(STRING);
+                put_str(out, s);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::otlp::{kv, kv_list, string_value};
+
+    fn prost_record(time: u64, severity: Severity, body: BodyRef<'_>, attributes: &[(&str, &Value)]) -> LogRecord {
+        let (severity_number, severity_text) = crate::otlp::severity(severity);
+        let body = match body {
+            BodyRef::Str(s) => string_value(s.to_string()),
+            BodyRef::KvList(list) => kv_list(list.iter().map(|a| kv(a.key.clone(), a.value.clone())).collect()),
+        };
+        LogRecord {
+            time_unix_nano: time,
+            observed_time_unix_nano: time,
+            severity_number,
+            severity_text: severity_text.to_string(),
+            body: Some(body),
+            attributes: attributes.iter().map(|(k, v)| kv(k.to_string(), (*v).clone())).collect(),
+            ..LogRecord::default()
+        }
+    }
+
+    fn values() -> Vec<Value> {
+        vec![
+            Value::Str(String::new()),
+            Value::Str("x".repeat(200)),
+            Value::Str("é\"\\".into()),
+            Value::Int(0),
+            Value::Int(-1),
+            Value::Int(i64::MAX),
+            Value::Float(0.0),
+            Value::Float(-2.5e300),
+            Value::Boolean(false),
+            Value::Boolean(true),
+            Value::StrList(vec![]),
+            Value::StrList(vec![String::new(), "a".into(), "b".repeat(130)]),
+        ]
+    }
+
+    #[test]
+    fn records_are_the_bytes_prost_writes_for_the_same_record() {
+        let values = values();
+        let structured: Vec<Attribute> = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| Attribute { key: if i == 0 { String::new() } else { format!("k{i}") }, value: v.clone() })
+            .collect();
+        let long = "y".repeat(20_000);
+        let bodies = [
+            BodyRef::Str(""),
+            BodyRef::Str("{}"),
+            BodyRef::Str(&long),
+            BodyRef::KvList(&[]),
+            BodyRef::KvList(&structured),
+        ];
+        let keys = ["", "flowgate.transforms", "a.much.longer.attribute.key.than.most"];
+        let mut cases = 0;
+        for (n, body) in bodies.iter().enumerate() {
+            for time in [0, 1, 1_764_970_845_123_456_789] {
+                for severity in [Severity::Trace, Severity::Info, Severity::Fatal] {
+                    // No attributes, then a growing prefix of every kind.
+                    for count in [0, 1, 5, values.len()] {
+                        let attributes: Vec<(&str, &Value)> =
+                            values.iter().take(count).enumerate().map(|(i, v)| (keys[(i + n) % 3], v)).collect();
+                        let mut ours = EncodedRecords::default();
+                        ours.push(time, severity, *body, attributes.iter().copied());
+                        let theirs: EncodedRecords =
+                            std::iter::once(prost_record(time, severity, *body, &attributes)).collect();
+                        assert_eq!(ours.bytes, theirs.bytes, "body {n}, time {time}, {severity:?}, {count} attributes");
+                        cases += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(cases, 5 * 3 * 3 * 4);
+    }
+
+    #[test]
+    fn records_read_back_one_by_one() {
+        let mut records = EncodedRecords::default();
+        let v = Value::Str("late".into());
+        for i in 0..300u64 {
+            let body = "z".repeat(i as usize);
+            records.push(i, Severity::Warn, BodyRef::Str(&body), std::iter::once(("n", &v)));
+        }
+        assert_eq!(records.len(), 300);
+        let mut with_room = EncodedRecords::for_request(40, 0, 0);
+        with_room.push(3, Severity::Info, BodyRef::Str("b"), std::iter::once(("n", &v)));
+        assert_eq!(with_room.bytes_len() + 40, with_room.clone().into_buffer().len());
+        assert_eq!(with_room.decode().unwrap().len(), 1);
+        assert_eq!(records.iter().map(<[u8]>::len).sum::<usize>(), records.bytes_len());
+        let decoded = records.decode().unwrap();
+        for (i, r) in decoded.iter().enumerate() {
+            assert_eq!(r.time_unix_nano, i as u64);
+            assert_eq!(r.severity_text, "WARN");
+            assert_eq!(r.body, Some(string_value("z".repeat(i))));
+            assert_eq!(r.attributes, vec![kv("n".into(), v.clone())]);
+        }
+    }
+}
