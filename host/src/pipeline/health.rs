@@ -8,7 +8,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Traps in a row (no successful call between them, on any worker) within [`TRAP_WINDOW`] that quarantine a
@@ -25,6 +25,9 @@ pub struct TransformHealth {
     flows: AtomicU64,
     failures: AtomicU64,
     quarantine: Mutex<Quarantine>,
+    /// Fast paths, so a transform that never traps takes no lock per call: traps are counted, a quarantine is on.
+    trapping: AtomicBool,
+    quarantined: AtomicBool,
 }
 
 #[derive(Debug, Default)]
@@ -72,11 +75,15 @@ impl TransformHealth {
     }
 
     pub fn admit(&self, now: Instant) -> Admission {
+        if !self.quarantined.load(Ordering::Acquire) {
+            return Admission::Serve;
+        }
         let mut q = self.quarantine.lock().expect("quarantine lock");
         match q.until {
             Some(until) if now < until => Admission::Quarantined,
             Some(_) => {
                 q.until = None;
+                self.quarantined.store(false, Ordering::Release);
                 Admission::Released
             }
             None => Admission::Serve,
@@ -85,8 +92,12 @@ impl TransformHealth {
 
     /// A call that returned: the traps in a row end.
     pub fn succeeded(&self) {
+        if !self.trapping.load(Ordering::Acquire) {
+            return;
+        }
         let mut q = self.quarantine.lock().expect("quarantine lock");
         q.traps.clear();
+        self.trapping.store(false, Ordering::Release);
     }
 
     pub fn trapped(&self, now: Instant) -> TrapVerdict {
@@ -96,6 +107,7 @@ impl TransformHealth {
             return TrapVerdict::Again;
         }
         q.traps.push_back(now);
+        self.trapping.store(true, Ordering::Release);
         while q.traps.front().is_some_and(|t| now.duration_since(*t) > TRAP_WINDOW) {
             q.traps.pop_front();
         }
@@ -104,6 +116,8 @@ impl TransformHealth {
             q.backoff = Some(backoff);
             q.until = Some(now + backoff);
             q.traps.clear();
+            self.trapping.store(false, Ordering::Release);
+            self.quarantined.store(true, Ordering::Release);
             return TrapVerdict::Quarantined(backoff);
         }
         if q.traps.len() == 1 { TrapVerdict::First } else { TrapVerdict::Again }
