@@ -44,6 +44,9 @@ pub struct Encoded {
     pub raw_bytes: usize,
     /// Its number in the in-memory queue when acknowledgements move the stream cursor (0: not tracked).
     pub batch: u64,
+    /// The open spans of sampled batches whose records start in this request (the gateway's own traces): the
+    /// exporter ends them once it is delivered.
+    pub traces: Vec<opentelemetry::Context>,
 }
 
 /// Builds requests with a fixed resource and scope.
@@ -200,7 +203,7 @@ impl RequestEncoder {
             }
             c => Bytes::from(compress(c, &buf[at..])),
         };
-        Encoded { body, records, raw_bytes, batch: 0 }
+        Encoded { body, records, raw_bytes, batch: 0, traces: Vec::new() }
     }
 
     /// Encodes and compresses a batch.

@@ -337,7 +337,13 @@ impl DiskQueue {
             match tokio::task::spawn_blocking(move || read_body(&path, &e)).await.expect("queue read task") {
                 Ok(body) => {
                     let encoded =
-                        Encoded { body, records: e.records as usize, raw_bytes: e.raw_bytes as usize, batch: 0 };
+                        Encoded {
+                            body,
+                            records: e.records as usize,
+                            raw_bytes: e.raw_bytes as usize,
+                            batch: 0,
+                            traces: Vec::new(),
+                        };
                     return Some(Taken { encoded, seq: e.seq });
                 }
                 Err(error) => {
@@ -501,7 +507,7 @@ mod tests {
     }
 
     fn batch(tag: u8, len: usize) -> Encoded {
-        Encoded { body: Bytes::from(vec![tag; len]), records: 10, raw_bytes: len * 2, batch: 0 }
+        Encoded { body: Bytes::from(vec![tag; len]), records: 10, raw_bytes: len * 2, batch: 0, traces: Vec::new() }
     }
 
     #[tokio::test]

@@ -223,7 +223,7 @@ pub async fn run(
                 continue;
             }
         };
-        let Some(Records { records, chunks }) = records else { break };
+        let Some(Records { records, chunks, mut trace }) = records else { break };
         if pending.records == 0
             && !records.is_empty()
             && records.head_room() == pending.head_room
@@ -233,6 +233,7 @@ pub async fn run(
             // The chunk's records are a request (the common case: chunks and batches are both 512): their buffer
             // becomes it, with no copy.
             pending.adopt(records);
+            pending.traces.extend(trace);
             deadline = Some(Instant::now() + cfg.delay.max(Duration::from_millis(1)));
             if pending.records >= cfg.max_records {
                 pending.flush(&encoder, &queue, &mut last_batch).await;
@@ -254,6 +255,8 @@ pub async fn run(
                 deadline = Some(Instant::now() + cfg.delay.max(Duration::from_millis(1)));
             }
             pending.push(&encoder, record);
+            // A sampled batch's span goes with the request its first record is in.
+            pending.traces.extend(trace.take());
             if pending.records >= cfg.max_records {
                 pending.flush(&encoder, &queue, &mut last_batch).await;
                 persisted(&mut unflushed, last_batch);
@@ -280,11 +283,13 @@ struct Pending {
     records: usize,
     /// The last request's size: the next one is likely the same (so its buffer rarely grows or wastes).
     last_size: usize,
+    /// Spans of sampled batches whose first record is in this request.
+    traces: Vec<opentelemetry::Context>,
 }
 
 impl Pending {
     fn new(encoder: &RequestEncoder) -> Self {
-        Pending { buf: Vec::new(), head_room: encoder.start(0).len(), records: 0, last_size: 0 }
+        Pending { buf: Vec::new(), head_room: encoder.start(0).len(), records: 0, last_size: 0, traces: Vec::new() }
     }
 
     /// Bytes of the records so far (what the batch's byte limit counts).
@@ -313,6 +318,7 @@ impl Pending {
         }
         self.last_size = self.bytes();
         let mut encoded = encoder.finish(std::mem::take(&mut self.buf), std::mem::take(&mut self.records));
+        encoded.traces = std::mem::take(&mut self.traces);
         encoded.batch = queue.number();
         if encoded.batch != 0 {
             *last_batch = encoded.batch;
@@ -349,7 +355,7 @@ mod tests {
         let (tx, rx) = mpsc::channel(8);
         let task = tokio::spawn(run(cfg, encoder, rx, ExportQueue::Memory(queue.clone(), None), None));
         for chunk in input {
-            tx.send(Records { records: chunk, chunks: vec![] }).await.unwrap();
+            tx.send(Records { records: chunk, chunks: vec![], trace: None }).await.unwrap();
         }
         tokio::time::sleep(hold_open).await;
         let before_close = queue.records();
@@ -413,7 +419,7 @@ mod tests {
         let encoder = Arc::new(RequestEncoder::new(resource(&[]), Compression::None));
         let (tx, rx) = mpsc::channel(8);
         let task = tokio::spawn(run(cfg, encoder, rx, ExportQueue::Memory(queue.clone(), None), None));
-        tx.send(Records { records: records(2, 10), chunks: vec![] }).await.unwrap();
+        tx.send(Records { records: records(2, 10), chunks: vec![], trace: None }).await.unwrap();
         tokio::time::sleep(Duration::from_millis(300)).await;
         // Still open: only the delay can have flushed it.
         assert_eq!(queue.records(), 2);

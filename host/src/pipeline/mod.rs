@@ -76,6 +76,8 @@ pub struct Records {
     pub records: EncodedRecords,
     /// Chunk numbers whose every record is in `records` or earlier output (or was dropped).
     pub chunks: Vec<u64>,
+    /// The open span of the batch, when sampled (the gateway's own traces): it ends once exported.
+    pub trace: Option<opentelemetry::Context>,
 }
 
 /// Runs until `input` closes and every worker has handed on its last chunk.
@@ -147,7 +149,7 @@ fn records_of(
         let provenance = m.provenance.map(|p| Value::Str(p.to_string()));
         encoded(&m.item, now, provenance.as_ref(), &mut records, scratch, metrics);
     }
-    Records { records, chunks }
+    Records { records, chunks, trace: None }
 }
 
 /// A record's size, to size buffers: the simulator's run 1.2 KB, real flows with many labels more.
@@ -204,13 +206,14 @@ fn worker_loop(
         worker.timings = trace.as_ref().map(|_| Vec::new());
         let out = match &opts.post {
             None if chain.is_empty() => {
-                Records { records: passthrough(&flows, metrics, &mut scratch, opts.head_room), chunks: done }
+                let records = passthrough(&flows, metrics, &mut scratch, opts.head_room);
+                Records { records, chunks: done, trace: None }
             }
             None => {
                 let items = traced(trace.as_ref(), &mut worker, |w| transformed(w, &chain, flows));
                 let provenance = opts.provenance.then(|| Value::Str(chain.provenance.to_string()));
                 let records = rendered(&items, provenance.as_ref(), metrics, &mut scratch, opts.head_room);
-                Records { records, chunks: done }
+                Records { records, chunks: done, trace: None }
             }
             Some(post) => {
                 let items = decoded(traced(trace.as_ref(), &mut worker, |w| transformed(w, &chain, flows)), metrics);
@@ -218,8 +221,9 @@ fn worker_loop(
                 records_of(post.process(items, provenance, seq), metrics, &mut scratch, opts.head_room)
             }
         };
+        let mut out = out;
         if let Some(trace) = trace {
-            trace.queued(out.records.len());
+            out.trace = Some(trace.queued(out.records.len()));
         }
         // Sent even without records when a cursor is kept: the chunk is done.
         let empty = out.records.is_empty() && out.chunks.is_empty();

@@ -162,9 +162,14 @@ impl Exporter {
 
     /// One export worker: runs until the queue is closed and drained.
     pub async fn worker(self: Arc<Self>, queue: ExportQueue) {
-        while let Some((batch, ticket)) = queue.pop().await {
+        while let Some((mut batch, ticket)) = queue.pop().await {
+            let traces = std::mem::take(&mut batch.traces);
+            let (started, records) = (SystemTime::now(), batch.records);
             self.export(batch).await;
             queue.done(ticket);
+            for cx in traces {
+                crate::telemetry::otel::exported(cx, started, records);
+            }
         }
     }
 

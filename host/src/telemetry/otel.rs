@@ -356,13 +356,35 @@ impl BatchTrace {
         cx.span().end_with_timestamp(end);
     }
 
-    /// The batch's `records` are handed to the batcher: the span ends.
-    pub fn queued(self, records: usize) {
+    /// The batch's `records` are handed to the batcher: the span stays open, carried with them, until the request
+    /// that holds them is exported ([`exported`]); dropped before that (a persistent queue keeps bytes, not
+    /// spans), it ends there.
+    pub fn queued(self, records: usize) -> Context {
         let span = self.cx.span();
         span.set_attribute(KeyValue::new("flowgate.records", records as i64));
         span.add_event("queued", Vec::new());
-        span.end();
+        self.cx.with_value(BatchTracer(self.tracer))
     }
+}
+
+/// The tracer a queued batch's context carries, for its export span.
+#[derive(Debug)]
+struct BatchTracer(SdkTracer);
+
+/// The request holding (the first of) a sampled batch's records was delivered, or given up on, by an export
+/// that began at `start`: a `flowgate.export` span inside the batch's, then the batch's span ends.
+pub fn exported(cx: Context, start: SystemTime, records: usize) {
+    if let Some(BatchTracer(tracer)) = cx.get::<BatchTracer>() {
+        tracer
+            .span_builder("flowgate.export")
+            .with_start_time(start)
+            .with_attributes([KeyValue::new("flowgate.records", records as i64)])
+            .start_with_context(tracer, &cx)
+            .end();
+    }
+    let span = cx.span();
+    span.add_event("exported", Vec::new());
+    span.end();
 }
 
 enum Message {

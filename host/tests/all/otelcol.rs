@@ -262,7 +262,8 @@ fn spans(out: &std::path::Path) -> Vec<(Value, std::collections::HashMap<String,
 
 /// `OTEL_METRICS_EXPORTER=otlp` and `OTEL_TRACES_EXPORTER=otlp` (every batch sampled): the Collector receives the
 /// `/metrics` families with the same values, and a `flowgate.batch` span per chunk holding a `flowgate.chain`
-/// span holding a `flowgate.transform` span for the transform, all under the scope `flowgate`.
+/// span holding a `flowgate.transform` span for the transform, and a `flowgate.export` span for the request its
+/// records went out in, all under the scope `flowgate`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_real_collector_receives_the_gateways_own_metrics_and_traces() {
     use flowgate::config::env::*;
@@ -332,4 +333,14 @@ async fn the_real_collector_receives_the_gateways_own_metrics_and_traces() {
         assert_eq!(a["flowgate.flows.in"], a["flowgate.flows.out"], "chaos keeps every flow");
     }
     assert!(batches.values().all(|a| a.contains_key("flowgate.records")));
+    // Each batch's span lasts until its records are exported: a `flowgate.export` span inside every batch that
+    // had records.
+    let exports: Vec<_> = all.iter().filter(|(s, _)| s["name"] == "flowgate.export").collect();
+    let with_records = batches.values().filter(|a| a["flowgate.records"]["intValue"] != "0").count();
+    assert!(with_records > 0);
+    assert_eq!(exports.len(), with_records, "an export span per batch with records");
+    for (s, a) in exports {
+        assert!(batches.contains_key(&id(s, "parentSpanId")), "an export span sits in its batch's span");
+        assert!(a["flowgate.records"]["intValue"].as_str().is_some_and(|n| n != "0"));
+    }
 }
