@@ -336,14 +336,13 @@ impl DiskQueue {
             let path = seg_path(&self.cfg.dir, e.segment);
             match tokio::task::spawn_blocking(move || read_body(&path, &e)).await.expect("queue read task") {
                 Ok(body) => {
-                    let encoded =
-                        Encoded {
-                            body,
-                            records: e.records as usize,
-                            raw_bytes: e.raw_bytes as usize,
-                            batch: 0,
-                            traces: Vec::new(),
-                        };
+                    let encoded = Encoded {
+                        body,
+                        records: e.records as usize,
+                        raw_bytes: e.raw_bytes as usize,
+                        batch: 0,
+                        traces: Vec::new(),
+                    };
                     return Some(Taken { encoded, seq: e.seq });
                 }
                 Err(error) => {
