@@ -407,7 +407,11 @@ async fn connect(cfg: &GoldmaneConfig) -> Result<tonic::transport::Channel, Stre
     // origin Goldmane expects in :scheme and :authority.
     let dial = http::Uri::try_from(format!("http://{target}"))
         .map_err(|e| StreamError::Connect { target: target.clone(), detail: format!("invalid address: {e}") })?;
-    let mut endpoint = Endpoint::from(dial).origin(cfg.uri.clone()).connect_timeout(Duration::from_secs(10));
+    let mut endpoint = Endpoint::from(dial)
+        .origin(cfg.uri.clone())
+        .connect_timeout(Duration::from_secs(10))
+        .initial_stream_window_size(STREAM_WINDOW_BYTES)
+        .initial_connection_window_size(STREAM_WINDOW_BYTES);
     if let Some(interval) = cfg.keepalive_interval {
         endpoint = endpoint.http2_keep_alive_interval(interval).keep_alive_while_idle(true);
     }
@@ -421,6 +425,10 @@ async fn connect(cfg: &GoldmaneConfig) -> Result<tonic::transport::Channel, Stre
         StreamError::Connect { target, detail }
     })
 }
+
+/// HTTP/2 flow-control window for the stream: HTTP/2's default (64 KiB) has Goldmane wait for a window update
+/// every ~130 flows, each a wake-up and a write on both sides; 1 MiB bounds what the connection buffers.
+const STREAM_WINDOW_BYTES: u32 = 1 << 20;
 
 /// A gRPC status in one sentence: its code and message, or what its transport cause means (a Goldmane restart
 /// otherwise shows as a hyper/rustls chain ending in a documentation link).
