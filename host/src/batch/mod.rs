@@ -224,27 +224,23 @@ pub async fn run(
             }
         };
         let Some(Records { records, chunks, mut trace }) = records else { break };
-        if pending.records == 0
-            && !records.is_empty()
-            && records.head_room() == pending.head_room
-            && records.len() <= cfg.max_records
-            && records.bytes_len() <= cfg.max_bytes
-        {
-            // The chunk's records are a request (the common case: chunks and batches are both 512): their buffer
-            // becomes it, with no copy.
-            pending.adopt(records);
-            pending.traces.extend(trace);
-            deadline = Some(Instant::now() + cfg.delay.max(Duration::from_millis(1)));
-            if pending.records >= cfg.max_records {
-                pending.flush(&encoder, &queue, &mut last_batch).await;
-                persisted(&mut unflushed, last_batch);
-                deadline = None;
-            }
-            unflushed.extend(chunks);
-            if pending.records == 0 {
-                persisted(&mut unflushed, last_batch);
-            }
-            continue;
+        let whole = records.len() <= cfg.max_records && records.bytes_len() <= cfg.max_bytes;
+        let records =
+            if pending.records == 0 && !records.is_empty() && records.head_room() == pending.head_room && whole {
+                // The chunk's records are a request (the common case: chunks and batches are both 512): their buffer
+                // becomes it, with no copy.
+                pending.adopt(records);
+                pending.traces.extend(trace.take());
+                deadline = Some(Instant::now() + cfg.delay.max(Duration::from_millis(1)));
+                EncodedRecords::default()
+            } else {
+                records
+            };
+        // An adopted chunk of `max_records` is a full request already.
+        if pending.records >= cfg.max_records {
+            pending.flush(&encoder, &queue, &mut last_batch).await;
+            persisted(&mut unflushed, last_batch);
+            deadline = None;
         }
         for record in records.iter() {
             if pending.records > 0 && pending.bytes() + record.len() > cfg.max_bytes {
