@@ -141,7 +141,12 @@ struct Row {
     /// The export queue's largest size seen (`flowgate_queue_bytes`, sampled): a burst the endpoint has not
     /// taken yet, bounded by the queue's own limit.
     queue_mib: f64,
+    /// RSS [`AFTER_BURST`] after the last record arrived.
+    after_mib: f64,
 }
+
+/// How long after a burst the RSS is read again.
+const AFTER_BURST: Duration = Duration::from_secs(3);
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
@@ -166,8 +171,8 @@ async fn main() -> anyhow::Result<()> {
     }
     println!();
     println!(
-        "{:<30} {:>8} {:>12} {:>10} {:>9} {:>10} {:>10} {:>10}",
-        "case", "flows/b", "CPU us/flow", "flows/s", "x pure", "idle MiB", "peak MiB", "queue MiB"
+        "{:<30} {:>8} {:>12} {:>10} {:>9} {:>10} {:>10} {:>10} {:>10}",
+        "case", "flows/b", "CPU us/flow", "flows/s", "x pure", "idle MiB", "peak MiB", "queue MiB", "after MiB"
     );
     let mut rows = Vec::new();
     for &per_bucket in &sizes {
@@ -183,7 +188,7 @@ async fn main() -> anyhow::Result<()> {
             };
             let pure_ns = pure.iter().find(|(c, _)| *c == compression).map_or(f64::NAN, |(_, ns)| *ns);
             println!(
-                "{:<30} {:>8} {:>12.2} {:>10.0} {:>9.2} {:>10.1} {:>10.1} {:>10.1}",
+                "{:<30} {:>8} {:>12.2} {:>10.0} {:>9.2} {:>10.1} {:>10.1} {:>10.1} {:>10.1}",
                 row.case.name(),
                 row.per_bucket,
                 row.cpu_us,
@@ -191,7 +196,8 @@ async fn main() -> anyhow::Result<()> {
                 row.cpu_us * 1_000.0 / pure_ns,
                 row.idle_mib,
                 row.peak_mib,
-                row.queue_mib
+                row.queue_mib,
+                row.after_mib
             );
             rows.push(row);
         }
@@ -322,6 +328,9 @@ async fn run(
     }
     let elapsed = started.elapsed();
     let done = usage(pid, ticks)?;
+    // What the gateway gives back once the burst is over (CPU is counted up to `done`, so this wait costs none).
+    tokio::time::sleep(AFTER_BURST).await;
+    let after = usage(pid, ticks)?;
     let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
     let _ = child.wait();
     if let Some(keep) = std::env::var_os("FLOWGATE_E2E_LOG") {
@@ -339,6 +348,7 @@ async fn run(
         idle_mib: mib(idle.rss),
         peak_mib: mib(done.hwm),
         queue_mib: mib(queue_peak),
+        after_mib: mib(after.rss),
     })
 }
 
