@@ -106,7 +106,7 @@ fn number<T: std::str::FromStr>(params: &[(String, String)], key: &str) -> Resul
     }
 }
 
-/// `GET /tap?after=<stage|source>&filter=<expr>&rate=<per second>`: lines `record <json>` (as `flowgate test`
+/// `GET /tap?after=<stage|source|end>&filter=<expr>&rate=<per second>` (`after` defaults to `end`): lines `record <json>` (as `flowgate test`
 /// prints records) and, each second some were skipped, `skipped <n>`.
 async fn tap(
     State(a): State<Admin>,
@@ -118,12 +118,12 @@ async fn tap(
         Err(e) => return refused(e),
     };
     let get = |k: &str| params.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
-    let point = Point::parse(get("after").unwrap_or("source"));
     let filter = match get("filter").filter(|f| !f.trim().is_empty()).map(Filter::parse).transpose() {
         Ok(f) => f,
         Err(e) => return bad(e.to_string()),
     };
     let chain = a.chain.get();
+    let point = Point::parse(get("after").unwrap_or(crate::pipeline::tap::END), &chain);
     let max = chain.tap.rules().map_or(1, |r| r.max_per_second);
     let rate = match number::<u32>(&params, "rate") {
         Ok(r) => r.unwrap_or(max),

@@ -116,8 +116,9 @@ enum Command {
         /// The gateway's admin address.
         #[arg(long, default_value = flowgate::config::DEFAULT_ADMIN_LISTEN)]
         admin: String,
-        /// The stage whose output to show, or `source` (flows before the chain).
-        #[arg(long, default_value = "source")]
+        /// The stage whose output to show, `source` (flows before the chain) or `end` (what is exported: after
+        /// the last stage).
+        #[arg(long, default_value = flowgate::pipeline::tap::END)]
         after: String,
         /// Only records matching this expression (e.g. `action == Deny and sourceNamespace ~ prod`).
         #[arg(long)]

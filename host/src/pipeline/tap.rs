@@ -41,9 +41,18 @@ pub enum Point {
     After(String),
 }
 
+/// The point after the chain's last stage (the source when there is no chain): what is exported, and the
+/// default, so a plain `flowgate tap` works on a chain with a redaction in it.
+pub const END: &str = "end";
+
 impl Point {
-    pub fn parse(text: &str) -> Point {
-        if text == "source" { Point::Source } else { Point::After(text.to_string()) }
+    /// `source`, `end` (resolved against `chain` now) or a stage's name.
+    pub fn parse(text: &str, chain: &Chain) -> Point {
+        match text {
+            "source" => Point::Source,
+            END => chain.entries.last().map_or(Point::Source, |e| Point::After(e.spec.name.clone())),
+            name => Point::After(name.to_string()),
+        }
     }
 
     fn index(&self, chain: &Chain) -> Option<Option<usize>> {
@@ -278,6 +287,7 @@ pub fn permitted(rules: &TapConfig, chain: &Chain, point: &Point) -> Result<(), 
     let Some(at) = point.index(chain) else {
         let mut points = vec!["source".to_string()];
         points.extend(chain.entries.iter().map(|e| e.spec.name.clone()));
+        points.push(END.to_string());
         let name = match point {
             Point::After(n) => n.clone(),
             Point::Source => "source".to_string(),
@@ -353,8 +363,9 @@ mod tests {
             Some(TapRefused::Disabled)
         );
         let hub = Hub::new(rules(true));
-        let missing = hub.subscribe(&chain, Point::parse("redact"), None, Some(1)).err().unwrap();
-        assert_eq!(missing, TapRefused::NoSuchPoint { name: "redact".into(), points: "source".into() });
+        assert_eq!(Point::parse(END, &chain), Point::Source, "no chain: the end is the source");
+        let missing = hub.subscribe(&chain, Point::parse("redact", &chain), None, Some(1)).err().unwrap();
+        assert_eq!(missing, TapRefused::NoSuchPoint { name: "redact".into(), points: "source, end".into() });
         let sub = hub.subscribe(&chain, Point::Source, None, Some(100)).unwrap();
         // The rate asked for is capped by the configured maximum.
         assert_eq!(sub.tap.limit.as_ref().unwrap().lock().unwrap().rate, 10.0);
