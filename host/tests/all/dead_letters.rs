@@ -10,7 +10,7 @@ use flowgate::config::{FailurePolicy, RawEntry};
 use flowgate::dead_letter::{
     DIGEST_ATTRIBUTE, ERROR_ATTRIBUTE, REASON_ATTRIBUTE, STATUS_ATTRIBUTE, TRANSFORM_ATTRIBUTE,
 };
-use flowgate::receiver::{Receiver, Reply, accept_all};
+use flowgate::receiver::{Reply, accept_all};
 use flowgate::sim::SimConfig;
 use flowgate::telemetry::{DropReason, StreamOutcome};
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
@@ -22,15 +22,6 @@ use crate::wasm::component;
 const WAIT: Duration = Duration::from_secs(60);
 /// Chaos answers `error` for flows to this port (about one in seven of the simulator's).
 const PORT: &str = "443";
-
-fn records(rx: &Receiver) -> Vec<LogRecord> {
-    rx.accepted()
-        .into_iter()
-        .flat_map(|r| r.resource_logs)
-        .flat_map(|r| r.scope_logs)
-        .flat_map(|s| s.log_records)
-        .collect()
-}
 
 fn body(r: &LogRecord) -> String {
     match r.body.as_ref().and_then(|b| b.value.as_ref()) {
@@ -93,10 +84,13 @@ async fn the_policy_streams_exactly_the_flows_it_routed_with_their_attributes() 
     raw.transforms.workers = Some(2);
     raw.dead_letter.endpoint = Some(format!("{}/v1/logs", dead.base_url()));
     let mut gw = Gateway::start(resolve(raw)).await;
-    wait_until(WAIT, "dead letters and exports", || records(&dead).len() >= 200 && main.bodies().len() >= 1_500).await;
+    wait_until(WAIT, "dead letters and exports", || {
+        crate::support::log_records(&dead).len() >= 200 && main.bodies().len() >= 1_500
+    })
+    .await;
     gw.shutdown().await.unwrap();
 
-    let letters = records(&dead);
+    let letters = crate::support::log_records(&dead);
     let routed = gw.metrics.transform_failures_count("chaos", FailurePolicy::DeadLetter);
     assert_eq!(letters.len() as u64, routed, "every flow the policy routed arrived, once");
     assert_eq!(gw.metrics.dead_letter_stream_count(StreamOutcome::Exported), routed);
@@ -139,7 +133,7 @@ async fn permanent_rejections_go_to_the_dead_letter_endpoint() {
 
     let rejected = gw.metrics.dropped_count(DropReason::Rejected);
     assert!(rejected > 0);
-    let letters = records(&dead);
+    let letters = crate::support::log_records(&dead);
     assert_eq!(letters.len() as u64, rejected, "every rejected record is a dead letter");
     assert_eq!(gw.metrics.dead_letter_stream_count(StreamOutcome::Exported), rejected);
     for r in &letters {

@@ -73,15 +73,6 @@ fn provenance(r: &opentelemetry_proto::tonic::logs::v1::LogRecord) -> Option<Str
     })
 }
 
-fn records(rx: &flowgate::receiver::Receiver) -> Vec<opentelemetry_proto::tonic::logs::v1::LogRecord> {
-    rx.accepted()
-        .into_iter()
-        .flat_map(|r| r.resource_logs)
-        .flat_map(|r| r.scope_logs)
-        .flat_map(|s| s.log_records)
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chain_from_the_transforms_dir_shapes_records_and_config_changes_reload() {
     let (sim, dir) =
@@ -102,7 +93,7 @@ async fn a_chain_from_the_transforms_dir_shapes_records_and_config_changes_reloa
         use sha2::Digest as _;
         hex::encode(sha2::Sha256::digest(wasm("flowgate_transform_filter.wasm")))
     };
-    for r in records(&rx) {
+    for r in crate::support::log_records(&rx) {
         assert_eq!(provenance(&r), Some(format!("filter@sha256:{}", &digest[..12])));
     }
     // Only the YAML changes: a reload, then allowed flows only.
@@ -135,17 +126,17 @@ async fn swapping_components_under_load_loses_and_duplicates_nothing_and_a_broke
     // Mid-stream (2,000 flows a second), the ConfigMap switches to the filter (which keeps every flow).
     cm.update(&[("filter.wasm", wasm("flowgate_transform_filter.wasm"))]);
     wait_until(WAIT, "filter serving", || {
-        records(&rx).iter().any(|r| provenance(r).is_some_and(|p| p.starts_with("filter@")))
+        crate::support::log_records(&rx).iter().any(|r| provenance(r).is_some_and(|p| p.starts_with("filter@")))
     })
     .await;
     // A broken update: refused, the filter keeps serving.
     cm.update(&[("filter.wasm", b"not wasm at all".to_vec())]);
     wait_until(WAIT, "broken update refused", || gw.metrics.transform_reloads_count("not_a_component") == 1).await;
-    let after_refusal = records(&rx).len();
-    wait_until(WAIT, "still serving", || records(&rx).len() >= after_refusal + 2_000).await;
+    let after_refusal = crate::support::log_records(&rx).len();
+    wait_until(WAIT, "still serving", || crate::support::log_records(&rx).len() >= after_refusal + 2_000).await;
     gw.shutdown().await.unwrap();
 
-    let all = records(&rx);
+    let all = crate::support::log_records(&rx);
     let names: std::collections::BTreeSet<String> =
         all.iter().filter_map(provenance).map(|p| p.split('@').next().unwrap().to_string()).collect();
     assert_eq!(names.into_iter().collect::<Vec<_>>(), vec!["chaos", "filter"]);
@@ -171,9 +162,9 @@ async fn an_explicit_chain_from_config_with_a_structured_body() {
     }]);
     raw.transforms.provenance = Some(false);
     let mut gw = Gateway::start(resolve(raw)).await;
-    wait_until(WAIT, "records", || records(&rx).len() >= 100).await;
+    wait_until(WAIT, "records", || crate::support::log_records(&rx).len() >= 100).await;
     gw.shutdown().await.unwrap();
-    for r in records(&rx) {
+    for r in crate::support::log_records(&rx) {
         let Some(Value::KvlistValue(kv)) = r.body.and_then(|b| b.value) else { panic!("a structured body") };
         assert!(kv.values.iter().any(|a| a.key == "destination.port"));
         assert!(r.attributes.iter().all(|a| a.key != PROVENANCE_ATTRIBUTE), "provenance off");
@@ -198,7 +189,7 @@ async fn editing_the_config_files_chain_reloads_it() {
     cfg.transforms.config_file = Some(file.clone());
     let mut gw = Gateway::start(cfg).await;
     wait_until(WAIT, "chaos serving", || {
-        records(&rx).iter().any(|r| provenance(r).is_some_and(|p| p.starts_with("chaos@")))
+        crate::support::log_records(&rx).iter().any(|r| provenance(r).is_some_and(|p| p.starts_with("chaos@")))
     })
     .await;
     // Whole-file replacement, as kubelet updates a mounted ConfigMap (a plain write can be read half-done).
@@ -209,7 +200,7 @@ async fn editing_the_config_files_chain_reloads_it() {
     };
     replace(&chain_yaml("semconv", "flowgate_transform_semconv.wasm"));
     wait_until(WAIT, "semconv serving", || {
-        records(&rx).iter().any(|r| provenance(r).is_some_and(|p| p.starts_with("semconv@")))
+        crate::support::log_records(&rx).iter().any(|r| provenance(r).is_some_and(|p| p.starts_with("semconv@")))
     })
     .await;
     // A broken edit is refused; semconv keeps serving.
@@ -290,22 +281,27 @@ async fn a_bad_component_swapped_in_under_load_is_rolled_back_with_nothing_lost(
     cm.update(&[chaos.clone(), bad, filter.clone()]);
     wait_until(WAIT, "the bad chain rolled back", || gw.metrics.transform_rollbacks_count("chaos") == 1).await;
     assert!(gw.metrics.transform_failures_count("chaos", flowgate::config::FailurePolicy::FailOpen) > 0);
-    let at_rollback = records(&rx).len();
+    let at_rollback = crate::support::log_records(&rx).len();
     // Several rescans later the refused files have not been built again, and the filter alone serves.
-    wait_until(WAIT, "serving after the rollback", || records(&rx).len() >= at_rollback + 3_000).await;
+    wait_until(WAIT, "serving after the rollback", || crate::support::log_records(&rx).len() >= at_rollback + 3_000)
+        .await;
     assert_eq!(gw.metrics.transform_reloads_count("swapped"), 2, "filter, then chaos: never chaos again");
     assert_eq!(gw.metrics.transform_reloads_count("rolled_back"), 1);
-    let tail = records(&rx).split_off(at_rollback + 2_000);
+    let tail = crate::support::log_records(&rx).split_off(at_rollback + 2_000);
     assert!(tail.iter().all(|r| provenance(r).is_some_and(|p| p.starts_with("filter@") && !p.contains("chaos"))));
 
     // The files change (chaos without the bad setting): built, swapped in, and it serves through probation.
     cm.update(&[chaos, ("chaos.yaml", b"failure_policy: fail-open\n".to_vec()), filter]);
     wait_until(WAIT, "the fixed chaos serving", || {
-        records(&rx).iter().rev().take(100).any(|r| provenance(r).is_some_and(|p| p.starts_with("chaos@")))
+        crate::support::log_records(&rx)
+            .iter()
+            .rev()
+            .take(100)
+            .any(|r| provenance(r).is_some_and(|p| p.starts_with("chaos@")))
     })
     .await;
-    let fixed = records(&rx).len();
-    wait_until(WAIT, "the fixed chain serving on", || records(&rx).len() >= fixed + 2_000).await;
+    let fixed = crate::support::log_records(&rx).len();
+    wait_until(WAIT, "the fixed chain serving on", || crate::support::log_records(&rx).len() >= fixed + 2_000).await;
     gw.shutdown().await.unwrap();
     assert_eq!(gw.metrics.transform_reloads_count("swapped"), 3);
     assert_eq!(gw.metrics.transform_rollbacks_count("chaos"), 1, "the fixed component is not rolled back");

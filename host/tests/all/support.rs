@@ -217,3 +217,13 @@ pub fn flowgate_binary(dir: &std::path::Path) -> std::path::PathBuf {
     }
     path
 }
+
+/// Every log record the receiver accepted, in order.
+pub fn log_records(rx: &flowgate::receiver::Receiver) -> Vec<opentelemetry_proto::tonic::logs::v1::LogRecord> {
+    rx.accepted()
+        .into_iter()
+        .flat_map(|r| r.resource_logs)
+        .flat_map(|r| r.scope_logs)
+        .flat_map(|s| s.log_records)
+        .collect()
+}
