@@ -66,6 +66,14 @@ impl<'a> Reader<'a> {
         Err(WireError("varint longer than 10 bytes"))
     }
 
+    /// Consumes the next byte if it is `byte` (a one-byte tag: the next element of a repeated field).
+    #[inline]
+    pub fn take_if(&mut self, byte: u8) -> bool {
+        let next = self.buf.get(self.pos) == Some(&byte);
+        self.pos += usize::from(next);
+        next
+    }
+
     /// (field number, wire type).
     #[inline]
     pub fn tag(&mut self) -> Result<(u32, u8), WireError> {
@@ -85,6 +93,14 @@ impl<'a> Reader<'a> {
         let bytes = &self.buf[self.pos..end];
         self.pos = end;
         Ok(bytes)
+    }
+
+    /// A length-delimited field, and the bytes from its start to the end of the buffer (so a short field can be
+    /// copied a fixed number of bytes at a time).
+    #[inline]
+    pub fn len_delimited_and_rest(&mut self) -> Result<(&'a [u8], &'a [u8]), WireError> {
+        let field = self.len_delimited()?;
+        Ok((field, &self.buf[self.pos - field.len()..]))
     }
 
     #[inline]

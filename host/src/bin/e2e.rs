@@ -394,13 +394,12 @@ fn pure_path() -> Vec<(Compression, f64)> {
             let best = (0..3)
                 .map(|_| {
                     let t = Instant::now();
-                    let mut scratch = String::new();
                     for chunk in wire.chunks(512) {
                         let now = unix_nanos();
                         let mut records = EncodedRecords::with_capacity(chunk.len(), chunk.len() * 1536);
                         for w in chunk {
                             let wire = flow_of_result(w).unwrap().unwrap().wire;
-                            records.push_flow(&wire, now, std::iter::empty(), &mut scratch).unwrap();
+                            records.push_flow(&wire, now, std::iter::empty()).unwrap();
                         }
                         std::hint::black_box(encoder.encode(&records));
                     }

@@ -153,20 +153,74 @@ impl EncodedRecords {
     }
 
     /// Appends the old exporter's record for an encoded `goldmane.Flow`: its JSON body rendered from the wire
-    /// (into `scratch`, kept between calls), severity INFO, both timestamps `time`, then `attributes`.
-    pub fn push_flow<'a, A>(
-        &mut self,
-        wire: &[u8],
-        time: u64,
-        attributes: A,
-        scratch: &mut String,
-    ) -> Result<(), render::Malformed>
+    /// straight into the record, severity INFO, both timestamps `time`, then `attributes`.
+    pub fn push_flow<'a, A>(&mut self, wire: &[u8], time: u64, attributes: A) -> Result<(), render::Malformed>
     where
         A: Iterator<Item = (&'a str, &'a Value)> + Clone,
     {
-        scratch.clear();
-        render::flow_json_from_wire(wire, scratch)?;
-        self.push(time, Severity::Info, BodyRef::Str(scratch), attributes);
+        self.push_rendered(time, Severity::Info, |out| render::flow_json_bytes_from_wire(wire, out), attributes)
+    }
+
+    /// Appends a record whose body is a string `render` writes straight into the buffer (the flow's JSON): no
+    /// scratch buffer, no copy. The record's three lengths (record, body, string) are left two bytes each and
+    /// filled in once known, which fits bodies of 128 B to about 16 KiB; a record of another size is encoded again
+    /// by [`EncodedRecords::push`]. `render` must append UTF-8 and, when it fails, nothing (then neither does
+    /// this).
+    pub fn push_rendered<'a, A, E>(
+        &mut self,
+        time: u64,
+        severity: Severity,
+        render: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+        attributes: A,
+    ) -> Result<(), E>
+    where
+        A: Iterator<Item = (&'a str, &'a Value)> + Clone,
+    {
+        let (number, text) = super::severity(severity);
+        let out = &mut self.bytes;
+        let start = out.len();
+        out.push(SCOPE_LOGS_RECORD);
+        out.extend_from_slice(&[0, 0]);
+        if time != 0 {
+            out.push(TIME);
+            out.extend_from_slice(&time.to_le_bytes());
+        }
+        out.push(SEVERITY_NUMBER);
+        encode_varint(number as u64, out);
+        out.push(SEVERITY_TEXT);
+        put_str(out, text);
+        out.push(BODY);
+        let body_at = out.len();
+        out.extend_from_slice(&[0, 0, STRING, 0, 0]);
+        let string_at = out.len();
+        if let Err(e) = render(out) {
+            out.truncate(start);
+            return Err(e);
+        }
+        let string_len = out.len() - string_at;
+        for (k, v) in attributes.clone() {
+            out.push(ATTRIBUTE);
+            put_key_value(out, k, v);
+        }
+        if time != 0 {
+            out.push(OBSERVED_TIME);
+            out.extend_from_slice(&time.to_le_bytes());
+        }
+        let record_len = out.len() - (start + 3);
+        match (two_byte_varint(string_len), two_byte_varint(string_len + 3), two_byte_varint(record_len)) {
+            (Some(string), Some(body), Some(record)) => {
+                out[start + 1..start + 3].copy_from_slice(&record);
+                out[body_at..body_at + 2].copy_from_slice(&body);
+                out[string_at - 2..string_at].copy_from_slice(&string);
+                self.ends.push(out.len());
+            }
+            _ => {
+                let body = out[string_at..string_at + string_len].to_vec();
+                out.truncate(start);
+                let body = std::str::from_utf8(&body).expect("the renderer appends UTF-8");
+                self.push(time, severity, BodyRef::Str(body), attributes);
+            }
+        }
         Ok(())
     }
 
@@ -191,6 +245,11 @@ impl FromIterator<LogRecord> for EncodedRecords {
         }
         out
     }
+}
+
+/// `len` as a varint of exactly two bytes, if that is its length.
+fn two_byte_varint(len: usize) -> Option<[u8; 2]> {
+    (128..1 << 14).contains(&len).then_some([(len & 0x7f) as u8 | 0x80, (len >> 7) as u8])
 }
 
 /// A length prefix and what it prefixes.
@@ -348,6 +407,52 @@ mod tests {
             }
         }
         assert_eq!(cases, 5 * 3 * 3 * 4);
+    }
+
+    /// A body rendered in place is the record `push` writes, at every size where a length's varint changes (the
+    /// string's, the body's and the record's), with and without attributes; a failed render appends nothing.
+    #[test]
+    fn bodies_rendered_in_place_make_the_records_push_makes() {
+        let values = values();
+        let attributes: Vec<(&str, &Value)> = values.iter().map(|v| ("flowgate.k", v)).collect();
+        let mut cases = 0;
+        for len in
+            [0, 1, 100, 124, 125, 126, 127, 128, 129, 1_152, 16_000, 16_300, 16_380, 16_381, 16_383, 16_384, 20_000]
+        {
+            let body = "j".repeat(len);
+            for count in [0, 1, values.len()] {
+                for time in [0, 1_764_970_845_123_456_789] {
+                    let mut ours = EncodedRecords::for_request(7, 0, 0);
+                    ours.push_rendered(
+                        time,
+                        Severity::Info,
+                        |out| {
+                            out.extend_from_slice(body.as_bytes());
+                            Ok::<_, ()>(())
+                        },
+                        attributes[..count].iter().copied(),
+                    )
+                    .unwrap();
+                    let failed = ours.push_rendered(
+                        time,
+                        Severity::Warn,
+                        |out| {
+                            out.extend_from_slice(b"half");
+                            out.truncate(out.len() - 4);
+                            Err(())
+                        },
+                        attributes[..count].iter().copied(),
+                    );
+                    assert!(failed.is_err());
+                    let mut theirs = EncodedRecords::for_request(7, 0, 0);
+                    theirs.push(time, Severity::Info, BodyRef::Str(&body), attributes[..count].iter().copied());
+                    assert_eq!(ours.bytes, theirs.bytes, "body of {len} B, {count} attributes, time {time}");
+                    assert_eq!(ours.ends, theirs.ends);
+                    cases += 1;
+                }
+            }
+        }
+        assert_eq!(cases, 17 * 3 * 2);
     }
 
     #[test]

@@ -106,7 +106,7 @@ pub async fn run(
             let mut interval = tokio::time::interval(tick);
             interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             while stop.run_until_cancelled(interval.tick()).await.is_some() {
-                let out = records_of(post.flush_idle(), &metrics, &mut String::new(), 0);
+                let out = records_of(post.flush_idle(), &metrics, 0);
                 if !(out.records.is_empty() && out.chunks.is_empty()) && output.send(out).await.is_err() {
                     return;
                 }
@@ -130,7 +130,7 @@ pub async fn run(
         let _ = t.await;
     }
     if let Some(post) = &opts.post {
-        let out = records_of(post.flush_all(), &metrics, &mut String::new(), 0);
+        let out = records_of(post.flush_all(), &metrics, 0);
         if !(out.records.is_empty() && out.chunks.is_empty()) {
             let _ = output.send(out).await;
         }
@@ -140,14 +140,13 @@ pub async fn run(
 fn records_of(
     (merged, chunks): (Vec<crate::pipeline::post::Merged>, Vec<u64>),
     metrics: &Metrics,
-    scratch: &mut String,
     head_room: usize,
 ) -> Records {
     let now = unix_nanos();
     let mut records = EncodedRecords::for_request(head_room, merged.len(), merged.len() * RECORD_BYTES_HINT);
     for m in merged {
         let provenance = m.provenance.map(|p| Value::Str(p.to_string()));
-        encoded(&m.item, now, provenance.as_ref(), &mut records, scratch, metrics);
+        encoded(&m.item, now, provenance.as_ref(), &mut records, metrics);
     }
     Records { records, chunks, trace: None }
 }
@@ -156,32 +155,19 @@ fn records_of(
 const RECORD_BYTES_HINT: usize = 1536;
 
 /// Appends the record of an item leaving the chain; a flow whose bytes cannot be rendered is dropped as malformed.
-fn encoded(
-    item: &Item,
-    now: u64,
-    provenance: Option<&Value>,
-    out: &mut EncodedRecords,
-    scratch: &mut String,
-    metrics: &Metrics,
-) {
-    if let Err(e) = worker::encode_record(item, now, provenance, out, scratch) {
+fn encoded(item: &Item, now: u64, provenance: Option<&Value>, out: &mut EncodedRecords, metrics: &Metrics) {
+    if let Err(e) = worker::encode_record(item, now, provenance, out) {
         metrics.dropped(DropReason::Malformed, 1);
         tracing::warn!(error = %e, "a flow from Goldmane could not be rendered; skipped");
     }
 }
 
 /// The records of items leaving the chain.
-fn rendered(
-    items: &[Item],
-    provenance: Option<&Value>,
-    metrics: &Metrics,
-    scratch: &mut String,
-    head_room: usize,
-) -> EncodedRecords {
+fn rendered(items: &[Item], provenance: Option<&Value>, metrics: &Metrics, head_room: usize) -> EncodedRecords {
     let now = unix_nanos();
     let mut records = EncodedRecords::for_request(head_room, items.len(), items.len() * RECORD_BYTES_HINT);
     for item in items {
-        encoded(item, now, provenance, &mut records, scratch, metrics);
+        encoded(item, now, provenance, &mut records, metrics);
     }
     records
 }
@@ -194,7 +180,6 @@ fn worker_loop(
 ) {
     let mut worker = Worker::new(metrics.clone(), opts.dead_letter.clone());
     // Each record's JSON body is rendered here, then copied behind its length.
-    let mut scratch = String::with_capacity(2 * RECORD_BYTES_HINT);
     loop {
         // One worker waits on the queue at a time; the others wait for the lock.
         let Some(Chunk { seq, flows }) = jobs.lock().expect("jobs lock").blocking_recv() else { return };
@@ -206,19 +191,19 @@ fn worker_loop(
         worker.timings = trace.as_ref().map(|_| Vec::new());
         let out = match &opts.post {
             None if chain.is_empty() => {
-                let records = passthrough(&flows, metrics, &mut scratch, opts.head_room);
+                let records = passthrough(&flows, metrics, opts.head_room);
                 Records { records, chunks: done, trace: None }
             }
             None => {
                 let items = traced(trace.as_ref(), &mut worker, |w| transformed(w, &chain, flows));
                 let provenance = opts.provenance.then(|| Value::Str(chain.provenance.to_string()));
-                let records = rendered(&items, provenance.as_ref(), metrics, &mut scratch, opts.head_room);
+                let records = rendered(&items, provenance.as_ref(), metrics, opts.head_room);
                 Records { records, chunks: done, trace: None }
             }
             Some(post) => {
                 let items = decoded(traced(trace.as_ref(), &mut worker, |w| transformed(w, &chain, flows)), metrics);
                 let provenance = (opts.provenance && !chain.is_empty()).then(|| chain.provenance.clone());
-                records_of(post.process(items, provenance, seq), metrics, &mut scratch, opts.head_room)
+                records_of(post.process(items, provenance, seq), metrics, opts.head_room)
             }
         };
         let mut out = out;
@@ -248,13 +233,13 @@ fn traced(
 
 /// The old exporter's records for flows as they came off the stream, with the reconciliation attribute on those
 /// reconciliation found.
-fn passthrough(flows: &[RawFlow], metrics: &Metrics, scratch: &mut String, head_room: usize) -> EncodedRecords {
+fn passthrough(flows: &[RawFlow], metrics: &Metrics, head_room: usize) -> EncodedRecords {
     let now = unix_nanos();
     let reconciled = [Origin::Stream, Origin::Late, Origin::Delta].map(|o| o.attribute().map(|v| Value::Str(v.into())));
     let mut records = EncodedRecords::for_request(head_room, flows.len(), flows.len() * RECORD_BYTES_HINT);
     for flow in flows {
         let attribute = reconciled[flow.origin as usize].as_ref().map(|v| (RECONCILED_ATTRIBUTE, v));
-        if let Err(e) = records.push_flow(&flow.wire, now, attribute.into_iter(), scratch) {
+        if let Err(e) = records.push_flow(&flow.wire, now, attribute.into_iter()) {
             metrics.dropped(DropReason::Malformed, 1);
             tracing::warn!(error = %e, "a flow from Goldmane could not be rendered; skipped");
         }
@@ -338,7 +323,7 @@ mod tests {
         let expected: Vec<String> = good.iter().map(render::flow_json_string).collect();
 
         let metrics = Metrics::new();
-        let bodies: Vec<String> = passthrough(&flows, &metrics, &mut String::new(), 0)
+        let bodies: Vec<String> = passthrough(&flows, &metrics, 0)
             .decode()
             .unwrap()
             .into_iter()
@@ -354,7 +339,7 @@ mod tests {
         let metrics = Metrics::new();
         let mut worker = Worker::new(metrics.clone(), None);
         let items = transformed(&mut worker, &Chain::default(), flows.clone());
-        let records = rendered(&items, None, &metrics, &mut String::new(), 0);
+        let records = rendered(&items, None, &metrics, 0);
         assert_eq!(records.len(), 2);
         assert_eq!(metrics.dropped_count(DropReason::Malformed), 1);
 

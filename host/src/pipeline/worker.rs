@@ -129,13 +129,10 @@ impl Item {
     }
 
     /// Appends the old exporter's JSON body for the flow as it is now.
-    fn flow_json(&self, out: &mut String) -> Result<(), render::Malformed> {
+    fn flow_json(&self, out: &mut Vec<u8>) -> Result<(), render::Malformed> {
         match &self.data {
-            Data::Wire(wire, _) => render::flow_json_from_wire(wire, out),
-            Data::Decoded(flow) => {
-                render::flow_json(flow, out);
-                Ok(())
-            }
+            Data::Wire(wire, _) => render::flow_json_bytes_from_wire(wire, out),
+            Data::Decoded(flow) => render::flow_json_bytes_from_wire(&flow.encode_to_vec(), out),
         }
     }
 
@@ -517,29 +514,28 @@ enum CallError {
     Wasm(GuestFailure),
 }
 
-/// Appends the OTLP record for an item leaving the chain to `out` (`scratch` holds its rendered JSON between
-/// calls); `Err` when its bytes cannot be rendered (malformed), and nothing is appended.
+/// Appends the OTLP record for an item leaving the chain to `out` (a flow's JSON body rendered straight into
+/// it); `Err` when its bytes cannot be rendered (malformed), and nothing is appended.
 pub fn encode_record(
     item: &Item,
     now_unix_nanos: u64,
     provenance: Option<&Value>,
     out: &mut EncodedRecords,
-    scratch: &mut String,
 ) -> Result<(), render::Malformed> {
+    let attributes = item.attributes.iter().map(|(k, v)| (k.as_str(), v));
+    let provenance = provenance.map(|p| (PROVENANCE_ATTRIBUTE, p));
+    let attributes = attributes.chain(provenance);
+    let severity = item.severity.unwrap_or(Severity::Info);
     let body = match &item.body {
         None | Some(Body::FlowJson) => {
-            scratch.clear();
-            item.flow_json(scratch)?;
-            BodyRef::Str(scratch)
+            return out.push_rendered(now_unix_nanos, severity, |json| item.flow_json(json), attributes);
         }
         Some(Body::Structured(attrs)) => BodyRef::KvList(attrs),
         // Turned into `structured` when the annotation was added.
         Some(Body::Attributes) => BodyRef::KvList(&[]),
         Some(Body::Text(t)) => BodyRef::Str(t),
     };
-    let attributes = item.attributes.iter().map(|(k, v)| (k.as_str(), v));
-    let provenance = provenance.map(|p| (PROVENANCE_ATTRIBUTE, p));
-    out.push(now_unix_nanos, item.severity.unwrap_or(Severity::Info), body, attributes.chain(provenance));
+    out.push(now_unix_nanos, severity, body, attributes);
     Ok(())
 }
 
@@ -547,6 +543,6 @@ pub fn encode_record(
 pub fn record(item: Item, now_unix_nanos: u64, provenance: Option<&str>) -> Result<LogRecord, render::Malformed> {
     let mut out = EncodedRecords::default();
     let provenance = provenance.map(|p| Value::Str(p.to_string()));
-    encode_record(&item, now_unix_nanos, provenance.as_ref(), &mut out, &mut String::new())?;
+    encode_record(&item, now_unix_nanos, provenance.as_ref(), &mut out)?;
     Ok(out.decode().expect("records encoded here decode").pop().expect("one record appended"))
 }

@@ -1,60 +1,46 @@
-//! The old exporter's log body: protobuf-JSON ("protojson") of `goldmane.Flow`, transcoded straight from the
-//! protobuf wire bytes, with no intermediate structs (the hot path: no allocation but the output).
-//!
-//! The rules, from `shared/reference/seed-exporter.md`, are the whole contract users' Loki queries and SIEM
-//! parsers depend on:
-//! - proto JSON names in lowerCamelCase, except the top-level key field, which is `Key`;
-//! - int64 as JSON strings, enums as value names, an enum number the schema does not know as a bare number;
-//! - zero values omitted (0, "", the `…Unspecified` enum value, empty lists), fields in declaration order;
-//! - `Key.policies` always present (`{}` when both lists are empty), as Goldmane always sets it.
-//!
-//! Field numbers ascend in declaration order in every message here, and protobuf encoders (Go's, prost) write
-//! fields in number order, so JSON can be written as the bytes are read. Input that is valid protobuf but not in
-//! that canonical shape (fields out of order, a scalar repeated, explicit zeros are fine) is decoded with prost
-//! and re-encoded canonically first. Tests hold the output equal to an independent protojson implementation.
+//! The table-driven transcoder the specialised renderer replaced (issue 13): one loop over a table of fields for
+//! every message. It is kept as the renderer's executable specification (tests hold the two byte-identical) and as
+//! the reference `flowgate-bench` measures the renderer against.
 
 use prost::Message as _;
 
-use crate::proto::{Action, EndpointType, Flow, PolicyKind, Reporter};
-use crate::wire::{Reader, WIRE_LEN, WIRE_VARINT, WireError};
+use super::{MAX_DEPTH, Malformed, Stop, action_name, endpoint_type_name, policy_kind_name, reporter_name};
+use crate::proto::Flow;
+use crate::wire::{Reader, WIRE_LEN, WIRE_VARINT};
 
-/// Why bytes could not be rendered.
-#[derive(Debug, thiserror::Error)]
-#[error("malformed goldmane.Flow: {0}")]
-pub struct Malformed(String);
-
-/// Renders the encoded `goldmane.Flow` in `wire` as the old exporter's JSON body, appending to `out`.
+/// [`super::flow_json_from_wire`], by the table-driven transcoder.
 pub fn flow_json_from_wire(wire: &[u8], out: &mut String) -> Result<(), Malformed> {
-    // Strings are copied as bytes and the output is checked as UTF-8 once, at the end: one fast pass instead of a
-    // check per string.
-    let mut buf = std::mem::take(out).into_bytes();
-    let mark = buf.len();
-    let result = transcode(&FLOW, wire, &mut buf, 0);
-    if result.is_err() {
-        buf.truncate(mark);
-    }
-    *out = String::from_utf8(buf).map_err(|_| Malformed("a string field is not valid UTF-8".into()))?;
-    match result {
+    match append(out, |buf| transcode(&FLOW, wire, buf, 0)) {
         Ok(()) => Ok(()),
         Err(Stop::NonCanonical) => {
-            let flow = Flow::decode(wire).map_err(|e| Malformed(e.to_string()))?;
-            flow_json(&flow, out);
-            Ok(())
+            let decoded = Flow::decode(wire).map_err(|e| Malformed(e.to_string()))?;
+            append(out, |buf| transcode(&FLOW, &decoded.encode_to_vec(), buf, 0))
+                .map_err(|e| Malformed(format!("{e:?}")))
         }
         Err(Stop::Malformed(why)) => Err(Malformed(why.to_string())),
     }
 }
 
-/// Renders `flow` as the old exporter's JSON body, appending to `out`.
-pub fn flow_json(flow: &Flow, out: &mut String) {
-    flow_json_from_wire(&flow.encode_to_vec(), out).expect("prost encodes canonically and validly");
-}
-
-/// Renders `flow` into a new string.
-pub fn flow_json_string(flow: &Flow) -> String {
-    let mut out = String::with_capacity(flow.encoded_len() * 2 + 64);
-    flow_json(flow, &mut out);
-    out
+/// Runs `write` on the bytes of `out` and keeps what it wrote if it succeeds and is UTF-8; otherwise `out` is left
+/// as it was. Strings are copied as bytes and the output is checked as UTF-8 once, at the end: one fast pass
+/// instead of a check per string.
+fn append(out: &mut String, write: impl FnOnce(&mut Vec<u8>) -> Result<(), Stop>) -> Result<(), Stop> {
+    let mut buf = std::mem::take(out).into_bytes();
+    let mark = buf.len();
+    let mut result = write(&mut buf);
+    if result.is_err() {
+        buf.truncate(mark);
+    }
+    match String::from_utf8(buf) {
+        Ok(json) => *out = json,
+        Err(e) => {
+            let mut buf = e.into_bytes();
+            buf.truncate(mark);
+            *out = String::from_utf8(buf).expect("what was there before is a String");
+            result = Err(Stop::Malformed("a string field is not valid UTF-8"));
+        }
+    }
+    result
 }
 
 /// How a field is written.
@@ -145,22 +131,6 @@ static POLICY_HIT: MessageSpec = MessageSpec {
     ],
     last_always: false,
 };
-
-/// Nesting deeper than this (a chain of EndOfTier triggers) goes through prost, which has its own limit.
-const MAX_DEPTH: u32 = 16;
-
-#[derive(Debug)]
-enum Stop {
-    /// Valid protobuf, perhaps, but not in the shape this transcoder writes from: decode with prost instead.
-    NonCanonical,
-    Malformed(&'static str),
-}
-
-impl From<WireError> for Stop {
-    fn from(e: WireError) -> Self {
-        Stop::Malformed(e.0)
-    }
-}
 
 fn transcode(spec: &MessageSpec, wire: &[u8], out: &mut Vec<u8>, depth: u32) -> Result<(), Stop> {
     if depth > MAX_DEPTH {
@@ -282,32 +252,7 @@ fn open_element(out: &mut Vec<u8>, first: &mut bool, open_array: &mut Option<u32
     }
 }
 
-/// The proto name of a known, non-zero enum value.
-fn known_name<E: TryFrom<i32>>(n: i32, name: impl Fn(E) -> &'static str) -> Option<&'static str> {
-    E::try_from(n).ok().map(name)
-}
-
-fn action_name(n: i32) -> Option<&'static str> {
-    known_name(n, |e: Action| e.as_str_name())
-}
-fn endpoint_type_name(n: i32) -> Option<&'static str> {
-    known_name(n, |e: EndpointType| e.as_str_name())
-}
-fn reporter_name(n: i32) -> Option<&'static str> {
-    known_name(n, |e: Reporter| e.as_str_name())
-}
-fn policy_kind_name(n: i32) -> Option<&'static str> {
-    known_name(n, |e: PolicyKind| e.as_str_name())
-}
-
-/// Appends `s` as a JSON string literal: `"`, `\` and control characters escaped, everything else as is.
-pub fn push_json_string(out: &mut String, s: &str) {
-    let mut buf = std::mem::take(out).into_bytes();
-    push_json_bytes(&mut buf, s.as_bytes());
-    *out = String::from_utf8(buf).expect("escaping keeps UTF-8 valid");
-}
-
-/// [`push_json_string`] on bytes (UTF-8 is checked by the caller, once for the whole output).
+/// A JSON string literal of `s` (UTF-8 is checked by the caller, once for the whole output).
 #[inline]
 fn push_json_bytes(out: &mut Vec<u8>, s: &[u8]) {
     out.push(b'"');
@@ -350,49 +295,6 @@ fn push_json_bytes(out: &mut Vec<u8>, s: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::FlowKey;
-
-    #[test]
-    fn escapes_control_characters_quotes_and_backslashes() {
-        let mut out = String::new();
-        push_json_string(&mut out, "a\"b\\c\nd\u{1}é\u{7f}");
-        assert_eq!(out, "\"a\\\"b\\\\c\\nd\\u0001é\u{7f}\"");
-        let back: String = serde_json::from_str(&out).unwrap();
-        assert_eq!(back, "a\"b\\c\nd\u{1}é\u{7f}");
-    }
-
-    #[test]
-    fn empty_flow_renders_empty_object_and_policies_always_present_under_key() {
-        assert_eq!(flow_json_string(&Flow::default()), "{}");
-        let flow = Flow { key: Some(FlowKey::default()), ..Flow::default() };
-        assert_eq!(flow_json_string(&flow), r#"{"Key":{"policies":{}}}"#);
-    }
-
-    #[test]
-    fn unknown_enum_numbers_render_bare() {
-        let flow = Flow { key: Some(FlowKey { action: 42, source_type: -3, ..FlowKey::default() }), ..Flow::default() };
-        assert_eq!(flow_json_string(&flow), r#"{"Key":{"sourceType":-3,"action":42,"policies":{}}}"#);
-    }
-
-    #[test]
-    fn truncated_or_invalid_input_is_malformed_not_a_panic() {
-        // One field: every proper prefix ends inside it.
-        let wire = Flow { source_labels: vec!["app=checkout".into()], ..Flow::default() }.encode_to_vec();
-        for cut in 1..wire.len() {
-            let mut out = String::from("prefix");
-            let result = flow_json_from_wire(&wire[..cut], &mut out);
-            assert!(result.is_err(), "cut at {cut}");
-            assert_eq!(out, "prefix", "nothing half-written is left behind");
-        }
-        // Field 4 (a label) holding invalid UTF-8.
-        let mut out = String::new();
-        assert!(flow_json_from_wire(&[0x22, 0x02, 0xff, 0xfe], &mut out).is_err());
-    }
-}
-
-#[cfg(test)]
-mod fast_path {
-    use super::*;
 
     #[test]
     fn specs_are_numbered_densely_from_one() {
@@ -400,17 +302,6 @@ mod fast_path {
             for (i, field) in spec.fields.iter().enumerate() {
                 assert_eq!(field.number as usize, i + 1, "{}", field.key);
             }
-        }
-    }
-
-    #[test]
-    fn prost_encodings_take_the_fast_path() {
-        let flows = crate::flowgen::FlowGen { seed: 3, keys: 20_000 }.bucket(1_764_970_845);
-        for flow in flows {
-            let wire = flow.encode_to_vec();
-            let mut out = Vec::new();
-            let r = transcode(&FLOW, &wire, &mut out, 0);
-            assert!(r.is_ok(), "{r:?} {flow:?}");
         }
     }
 }
