@@ -225,17 +225,26 @@ pub async fn run(
         };
         let Some(Records { records, chunks, mut trace }) = records else { break };
         let whole = records.len() <= cfg.max_records && records.bytes_len() <= cfg.max_bytes;
-        let records =
-            if pending.records == 0 && !records.is_empty() && records.head_room() == pending.head_room && whole {
-                // The chunk's records are a request (the common case: chunks and batches are both 512): their buffer
-                // becomes it, with no copy.
-                pending.adopt(records);
-                pending.traces.extend(trace.take());
-                deadline = Some(Instant::now() + cfg.delay.max(Duration::from_millis(1)));
-                EncodedRecords::default()
-            } else {
-                records
-            };
+        let adoptable = whole && !records.is_empty() && records.head_room() == pending.head_room;
+        let fits = pending.records + records.len() <= cfg.max_records
+            && pending.bytes() + records.bytes_len() <= cfg.max_bytes;
+        if adoptable && pending.records > 0 && !fits {
+            // Filling the request would split the chunk over two, every record copied: what is pending goes as it
+            // is, and the chunk becomes the next request.
+            pending.flush(&encoder, &queue, &mut last_batch).await;
+            persisted(&mut unflushed, last_batch);
+            deadline = None;
+        }
+        let records = if pending.records == 0 && adoptable {
+            // The chunk's records are a request (the common case: chunks and batches are both 512): their buffer
+            // becomes it, with no copy.
+            pending.adopt(records);
+            pending.traces.extend(trace.take());
+            deadline = Some(Instant::now() + cfg.delay.max(Duration::from_millis(1)));
+            EncodedRecords::default()
+        } else {
+            records
+        };
         // An adopted chunk of `max_records` is a full request already.
         if pending.records >= cfg.max_records {
             pending.flush(&encoder, &queue, &mut last_batch).await;
@@ -384,10 +393,11 @@ mod tests {
             }
             out
         };
-        // Adopted whole (10), then one copied record by record (25 > 10), then adopted (4) and filled up by copies.
+        // Adopted whole (10); one copied record by record (25 > 10), 5 left pending; one that fits copied after
+        // them (4); one that does not fit (7) is not split: the 9 pending go as they are and it is adopted.
         let input = vec![chunk(10, 0), chunk(25, 10), chunk(4, 35), chunk(7, 39)];
         let out = batches(cfg, input, Duration::ZERO).await;
-        assert_eq!(out.iter().map(|e| e.records).collect::<Vec<_>>(), vec![10, 10, 10, 10, 6]);
+        assert_eq!(out.iter().map(|e| e.records).collect::<Vec<_>>(), vec![10, 10, 10, 9, 7]);
         let encoder = RequestEncoder::new(resource(&[]), Compression::None);
         let times: Vec<u64> = out.iter().flat_map(|e| encoder.decode(e).unwrap()).map(|r| r.time_unix_nano).collect();
         assert_eq!(times, (0..46).collect::<Vec<_>>());

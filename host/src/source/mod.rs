@@ -37,8 +37,12 @@ use crate::wire::{Chunk, RawFlow, flow_of_result};
 pub use cursor::Progress;
 pub use reconcile::Shared;
 
-/// Flows read per poll of the stream, at most; a chunk is whatever is already buffered.
+/// Flows handed on together, at most: a batch's worth, so a chunk's records become one request whole.
 const CHUNK: usize = 512;
+/// How long a chunk waits for more flows once its first has arrived. Goldmane sends a bucket in one burst, whose
+/// TLS records hold 20 to 30 flows each: without the wait most chunks were a record's worth, each its own
+/// hand-off, worker wake-up and copy into the batch. Records wait in the batcher up to a second anyway.
+const CHUNK_WAIT: Duration = Duration::from_millis(5);
 /// A stream that stayed up this long resets the reconnect backoff.
 const HEALTHY_AFTER: Duration = Duration::from_secs(30);
 /// Largest gRPC message accepted (a flow with thousands of labels is still far below; a `List` page of 5,000
@@ -181,7 +185,7 @@ impl Stream<'_> {
         tracing::info!(goldmane = %cfg.uri, start_time_gte, "Goldmane stream open");
         metrics.stream_connected.set(1);
         self.shared.opened(first, first_bucket(resume));
-        let response = match early {
+        let mut response = match early {
             Some(r) => r,
             None => {
                 self.shared.idle(true);
@@ -192,17 +196,17 @@ impl Stream<'_> {
             }
         };
         let growth = cfg.reconcile.as_ref().map_or(Growth::Delta, |r| r.growth);
-        let mut chunks = response.ready_chunks(CHUNK);
         loop {
             self.shared.idle(true);
-            let chunk = tokio::select! {
+            let first = tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
-                c = chunks.next() => c,
+                c = response.next() => c,
             };
             self.shared.idle(false);
-            let Some(chunk) = chunk else {
+            let Some(first) = first else {
                 return Err(StreamError::Ended);
             };
+            let chunk = fill_chunk(&mut response, first).await;
             metrics.message_seen();
             let (flows, ids, broken) = self.take(chunk, resume, growth);
             // Hand on what arrived before any error: it is received, and resume state already counts it.
@@ -262,21 +266,25 @@ impl Stream<'_> {
                     l.seal(previous);
                 }
             }
+            // The flow is judged by reference and moved once, into the chunk (it is 144 bytes: moving it through
+            // the judgement and back was a tenth of the source's time).
             let handed = match ledger.as_deref_mut() {
-                None => fresh.then_some(raw),
-                Some(l) => admit(l, raw, id, fresh, growth, metrics),
+                None if fresh => Handed::Keep,
+                None => Handed::Skip,
+                Some(l) => admit(l, &raw, id, fresh, growth, metrics),
             };
-            match handed {
-                Some(raw) => {
-                    if fresh && self.progress.is_some() {
-                        ids.push((start, id));
-                    }
-                    flows.push(raw);
-                }
-                None => {
+            let flow = match handed {
+                Handed::Keep => raw,
+                Handed::Other(flow) => flow,
+                Handed::Skip => {
                     metrics.duplicates_skipped.inc();
+                    continue;
                 }
+            };
+            if fresh && self.progress.is_some() {
+                ids.push((start, id));
             }
+            flows.push(flow);
         }
         drop(ledger);
         (flows, ids, broken)
@@ -284,28 +292,60 @@ impl Stream<'_> {
 }
 
 /// What to hand on of a streamed flow, with the ledger: `fresh` says the resume state had not seen it.
-fn admit(
-    l: &mut ledger::Ledger,
-    raw: RawFlow,
-    id: u128,
-    fresh: bool,
-    growth: Growth,
-    metrics: &Metrics,
-) -> Option<RawFlow> {
+fn admit(l: &mut ledger::Ledger, raw: &RawFlow, id: u128, fresh: bool, growth: Growth, metrics: &Metrics) -> Handed {
     let start = raw.start_time;
     if l.floor().is_none() && fresh {
         // The first flow of a live-only stream says where the ledger starts.
         l.set_floor(start);
     }
     if !l.judges(start) {
-        return fresh.then_some(raw);
+        return if fresh { Handed::Keep } else { Handed::Skip };
     }
     if fresh && l.record_if_new(start, id as u64, &raw.counters) {
-        return Some(raw);
+        return Handed::Keep;
     }
     // A bucket the stream had moved past, one received before a reconnect, or found first by reconciliation:
     // late, grown or a duplicate.
-    reconcile::late(l, raw, id as u64, growth, metrics, "stream")
+    match reconcile::late(l, raw.clone(), id as u64, growth, metrics, "stream") {
+        Some(flow) => Handed::Other(flow),
+        None => Handed::Skip,
+    }
+}
+
+/// What becomes of a streamed flow.
+enum Handed {
+    /// Handed on as it came.
+    Keep,
+    /// Handed on as another flow: late, or the growth of one exported before.
+    Other(RawFlow),
+    /// A duplicate (or growth not exported).
+    Skip,
+}
+
+/// A chunk: `first`, then what the stream yields within [`CHUNK_WAIT`], up to [`CHUNK`] messages. It ends early
+/// at an error (handed on at once) or the stream's end (the next read sees it).
+async fn fill_chunk<S>(stream: &mut S, first: Result<Bytes, tonic::Status>) -> Vec<Result<Bytes, tonic::Status>>
+where
+    S: futures::Stream<Item = Result<Bytes, tonic::Status>> + Unpin,
+{
+    let deadline = tokio::time::Instant::now() + CHUNK_WAIT;
+    let mut chunk = Vec::with_capacity(CHUNK);
+    let mut broken = first.is_err();
+    chunk.push(first);
+    while chunk.len() < CHUNK && !broken {
+        // What is buffered already is taken without a timer.
+        let next = match futures::FutureExt::now_or_never(stream.next()) {
+            Some(next) => next,
+            None => match tokio::time::timeout_at(deadline, stream.next()).await {
+                Ok(next) => next,
+                Err(_) => break,
+            },
+        };
+        let Some(item) = next else { break };
+        broken = item.is_err();
+        chunk.push(item);
+    }
+    chunk
 }
 
 /// The first bucket a stream delivers, when it is known before it does: a resumed stream's. Otherwise the first
