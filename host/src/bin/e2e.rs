@@ -104,6 +104,17 @@ struct Usage {
     hwm: u64,
 }
 
+/// Nanoseconds every thread of `pid` has run (`/proc/<pid>/task/*/schedstat`: exact, where `stat` counts ticks).
+fn on_cpu_ns(pid: u32) -> anyhow::Result<u64> {
+    let mut total = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        // A thread that ended between the listing and the read counts nothing.
+        let Ok(stat) = std::fs::read_to_string(task?.path().join("schedstat")) else { continue };
+        total += stat.split_whitespace().next().context("schedstat")?.parse::<u64>()?;
+    }
+    Ok(total)
+}
+
 fn usage(pid: u32, ticks: f64) -> anyhow::Result<Usage> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // Fields after the command name (which may hold spaces) start at field 3.
@@ -137,6 +148,8 @@ struct Row {
     cpu_us: f64,
     rate: f64,
     idle_mib: f64,
+    /// CPU while idle with the stream open, in percent of one core.
+    idle_cpu_pct: f64,
     peak_mib: f64,
     /// The export queue's largest size seen (`flowgate_queue_bytes`, sampled): a burst the endpoint has not
     /// taken yet, bounded by the queue's own limit.
@@ -144,6 +157,9 @@ struct Row {
     /// RSS [`AFTER_BURST`] after the last record arrived.
     after_mib: f64,
 }
+
+/// How long the idle gateway's CPU is measured for.
+const IDLE_WINDOW: Duration = Duration::from_secs(2);
 
 /// How long after a burst the RSS is read again.
 const AFTER_BURST: Duration = Duration::from_secs(3);
@@ -171,8 +187,17 @@ async fn main() -> anyhow::Result<()> {
     }
     println!();
     println!(
-        "{:<30} {:>8} {:>12} {:>10} {:>9} {:>10} {:>10} {:>10} {:>10}",
-        "case", "flows/b", "CPU us/flow", "flows/s", "x pure", "idle MiB", "peak MiB", "queue MiB", "after MiB"
+        "{:<30} {:>8} {:>12} {:>10} {:>9} {:>10} {:>10} {:>10} {:>10} {:>10}",
+        "case",
+        "flows/b",
+        "CPU us/flow",
+        "flows/s",
+        "x pure",
+        "idle MiB",
+        "idle CPU%",
+        "peak MiB",
+        "queue MiB",
+        "after MiB"
     );
     let mut rows = Vec::new();
     for &per_bucket in &sizes {
@@ -188,13 +213,14 @@ async fn main() -> anyhow::Result<()> {
             };
             let pure_ns = pure.iter().find(|(c, _)| *c == compression).map_or(f64::NAN, |(_, ns)| *ns);
             println!(
-                "{:<30} {:>8} {:>12.2} {:>10.0} {:>9.2} {:>10.1} {:>10.1} {:>10.1} {:>10.1}",
+                "{:<30} {:>8} {:>12.2} {:>10.0} {:>9.2} {:>10.1} {:>10.2} {:>10.1} {:>10.1} {:>10.1}",
                 row.case.name(),
                 row.per_bucket,
                 row.cpu_us,
                 row.rate,
                 row.cpu_us * 1_000.0 / pure_ns,
                 row.idle_mib,
+                row.idle_cpu_pct,
                 row.peak_mib,
                 row.queue_mib,
                 row.after_mib
@@ -308,8 +334,11 @@ async fn run(
         let _ = child.kill();
         bail!("the gateway never opened the stream: {}", std::fs::read_to_string(&log).unwrap_or_default());
     }
-    // Settled and idle: the footprint before the first flow.
+    // Settled and idle: the footprint before the first flow, and what idling costs (the stream open, no flows).
     tokio::time::sleep(Duration::from_secs(1)).await;
+    let settled = on_cpu_ns(pid)?;
+    tokio::time::sleep(IDLE_WINDOW).await;
+    let idle_cpu_ns = on_cpu_ns(pid)? - settled;
     let idle = usage(pid, ticks)?;
     let started = Instant::now();
     go_tx.send_replace(true);
@@ -346,6 +375,7 @@ async fn run(
         cpu_us: (done.cpu - idle.cpu) * 1e6 / TOTAL as f64,
         rate: TOTAL as f64 / elapsed.as_secs_f64(),
         idle_mib: mib(idle.rss),
+        idle_cpu_pct: idle_cpu_ns as f64 / 1e9 * 100.0 / IDLE_WINDOW.as_secs_f64(),
         peak_mib: mib(done.hwm),
         queue_mib: mib(queue_peak),
         after_mib: mib(after.rss),

@@ -1,7 +1,7 @@
 //! Everything wasmtime: the engine, compiled transform components, and instances that process batches.
 //!
 //! Bounds every guest runs inside (style: limits are documented where they are defined):
-//! - an epoch deadline per call, driven by one ticker thread ([`EpochTicker`]);
+//! - an epoch deadline per call, driven by one ticker thread ([`EpochTicker`]), started with the first component;
 //! - a linear-memory cap per instance ([`wasmtime::StoreLimits`]);
 //! - WASI preview 2 with nothing granted: no preopened directories, no network, no environment, no arguments;
 //!   stdout/stderr go to the host log, line by line, rate-limited.
@@ -17,8 +17,8 @@ mod guest_io;
 mod host;
 
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -98,7 +98,8 @@ impl TrapKind {
 pub struct Runtime {
     engine: Engine,
     linker: Arc<Linker<GuestState>>,
-    _ticker: Arc<EpochTicker>,
+    /// Started with the first component: a gateway without transforms has no thread waking 200 times a second.
+    ticker: Arc<OnceLock<EpochTicker>>,
 }
 
 impl Runtime {
@@ -123,13 +124,13 @@ impl Runtime {
         bindings::host::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s: &mut GuestState| {
             &mut s.host
         })?;
-        let ticker = Arc::new(EpochTicker::start(engine.clone()));
-        Ok(Runtime { engine, linker: Arc::new(linker), _ticker: ticker })
+        Ok(Runtime { engine, linker: Arc::new(linker), ticker: Arc::default() })
     }
 
     /// Compiles `bytes` (never a precompiled artifact) and links it against the world.
     pub fn load(&self, name: &str, bytes: &[u8]) -> Result<LoadedComponent, LoadError> {
         let digest = hex::encode(Sha256::digest(bytes));
+        self.ticker.get_or_init(|| EpochTicker::start(self.engine.clone()));
         let component = Component::new(&self.engine, bytes).map_err(|e| {
             let detail = format!("{e:#}");
             LoadError::NotAComponent { name: name.to_string(), detail }
