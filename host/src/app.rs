@@ -25,7 +25,7 @@ use crate::telemetry::{DropReason, Metrics};
 use crate::{admin, pipeline, reload, source, tls};
 
 /// Chunks buffered between stages. Small on purpose: the byte-bounded export queue is where bursts wait.
-const STAGE_CHANNEL_CHUNKS: usize = 4;
+const STAGE_CHANNEL_CHUNKS: usize = 2;
 /// How often the OTLP endpoint's TLS files are checked for changes.
 const TLS_RELOAD_CHECK: std::time::Duration = std::time::Duration::from_secs(2);
 

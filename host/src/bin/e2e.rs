@@ -324,7 +324,7 @@ async fn run(
         .arg(&config)
         .env_clear()
         // Allocator settings pass through, for experiments (`MIMALLOC_PURGE_DELAY=0 make bench-e2e`).
-        .envs(std::env::vars().filter(|(k, _)| k.starts_with("MIMALLOC_")))
+        .envs(std::env::vars().filter(|(k, _)| k.starts_with("MIMALLOC_") || k == "GLIBC_TUNABLES"))
         .stdout(std::process::Stdio::null())
         .stderr(std::fs::File::create(&log)?)
         .spawn()?;

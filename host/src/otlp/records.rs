@@ -117,15 +117,7 @@ impl EncodedRecords {
         out.reserve(1 + framed(len));
         out.push(SCOPE_LOGS_RECORD);
         encode_varint(len as u64, out);
-        if time != 0 {
-            out.push(TIME);
-            out.extend_from_slice(&time.to_le_bytes());
-        }
-        out.push(SEVERITY_NUMBER);
-        encode_varint(number as u64, out);
-        out.push(SEVERITY_TEXT);
-        put_str(out, text);
-        out.push(BODY);
+        put_head(out, time, number, text);
         encode_varint(body_len as u64, out);
         match body {
             BodyRef::Str(s) => {
@@ -181,15 +173,7 @@ impl EncodedRecords {
         let start = out.len();
         out.push(SCOPE_LOGS_RECORD);
         out.extend_from_slice(&[0, 0]);
-        if time != 0 {
-            out.push(TIME);
-            out.extend_from_slice(&time.to_le_bytes());
-        }
-        out.push(SEVERITY_NUMBER);
-        encode_varint(number as u64, out);
-        out.push(SEVERITY_TEXT);
-        put_str(out, text);
-        out.push(BODY);
+        put_head(out, time, number, text);
         let body_at = out.len();
         out.extend_from_slice(&[0, 0, STRING, 0, 0]);
         let string_at = out.len();
@@ -245,6 +229,19 @@ impl FromIterator<LogRecord> for EncodedRecords {
         }
         out
     }
+}
+
+/// A record's fields before its body's length: the time (unless 0), the severity, the body's tag.
+fn put_head(out: &mut Vec<u8>, time: u64, severity_number: i32, severity_text: &str) {
+    if time != 0 {
+        out.push(TIME);
+        out.extend_from_slice(&time.to_le_bytes());
+    }
+    out.push(SEVERITY_NUMBER);
+    encode_varint(severity_number as u64, out);
+    out.push(SEVERITY_TEXT);
+    put_str(out, severity_text);
+    out.push(BODY);
 }
 
 /// `len` as a varint of exactly two bytes, if that is its length.

@@ -87,7 +87,7 @@ pub async fn run(
     metrics: Arc<Metrics>,
     opts: PipelineOptions,
 ) {
-    let (jobs_tx, jobs_rx) = mpsc::channel::<Chunk>(opts.workers.max(1) * 2);
+    let (jobs_tx, jobs_rx) = mpsc::channel::<Chunk>(opts.workers.max(1));
     let jobs_rx = Arc::new(Mutex::new(jobs_rx));
     let threads: Vec<_> = (0..opts.workers.max(1))
         .map(|n| {

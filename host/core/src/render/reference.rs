@@ -4,7 +4,9 @@
 
 use prost::Message as _;
 
-use super::{MAX_DEPTH, Malformed, Stop, action_name, endpoint_type_name, policy_kind_name, reporter_name};
+use super::{
+    MAX_DEPTH, Malformed, Stop, action_name, endpoint_type_name, escape_into, policy_kind_name, reporter_name,
+};
 use crate::proto::Flow;
 use crate::wire::{Reader, WIRE_LEN, WIRE_VARINT};
 
@@ -264,32 +266,7 @@ fn push_json_bytes(out: &mut Vec<u8>, s: &[u8]) {
         out.push(b'"');
         return;
     }
-    let mut start = 0;
-    for (i, &b) in s.iter().enumerate() {
-        let escape: &[u8] = match b {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0x08 => b"\\b",
-            0x0c => b"\\f",
-            0..=0x1f => b"",
-            _ => continue,
-        };
-        out.extend_from_slice(&s[start..i]);
-        if escape.is_empty() {
-            const HEX: &[u8; 16] = b"0123456789abcdef";
-            out.extend_from_slice(b"\\u00");
-            out.push(HEX[(b >> 4) as usize]);
-            out.push(HEX[(b & 0xf) as usize]);
-        } else {
-            out.extend_from_slice(escape);
-        }
-        start = i + 1;
-    }
-    out.extend_from_slice(&s[start..]);
-    out.push(b'"');
+    escape_into(out, s);
 }
 
 #[cfg(test)]
