@@ -16,7 +16,6 @@ mod mappings;
 mod modules;
 mod otelcol;
 mod reload;
-mod render;
 mod support;
 mod telemetry;
 mod tls;
