@@ -281,16 +281,22 @@ fn enumeration(
     let v = r.varint()? as i32;
     if v != 0 {
         out.extend_from_slice(key);
-        match names(v) {
-            Some(name) => {
-                out.push(b'"');
-                out.extend_from_slice(name.as_bytes());
-                out.push(b'"');
-            }
-            None => out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes()),
-        }
+        enum_value(out, v, names);
     }
     Ok(())
+}
+
+/// An enum value: its name, or (proto3 enums are open) an unknown number kept and written bare.
+#[inline]
+fn enum_value(out: &mut Vec<u8>, v: i32, names: fn(i32) -> Option<&'static str>) {
+    match names(v) {
+        Some(name) => {
+            out.push(b'"');
+            out.extend_from_slice(name.as_bytes());
+            out.push(b'"');
+        }
+        None => out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes()),
+    }
 }
 
 /// A string, left out when empty.

@@ -5,7 +5,8 @@
 use prost::Message as _;
 
 use super::{
-    MAX_DEPTH, Malformed, Stop, action_name, endpoint_type_name, escape_into, policy_kind_name, reporter_name,
+    MAX_DEPTH, Malformed, Stop, action_name, endpoint_type_name, enum_value, escape_into, policy_kind_name,
+    reporter_name,
 };
 use crate::proto::Flow;
 use crate::wire::{Reader, WIRE_LEN, WIRE_VARINT};
@@ -185,15 +186,7 @@ fn transcode(spec: &MessageSpec, wire: &[u8], out: &mut Vec<u8>, depth: u32) -> 
                 let v = r.varint()? as i32;
                 if v != 0 {
                     key(out, &mut first, field.key);
-                    match names(v) {
-                        Some(name) => {
-                            out.push(b'"');
-                            out.extend_from_slice(name.as_bytes());
-                            out.push(b'"');
-                        }
-                        // Proto3 enums are open: an unknown number is kept and rendered bare.
-                        None => out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes()),
-                    }
+                    enum_value(out, v, *names);
                 }
             }
             Kind::Str => {
