@@ -2,8 +2,9 @@
 //!
 //! The real `flowgate` binary (release, next to this one) is fed by a stand-in Goldmane in this process that serves
 //! pre-built buckets over real mTLS gRPC as fast as the gateway reads, and exports over real HTTP to a receiver
-//! here that only counts records. The gateway's own CPU (utime + stime from /proc) and memory (VmRSS before the
-//! first flow, VmHWM at the end) are read from the child, so the stand-in's and the receiver's work is not counted.
+//! here that only counts records. The gateway's own CPU (utime + stime from /proc; while idle with the stream open,
+//! its threads' schedstat) and memory (VmRSS before the first flow, VmHWM at the end, VmRSS after the burst) are
+//! read from the child, so the stand-in's and the receiver's work is not counted.
 //! Every row is also a ratio to the pure data path (split -> render -> encode on one core) measured in the same run.
 //!
 //! `cargo build --release --bin flowgate --bin flowgate-e2e && target/release/flowgate-e2e [flows-per-bucket...]`

@@ -43,11 +43,11 @@ pub fn flow_json_bytes_from_wire(wire: &[u8], out: &mut Vec<u8>) -> Result<(), M
             out.truncate(mark);
             match Flow::decode(wire) {
                 // prost's own encoding is canonical, so it takes the path above.
-                Ok(decoded) => flow(&decoded.encode_to_vec(), out).map_err(|e| Malformed(format!("{e:?}"))),
+                Ok(decoded) => flow(&decoded.encode_to_vec(), out).map_err(|e| Malformed(e.to_string())),
                 Err(e) => Err(Malformed(e.to_string())),
             }
         }
-        other => other.map_err(|e| Malformed(format!("{e}"))),
+        other => other.map_err(|e| Malformed(e.to_string())),
     };
     if result.is_err() {
         out.truncate(mark);
