@@ -533,6 +533,42 @@ pub fn unix_now() -> i64 {
 mod tests {
     use super::*;
 
+    /// A chunk takes what is buffered up to a batch's worth, ends at an error, and waits for more only briefly
+    /// (on tokio's paused clock, so the machine's load cannot move the timings).
+    #[tokio::test(start_paused = true)]
+    async fn a_chunk_fills_to_a_batch_ends_at_an_error_and_waits_only_briefly() {
+        let ok = |i: u32| Ok(Bytes::from(i.to_be_bytes().to_vec()));
+        let mut buffered = futures::stream::iter((0..1_200).map(ok));
+        let first = buffered.next().await.unwrap();
+        assert_eq!(fill_chunk(&mut buffered, first).await.len(), CHUNK);
+
+        let items = (0..10).map(|i| if i == 3 { Err(tonic::Status::internal("broken")) } else { ok(i) });
+        let mut broken = futures::stream::iter(items);
+        let first = broken.next().await.unwrap();
+        let chunk = fill_chunk(&mut broken, first).await;
+        assert_eq!(chunk.len(), 4, "handed on at the error");
+        assert!(chunk[3].is_err());
+
+        // Two flows now, one more within the wait, one long after it: the chunk holds three.
+        let (tx, rx) = mpsc::channel(8);
+        let mut trickle = tokio_stream::wrappers::ReceiverStream::new(rx);
+        tx.send(ok(0)).await.unwrap();
+        tx.send(ok(1)).await.unwrap();
+        let late = tokio::spawn(async move {
+            tokio::time::sleep(CHUNK_WAIT / 5).await;
+            tx.send(ok(2)).await.unwrap();
+            tokio::time::sleep(CHUNK_WAIT * 40).await;
+            tx.send(ok(3)).await.unwrap();
+        });
+        let first = trickle.next().await.unwrap();
+        let started = tokio::time::Instant::now();
+        let chunk = fill_chunk(&mut trickle, first).await;
+        assert_eq!(chunk.len(), 3);
+        assert_eq!(started.elapsed(), CHUNK_WAIT, "it waited the chunk's wait, no longer");
+        late.await.unwrap();
+        assert_eq!(trickle.next().await.map(|r| r.unwrap()), Some(Bytes::from(3u32.to_be_bytes().to_vec())));
+    }
+
     #[test]
     fn a_goldmane_restart_is_one_sentence_not_a_transport_chain() {
         let eof = std::io::Error::new(
