@@ -121,7 +121,22 @@ impl<'a> Reader<'a> {
 #[derive(Debug, Clone, Default)]
 pub struct Chunk {
     pub seq: u64,
-    pub flows: Vec<RawFlow>,
+    pub flows: Vec<FlowBytes>,
+}
+
+/// A flow handed on by the source: its encoded `goldmane.Flow` and how it reached the gateway. What the source
+/// read besides (times, key, counters) stays there: a chunk is written once into fresh memory and read on
+/// another thread, 40 bytes a flow instead of the whole [`RawFlow`]'s 144.
+#[derive(Debug, Clone)]
+pub struct FlowBytes {
+    pub wire: Bytes,
+    pub origin: Origin,
+}
+
+impl From<RawFlow> for FlowBytes {
+    fn from(raw: RawFlow) -> Self {
+        FlowBytes { wire: raw.wire, origin: raw.origin }
+    }
 }
 
 /// A flow's counters, in field order: packets in/out, bytes in/out, connections started/completed/live.

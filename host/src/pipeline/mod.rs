@@ -24,7 +24,7 @@ pub use worker::{Item, PROVENANCE_ATTRIBUTE, Worker};
 use crate::otlp::EncodedRecords;
 use crate::telemetry::{DropReason, Metrics};
 use crate::wasm::Value;
-use crate::wire::{Chunk, Origin, RawFlow};
+use crate::wire::{Chunk, FlowBytes, Origin};
 
 /// The attribute on records of flows reconciliation found: `late` (never streamed live) or `delta` (the growth
 /// of a key already exported for that bucket: its counters are the difference).
@@ -233,7 +233,7 @@ fn traced(
 
 /// The old exporter's records for flows as they came off the stream, with the reconciliation attribute on those
 /// reconciliation found.
-fn passthrough(flows: &[RawFlow], metrics: &Metrics, head_room: usize) -> EncodedRecords {
+fn passthrough(flows: &[FlowBytes], metrics: &Metrics, head_room: usize) -> EncodedRecords {
     let now = unix_nanos();
     let reconciled = [Origin::Stream, Origin::Late, Origin::Delta].map(|o| o.attribute().map(|v| Value::Str(v.into())));
     let mut records = EncodedRecords::for_request(head_room, flows.len(), flows.len() * RECORD_BYTES_HINT);
@@ -261,7 +261,7 @@ fn decoded(mut items: Vec<Item>, metrics: &Metrics) -> Vec<Item> {
 }
 
 /// Runs the chain (possibly empty) over the flows, as their bytes.
-fn transformed(worker: &mut Worker, chain: &Chain, raw: Vec<RawFlow>) -> Vec<Item> {
+fn transformed(worker: &mut Worker, chain: &Chain, raw: Vec<FlowBytes>) -> Vec<Item> {
     let reconciled = |mut item: Item, origin: crate::wire::Origin| {
         if let Some(v) = origin.attribute() {
             item.attributes.push((RECONCILED_ATTRIBUTE.to_string(), crate::wasm::Value::Str(v.to_string())));
@@ -309,14 +309,7 @@ mod tests {
     #[test]
     fn a_flow_that_cannot_be_read_is_dropped_as_malformed_and_the_others_pass() {
         let good = FlowGen { seed: 3, keys: 2 }.bucket(1_800_000_000);
-        let raw = |wire: Bytes| RawFlow {
-            wire,
-            start_time: 1_800_000_000,
-            end_time: 1_800_000_015,
-            key: Bytes::new(),
-            counters: [0; 7],
-            origin: crate::wire::Origin::Stream,
-        };
+        let raw = |wire: Bytes| FlowBytes { wire, origin: crate::wire::Origin::Stream };
         // Field 1 (the key), length-delimited, its length varint cut short.
         let bad = Bytes::from_static(&[0x0a, 0xff]);
         let flows = vec![raw(good[0].encode_to_vec().into()), raw(bad), raw(good[1].encode_to_vec().into())];

@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 use super::chain::{Chain, Entry};
 use super::worker::{self, Item};
 use crate::config::TapConfig;
-use crate::wire::RawFlow;
+use crate::wire::FlowBytes;
 
 pub mod filter;
 
@@ -214,7 +214,7 @@ impl Hub {
     }
 
     /// The hook before the chain: flows as Goldmane sent them.
-    pub fn source(&self, chain: &Chain, flows: &[RawFlow]) {
+    pub fn source(&self, chain: &Chain, flows: &[FlowBytes]) {
         let taps = self.looking(chain, &Point::Source);
         if taps.is_empty() {
             return;

@@ -33,7 +33,7 @@ use crate::config::{FilterConfig, GoldmaneConfig, Growth, MatchTypeConfig};
 use crate::proto::{self, FlowStreamRequest};
 use crate::telemetry::{DropReason, Metrics, error_chain};
 use crate::tls;
-use crate::wire::{Chunk, RawFlow, flow_of_result};
+use crate::wire::{Chunk, FlowBytes, RawFlow, flow_of_result};
 pub use cursor::Progress;
 pub use reconcile::Shared;
 
@@ -196,6 +196,8 @@ impl Stream<'_> {
             }
         };
         let growth = cfg.reconcile.as_ref().map_or(Growth::Delta, |r| r.growth);
+        // One read's messages, reused from read to read.
+        let mut messages = Vec::with_capacity(CHUNK);
         loop {
             self.shared.idle(true);
             let first = tokio::select! {
@@ -206,9 +208,9 @@ impl Stream<'_> {
             let Some(first) = first else {
                 return Err(StreamError::Ended);
             };
-            let chunk = fill_chunk(&mut response, first).await;
+            let broken = fill_chunk(&mut response, first, &mut messages).await;
             metrics.message_seen();
-            let (flows, ids, broken) = self.take(chunk, resume, growth);
+            let (flows, ids) = self.take(&mut messages, resume, growth);
             // Hand on what arrived before any error: it is received, and resume state already counts it.
             if !flows.is_empty() {
                 let seq = self.progress.map_or(0, |p| p.sent(&ids, resume));
@@ -222,29 +224,20 @@ impl Stream<'_> {
         }
     }
 
-    /// The flows of one read to hand on (live, late or deltas), the cursor's identities of the fresh ones, and
-    /// the error that ended the read, if any.
-    #[allow(clippy::type_complexity)]
+    /// The flows of one read's messages (taken out of `messages`) to hand on, live, late or deltas, and the
+    /// cursor's identities of the fresh ones.
     fn take(
         &self,
-        chunk: Vec<Result<Bytes, tonic::Status>>,
+        messages: &mut Vec<Bytes>,
         resume: &mut Resume,
         growth: Growth,
-    ) -> (Vec<RawFlow>, Vec<(i64, u128)>, Option<tonic::Status>) {
+    ) -> (Vec<FlowBytes>, Vec<(i64, u128)>) {
         let metrics = self.metrics;
-        let mut flows = Vec::with_capacity(chunk.len());
+        let mut flows = Vec::with_capacity(messages.len());
         let mut ids = Vec::new();
-        let mut broken = None;
         let mut ledger = self.shared.ledger();
         let mut newest = self.shared.newest_delivered();
-        for item in chunk {
-            let result = match item {
-                Ok(result) => result,
-                Err(status) => {
-                    broken = Some(status);
-                    continue;
-                }
-            };
+        for result in messages.drain(..) {
             let raw = match flow_of_result(&result) {
                 Ok(Some(raw)) => raw,
                 Ok(None) => continue,
@@ -274,8 +267,8 @@ impl Stream<'_> {
                 Some(l) => admit(l, &raw, id, fresh, growth, metrics),
             };
             let flow = match handed {
-                Handed::Keep => raw,
-                Handed::Other(flow) => flow,
+                Handed::Keep => FlowBytes { wire: raw.wire, origin: raw.origin },
+                Handed::Other(flow) => flow.into(),
                 Handed::Skip => {
                     metrics.duplicates_skipped.inc();
                     continue;
@@ -287,7 +280,7 @@ impl Stream<'_> {
             flows.push(flow);
         }
         drop(ledger);
-        (flows, ids, broken)
+        (flows, ids)
     }
 }
 
@@ -322,30 +315,34 @@ enum Handed {
     Skip,
 }
 
-/// A chunk: `first`, then what the stream yields within [`CHUNK_WAIT`], up to [`CHUNK`] messages. It ends early
-/// at an error (handed on at once) or the stream's end (the next read sees it).
-async fn fill_chunk<S>(stream: &mut S, first: Result<Bytes, tonic::Status>) -> Vec<Result<Bytes, tonic::Status>>
+/// A read: `first`, then what the stream yields within [`CHUNK_WAIT`], up to [`CHUNK`] messages, appended to
+/// `messages`. It ends early at an error, returned to be handed on at once, or at the stream's end (the next read
+/// sees it).
+async fn fill_chunk<S>(
+    stream: &mut S,
+    first: Result<Bytes, tonic::Status>,
+    messages: &mut Vec<Bytes>,
+) -> Option<tonic::Status>
 where
     S: futures::Stream<Item = Result<Bytes, tonic::Status>> + Unpin,
 {
     let deadline = tokio::time::Instant::now() + CHUNK_WAIT;
-    let mut chunk = Vec::with_capacity(CHUNK);
-    let mut broken = first.is_err();
-    chunk.push(first);
-    while chunk.len() < CHUNK && !broken {
+    let mut next = Some(first);
+    while let Some(item) = next.take() {
+        match item {
+            Ok(message) => messages.push(message),
+            Err(status) => return Some(status),
+        }
+        if messages.len() >= CHUNK {
+            break;
+        }
         // What is buffered already is taken without a timer.
-        let next = match futures::FutureExt::now_or_never(stream.next()) {
+        next = match futures::FutureExt::now_or_never(stream.next()) {
             Some(next) => next,
-            None => match tokio::time::timeout_at(deadline, stream.next()).await {
-                Ok(next) => next,
-                Err(_) => break,
-            },
+            None => tokio::time::timeout_at(deadline, stream.next()).await.ok().flatten(),
         };
-        let Some(item) = next else { break };
-        broken = item.is_err();
-        chunk.push(item);
     }
-    chunk
+    None
 }
 
 /// The first bucket a stream delivers, when it is known before it does: a resumed stream's. Otherwise the first
@@ -540,14 +537,21 @@ mod tests {
         let ok = |i: u32| Ok(Bytes::from(i.to_be_bytes().to_vec()));
         let mut buffered = futures::stream::iter((0..1_200).map(ok));
         let first = buffered.next().await.unwrap();
-        assert_eq!(fill_chunk(&mut buffered, first).await.len(), CHUNK);
+        let mut messages = Vec::new();
+        assert!(fill_chunk(&mut buffered, first, &mut messages).await.is_none());
+        assert_eq!(messages.len(), CHUNK);
+        let first = buffered.next().await.unwrap();
+        messages.clear();
+        fill_chunk(&mut buffered, first, &mut messages).await;
+        assert_eq!(messages[0], Bytes::from((CHUNK as u32).to_be_bytes().to_vec()), "none lost between reads");
 
         let items = (0..10).map(|i| if i == 3 { Err(tonic::Status::internal("broken")) } else { ok(i) });
         let mut broken = futures::stream::iter(items);
         let first = broken.next().await.unwrap();
-        let chunk = fill_chunk(&mut broken, first).await;
-        assert_eq!(chunk.len(), 4, "handed on at the error");
-        assert!(chunk[3].is_err());
+        messages.clear();
+        let status = fill_chunk(&mut broken, first, &mut messages).await;
+        assert_eq!(messages.len(), 3, "handed on at the error");
+        assert_eq!(status.map(|s| s.message().to_string()).as_deref(), Some("broken"));
 
         // Two flows now, one more within the wait, one long after it: the chunk holds three.
         let (tx, rx) = mpsc::channel(8);
@@ -562,8 +566,9 @@ mod tests {
         });
         let first = trickle.next().await.unwrap();
         let started = tokio::time::Instant::now();
-        let chunk = fill_chunk(&mut trickle, first).await;
-        assert_eq!(chunk.len(), 3);
+        messages.clear();
+        assert!(fill_chunk(&mut trickle, first, &mut messages).await.is_none());
+        assert_eq!(messages.len(), 3);
         assert_eq!(started.elapsed(), CHUNK_WAIT, "it waited the chunk's wait, no longer");
         late.await.unwrap();
         assert_eq!(trickle.next().await.map(|r| r.unwrap()), Some(Bytes::from(3u32.to_be_bytes().to_vec())));

@@ -30,7 +30,7 @@ use super::{BUCKET_SECONDS, identity};
 use crate::config::{GoldmaneConfig, Growth, ReconcileConfig};
 use crate::proto::{Flow, FlowListRequest};
 use crate::telemetry::Metrics;
-use crate::wire::{Chunk, Counters, Origin, RawFlow, Reader, WIRE_LEN, WIRE_VARINT, flow_of_result};
+use crate::wire::{Chunk, Counters, FlowBytes, Origin, RawFlow, Reader, WIRE_LEN, WIRE_VARINT, flow_of_result};
 
 /// How often the schedule is looked at.
 const TICK: Duration = Duration::from_millis(250);
@@ -313,6 +313,7 @@ async fn reconcile_bucket(
         found += flows.len();
         if !flows.is_empty() {
             metrics.flows_received.inc_by(flows.len() as u64);
+            let flows = flows.into_iter().map(FlowBytes::from).collect();
             out.send(Chunk { seq: 0, flows }).await.map_err(|_| PassError::Closed)?;
         }
         page += 1;
