@@ -9,7 +9,8 @@
 //!
 //! `cargo build --release --bin flowgate --bin flowgate-e2e && target/release/flowgate-e2e [flows-per-bucket...]`
 //! (`make bench-e2e`); `FLOWGATE_E2E_CASES=passthrough` runs one case, e.g. under `perf record -e cpu-clock -g`;
-//! `FLOWGATE_E2E_LOG=<file>` keeps the gateway's stderr (of the last run), `MIMALLOC_*` variables reach it.
+//! `FLOWGATE_E2E_LOG=<file>` keeps the gateway's stderr (of the last run); `MIMALLOC_*`, `GLIBC_TUNABLES` and the
+//! gateway's own `FLOWGATE_*` variables reach it.
 
 use std::path::Path;
 use std::pin::Pin;
@@ -324,8 +325,9 @@ async fn run(
         .args(["run", "--config"])
         .arg(&config)
         .env_clear()
-        // Allocator settings pass through, for experiments (`MIMALLOC_PURGE_DELAY=0 make bench-e2e`).
-        .envs(std::env::vars().filter(|(k, _)| k.starts_with("MIMALLOC_") || k == "GLIBC_TUNABLES"))
+        // Allocator settings and the gateway's own variables pass through, for experiments
+        // (`MIMALLOC_PURGE_DELAY=0 make bench-e2e`, `FLOWGATE_RECONCILE=false`).
+        .envs(std::env::vars().filter(|(k, _)| passed_through(k)))
         .stdout(std::process::Stdio::null())
         .stderr(std::fs::File::create(&log)?)
         .spawn()?;
@@ -394,6 +396,12 @@ async fn queue_bytes(admin: std::net::SocketAddr) -> Option<u64> {
         .find_map(|l| l.strip_prefix("flowgate_queue_bytes "))
         .and_then(|v| v.trim().parse::<f64>().ok())
         .map(|v| v as u64)
+}
+
+/// Whether a variable of this process reaches the gateway: the allocators' and the gateway's own, not the bench's.
+fn passed_through(name: &str) -> bool {
+    let bench = name.starts_with("FLOWGATE_E2E_") || name.starts_with("FLOWGATE_BENCH_");
+    name.starts_with("MIMALLOC_") || name == "GLIBC_TUNABLES" || (name.starts_with("FLOWGATE_") && !bench)
 }
 
 /// `TOTAL` flows in buckets of `per_bucket`, timed from now on (the gateway's clock follows the stream's).
