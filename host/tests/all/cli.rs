@@ -74,3 +74,33 @@ fn check_and_test_with_stdout_already_closed_exit_quietly() {
         assert_eq!(status.code(), Some(0), "{args:?}: {status:?}\n{stderr}");
     }
 }
+
+/// The `purge_delay` mimalloc started each process image with, as its verbose output shows them in order.
+fn purge_delays(env: &[(&str, &str)]) -> (Vec<String>, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_flowgate"))
+        .args(["run", "--config", "/nonexistent/flowgate.yaml"])
+        .env_clear()
+        .env("MIMALLOC_VERBOSE", "1")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "a missing config file is still an error");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let delays = stderr
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("option 'purge_delay': "))
+        .map(|v| v.trim().to_string())
+        .collect();
+    (delays, stderr)
+}
+
+#[test]
+fn run_returns_freed_memory_after_100_ms_unless_told_otherwise() {
+    let (delays, stderr) = purge_delays(&[]);
+    assert_eq!(delays, ["1000", "100"], "started with mimalloc's default, then executed once with 100 ms:\n{stderr}");
+    assert!(stderr.contains("cannot read the config file"), "{stderr}");
+
+    let (delays, stderr) = purge_delays(&[("MIMALLOC_PURGE_DELAY", "7")]);
+    assert_eq!(delays, ["7"], "a value set by the user is kept, without executing again:\n{stderr}");
+}
