@@ -251,7 +251,11 @@ impl Stream<'_> {
             metrics.flows_received.inc();
             let start = raw.start_time;
             let id = identity(&raw.key, start);
-            let fresh = resume.admit_id(id, start, raw.end_time);
+            // Where the ledger judges the bucket and no cursor needs the identities, it finds re-sent flows itself
+            // (it holds every flow handed on of those buckets): the resume set would repeat its lookup.
+            let judged = self.progress.is_none() && ledger.as_deref().is_some_and(|l| l.judges(start));
+            let fresh =
+                if judged { resume.advance(start, raw.end_time) } else { resume.admit_id(id, start, raw.end_time) };
             // The timeline moves once a bucket: look at it only when this flow's bucket is newer than the last.
             if newest.is_none_or(|n| start > n) {
                 newest = Some(start);
@@ -284,7 +288,8 @@ impl Stream<'_> {
     }
 }
 
-/// What to hand on of a streamed flow, with the ledger: `fresh` says the resume state had not seen it.
+/// What to hand on of a streamed flow, with the ledger: `fresh` says the resume state had not seen it (for a bucket
+/// the ledger judges without a cursor, only that its bucket is not older than the newest: the ledger tells the rest).
 fn admit(l: &mut ledger::Ledger, raw: &RawFlow, id: u128, fresh: bool, growth: Growth, metrics: &Metrics) -> Handed {
     let start = raw.start_time;
     if l.floor().is_none() && fresh {

@@ -66,6 +66,13 @@ impl Resume {
 
     /// [`Resume::admit`] with the identity already computed.
     pub fn admit_id(&mut self, id: u128, start: i64, end: i64) -> bool {
+        self.advance(start, end) && self.seen.insert(id)
+    }
+
+    /// Moves on to a flow of bucket `start` ending at `end` without recording its identity; false when its bucket
+    /// is older than the newest (skipped, as by [`Resume::admit`]). For flows whose re-sent copies something else
+    /// finds: the ledger, which holds every flow handed on of the buckets it judges.
+    pub fn advance(&mut self, start: i64, end: i64) -> bool {
         match self.newest_start {
             Some(newest) if start < newest => {
                 // An older bucket than the newest one: only a server replaying its ring does this, and every flow
@@ -81,7 +88,7 @@ impl Resume {
             }
         }
         self.last_end = Some(self.last_end.map_or(end, |e| e.max(end)));
-        self.seen.insert(id)
+        true
     }
 
     /// A restarted gateway's state: the persisted cursor's bucket, and the flows of it already queued.
@@ -148,6 +155,19 @@ mod tests {
         assert!(r.admit_flow(&flow("a", 1530)));
         // A replay of an older bucket is skipped.
         assert!(!r.admit_flow(&flow("b", 1500)));
+    }
+
+    #[test]
+    fn advancing_keeps_the_position_and_skips_older_buckets_without_recording_identities() {
+        let mut r = Resume::default();
+        assert!(r.advance(1500, 1510));
+        assert!(r.advance(1515, 1530));
+        assert!(r.advance(1515, 1525), "the same bucket again: for the ledger to judge");
+        assert!(!r.advance(1500, 1515), "an older bucket is skipped");
+        assert_eq!(r.position(), Some((1515, 1530)));
+        assert_eq!(r.start_time_gte(2000, 0), 1515);
+        assert!(r.admit_flow(&flow("a", 1515)), "nothing was recorded for the bucket");
+        assert!(!r.admit_flow(&flow("a", 1515)));
     }
 
     #[test]
