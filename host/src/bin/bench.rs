@@ -117,7 +117,7 @@ fn main() {
             out_bytes = 0;
             raw_bytes = 0;
             for chunk in wire.chunks(BATCH) {
-                let encoded = encoder.encode(&records_of(chunk));
+                let encoded = encoder.finish_records(records_of(chunk, encoder.head_room()));
                 out_bytes += encoded.body.len();
                 raw_bytes += encoded.raw_bytes;
             }
@@ -267,8 +267,10 @@ fn post_chain(flows: &[flowgate::proto::Flow]) {
 /// and the CPU spent per byte saved, the figure the defaults are chosen by.
 fn compression_levels(wire: &[Bytes]) {
     let encoder = RequestEncoder::new(resource(&[]), Compression::None);
-    let requests: Vec<Vec<u8>> =
-        wire.chunks(BATCH).map(|chunk| encoder.encode(&records_of(chunk)).body.to_vec()).collect();
+    let requests: Vec<Vec<u8>> = wire
+        .chunks(BATCH)
+        .map(|chunk| encoder.finish_records(records_of(chunk, encoder.head_room())).body.to_vec())
+        .collect();
     let raw: usize = requests.iter().map(Vec::len).sum();
     println!("\ncompressing OTLP requests of {BATCH} records ({} B a record before compression)", raw / FLOWS);
     let row = |name: String, f: &dyn Fn(&[u8]) -> Vec<u8>| {
@@ -507,15 +509,15 @@ fn transforms(wire: &[Bytes]) {
 fn passthrough(wire: &[Bytes]) -> Duration {
     best(|| {
         for chunk in wire.chunks(BATCH) {
-            black_box(records_of(chunk));
+            black_box(records_of(chunk, 0));
         }
     })
 }
 
 /// The records of a chunk of encoded `FlowResult`s, as the passthrough path makes them.
-fn records_of(chunk: &[Bytes]) -> EncodedRecords {
+fn records_of(chunk: &[Bytes], head_room: usize) -> EncodedRecords {
     let now = unix_nanos();
-    let mut records = EncodedRecords::with_capacity(chunk.len(), chunk.len() * 1536);
+    let mut records = EncodedRecords::for_request(head_room, chunk.len(), chunk.len() * 1536);
     for w in chunk {
         records.push_flow(&flow_of_result(w).unwrap().unwrap().wire, now, std::iter::empty()).unwrap();
     }
