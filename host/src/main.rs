@@ -314,8 +314,8 @@ fn shutdown_signal() -> CancellationToken {
 
 /// How long mimalloc keeps freed memory before returning it to the kernel, in milliseconds, unless the variable
 /// says otherwise. With its default (1,000), a burst's buffers stay resident for a second: at saturation the
-/// peak was 65 MiB against 50 with 100 ms, at the same CPU a flow (`flowgate-e2e`, medians of six alternating
-/// runs); 10 ms saved 5 MiB more for 6% more CPU.
+/// peak was 58–65 MiB against 50 with 100 ms, for 0–10% more CPU a flow (`flowgate-e2e`, medians of 6 and 13
+/// alternating runs); 10 ms saved 5 MiB more for 6% more CPU.
 const PURGE_DELAY: &str = "MIMALLOC_PURGE_DELAY";
 const PURGE_DELAY_MS: &str = "100";
 
