@@ -9,8 +9,9 @@
 //!
 //! `cargo build --release --bin flowgate --bin flowgate-e2e && target/release/flowgate-e2e [flows-per-bucket...]`
 //! (`make bench-e2e`); `FLOWGATE_E2E_CASES=passthrough` runs one case, e.g. under `perf record -e cpu-clock -g`;
-//! `FLOWGATE_E2E_LOG=<file>` keeps the gateway's stderr (of the last run); `MIMALLOC_*`, `GLIBC_TUNABLES` and the
-//! gateway's own `FLOWGATE_*` variables reach it.
+//! `FLOWGATE_E2E_RUNS=<n>` prints each figure's median over `n` runs; `FLOWGATE_E2E_LOG=<file>` keeps the
+//! gateway's stderr (of the last run); `MIMALLOC_*`, `GLIBC_TUNABLES` and the gateway's own `FLOWGATE_*` variables
+//! reach it.
 
 use std::path::Path;
 use std::pin::Pin;
@@ -160,6 +161,28 @@ struct Row {
     after_mib: f64,
 }
 
+impl Row {
+    /// The median of each figure over runs of one case and bucket size.
+    fn median(runs: Vec<Row>) -> Row {
+        let of = |figure: fn(&Row) -> f64| {
+            let mut v: Vec<f64> = runs.iter().map(figure).collect();
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        Row {
+            case: runs[0].case,
+            per_bucket: runs[0].per_bucket,
+            cpu_us: of(|r| r.cpu_us),
+            rate: of(|r| r.rate),
+            idle_mib: of(|r| r.idle_mib),
+            idle_cpu_pct: of(|r| r.idle_cpu_pct),
+            peak_mib: of(|r| r.peak_mib),
+            queue_mib: of(|r| r.queue_mib),
+            after_mib: of(|r| r.after_mib),
+        }
+    }
+}
+
 /// How long the idle gateway's CPU is measured for.
 const IDLE_WINDOW: Duration = Duration::from_secs(2);
 
@@ -183,6 +206,10 @@ async fn main() -> anyhow::Result<()> {
 
     println!("flowgate-e2e: the release gateway as a child process, {TOTAL} flows a run, 2 cores shared with the");
     println!("stand-in Goldmane and the counting receiver (their CPU is not counted)\n");
+    let repeats = repeats()?;
+    if repeats > 1 {
+        println!("each row: the median of {repeats} runs, figure by figure\n");
+    }
     let pure = pure_path();
     for (c, ns) in &pure {
         println!("pure data path, one core ({c:?}): {ns:.0} ns/flow");
@@ -207,7 +234,11 @@ async fn main() -> anyhow::Result<()> {
             if (case == Case::Chain && !chain) || !wanted(case) {
                 continue;
             }
-            let row = run(case, per_bucket, &gateway, &certs, dir.path(), &components, ticks).await?;
+            let mut runs = Vec::with_capacity(repeats);
+            for _ in 0..repeats {
+                runs.push(run(case, per_bucket, &gateway, &certs, dir.path(), &components, ticks).await?);
+            }
+            let row = Row::median(runs);
             let compression = match case {
                 Case::Gzip => Compression::Gzip,
                 Case::Zstd => Compression::Zstd,
@@ -249,6 +280,18 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `FLOWGATE_E2E_RUNS=<n>` runs each row `n` times and prints each figure's median (one run by default): single
+/// runs of the same binary vary by a third.
+fn repeats() -> anyhow::Result<usize> {
+    match std::env::var("FLOWGATE_E2E_RUNS") {
+        Err(_) => Ok(1),
+        Ok(v) => match v.parse() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => bail!("FLOWGATE_E2E_RUNS={v}: expected a number of runs, 1 or more"),
+        },
+    }
 }
 
 /// `FLOWGATE_E2E_CASES=passthrough,gzip,zstd,chain` picks cases (all by default), e.g. to profile one.
