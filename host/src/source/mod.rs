@@ -271,7 +271,7 @@ impl Stream<'_> {
                 Some(l) => admit(l, &raw, id, fresh, growth, metrics),
             };
             let flow = match handed {
-                Handed::Keep => FlowBytes { wire: raw.wire, origin: raw.origin },
+                Handed::Keep => raw.into(),
                 Handed::Other(flow) => flow.into(),
                 Handed::Skip => {
                     metrics.duplicates_skipped.inc();
