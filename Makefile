@@ -56,11 +56,11 @@ docker-check:
 demo:
 	cargo run --locked -- demo
 
-## Host path benchmark (release build), prints figures. Its stages run back to back with pauses between rounds;
-## mimalloc's default 10 ms purge delay makes each round fault its pages in again (2 MiB zeroed at a time under
-## transparent huge pages), which a gateway under load does not do, so the bench keeps freed pages for a second.
+## Host path benchmark (release build), prints figures. Its stages run back to back with pauses between rounds,
+## on jemalloc's defaults (freed pages kept 10 s), so no round faults its pages in again, as a gateway under load
+## does not.
 bench:
-	MIMALLOC_PURGE_DELAY=1000 cargo run --locked --release --bin flowgate-bench
+	cargo run --locked --release --bin flowgate-bench
 
 ## The gateway end to end (release binary, stand-in Goldmane, counting receiver): CPU per flow, RSS, ratios.
 bench-e2e:

@@ -13,6 +13,7 @@ use flowgate::pipeline::unix_nanos;
 use flowgate::proto::FlowResult;
 use flowgate::render::{flow_json_bytes_from_wire, reference};
 use flowgate::sim::FlowGen;
+use flowgate::telemetry::allocator;
 use flowgate::wire::flow_of_result;
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use prost::Message as _;
@@ -37,8 +38,8 @@ fn main() {
         "flowgate-bench: {FLOWS} simulator flows, {} B each on the wire (mean), batches of {BATCH}",
         wire_bytes / FLOWS
     );
-    let purge = std::env::var("MIMALLOC_PURGE_DELAY").unwrap_or_else(|_| "mimalloc's default".into());
-    println!("one core, best of {ROUNDS} rounds, MIMALLOC_PURGE_DELAY {purge}\n");
+    let conf = std::env::var(allocator::CONF_VAR).unwrap_or_else(|_| "jemalloc's defaults".into());
+    println!("one core, best of {ROUNDS} rounds, allocator: {conf}\n");
 
     let decode = best(|| {
         for w in &wire {
@@ -338,7 +339,7 @@ fn report(what: &str, d: Duration, bytes: Option<(f64, f64)>) {
 
 /// The same allocator as the `flowgate` binary, so the figures are the gateway's.
 #[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// Transforms through the host: compile and instantiate time, then ns/flow for each example (the schema
 /// mappings semconv, ocsf and ecs among them) and the chain redact -> enrich -> semconv, on batches of `BATCH` flows (from the wire, as the pipeline keeps them, through

@@ -10,7 +10,7 @@
 //! `cargo build --release --bin flowgate --bin flowgate-e2e && target/release/flowgate-e2e [flows-per-bucket...]`
 //! (`make bench-e2e`); `FLOWGATE_E2E_CASES=passthrough` runs one case, e.g. under `perf record -e cpu-clock -g`;
 //! `FLOWGATE_E2E_RUNS=<n>` prints each figure's median over `n` runs; `FLOWGATE_E2E_LOG=<file>` keeps the
-//! gateway's stderr (of the last run); `MIMALLOC_*`, `GLIBC_TUNABLES` and the gateway's own `FLOWGATE_*` variables
+//! gateway's stderr (of the last run); the allocator's settings (`_RJEM_MALLOC_CONF`) and the gateway's own `FLOWGATE_*` variables
 //! reach it.
 
 use std::path::Path;
@@ -27,6 +27,7 @@ use flowgate::proto::flows_server::{Flows, FlowsServer};
 use flowgate::proto::{FlowListRequest, FlowListResult, FlowResult, FlowStreamRequest, ListMetadata};
 use flowgate::receiver::Receiver;
 use flowgate::sim::{FlowGen, SimCerts};
+use flowgate::telemetry::allocator;
 use flowgate::wire::flow_of_result;
 use futures::Stream;
 use prost::Message as _;
@@ -369,7 +370,7 @@ async fn run(
         .arg(&config)
         .env_clear()
         // Allocator settings and the gateway's own variables pass through, for experiments
-        // (`MIMALLOC_PURGE_DELAY=0 make bench-e2e`, `FLOWGATE_RECONCILE=false`).
+        // (`_RJEM_MALLOC_CONF=narenas:8 make bench-e2e`, `FLOWGATE_RECONCILE=false`).
         .envs(std::env::vars().filter(|(k, _)| passed_through(k)))
         .stdout(std::process::Stdio::null())
         .stderr(std::fs::File::create(&log)?)
@@ -409,7 +410,7 @@ async fn run(
     let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
     let _ = child.wait();
     if let Some(keep) = std::env::var_os("FLOWGATE_E2E_LOG") {
-        // The gateway's stderr, e.g. with `MIMALLOC_SHOW_STATS=1` for the allocator's own figures at exit.
+        // The gateway's stderr, e.g. with `_RJEM_MALLOC_CONF=stats_print:true` for the allocator's own figures at exit.
         std::fs::copy(&log, keep)?;
     }
     stop.cancel();
@@ -441,10 +442,10 @@ async fn queue_bytes(admin: std::net::SocketAddr) -> Option<u64> {
         .map(|v| v as u64)
 }
 
-/// Whether a variable of this process reaches the gateway: the allocators' and the gateway's own, not the bench's.
+/// Whether a variable of this process reaches the gateway: the allocator's and the gateway's own, not the bench's.
 fn passed_through(name: &str) -> bool {
     let bench = name.starts_with("FLOWGATE_E2E_") || name.starts_with("FLOWGATE_BENCH_");
-    name.starts_with("MIMALLOC_") || name == "GLIBC_TUNABLES" || (name.starts_with("FLOWGATE_") && !bench)
+    name == allocator::CONF_VAR || (name.starts_with("FLOWGATE_") && !bench)
 }
 
 /// `TOTAL` flows in buckets of `per_bucket`, timed from now on (the gateway's clock follows the stream's).
@@ -498,4 +499,4 @@ fn pure_path() -> Vec<(Compression, f64)> {
 
 /// The same allocator as the `flowgate` binary.
 #[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;

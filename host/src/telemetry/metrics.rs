@@ -194,6 +194,12 @@ struct LateLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    /// One of the allocator's figures (see `flowgate_allocator_bytes`).
+    kind: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct InfoLabels {
     version: &'static str,
 }
@@ -222,6 +228,7 @@ pub struct Metrics {
     pub queue_bytes: Gauge,
     pub export_duration: Histogram,
     last_message_age: Gauge<f64, std::sync::atomic::AtomicU64>,
+    allocator: Family<KindLabel, Gauge>,
     transform_counters: Family<CounterLabels, Counter>,
     transform_flows: Family<TransformKindLabels, Counter>,
     transform_errors: Family<TransformKindLabels, Counter>,
@@ -271,6 +278,7 @@ impl Metrics {
             queue_bytes: Gauge::default(),
             export_duration: Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
             last_message_age: Gauge::default(),
+            allocator: Family::default(),
             transform_counters: Family::default(),
             transform_flows: Family::default(),
             transform_errors: Family::default(),
@@ -386,6 +394,13 @@ impl Metrics {
             "source_last_message_age_seconds",
             "Seconds since the last message on the Goldmane stream (a quiet cluster is normal)",
             m.last_message_age.clone(),
+        );
+        registry.register(
+            "allocator_bytes",
+            "The memory allocator's own accounting: allocated (live allocations), active (pages holding them), \
+             resident (in RAM: active, metadata, and freed pages not yet returned), metadata, retained (returned \
+             to the kernel, still mapped)",
+            m.allocator.clone(),
         );
         registry.register(
             "transform_counter",
@@ -674,6 +689,17 @@ impl Metrics {
         let last = self.last_message_unix_ms.load(Ordering::Relaxed);
         let age = if last == 0 { f64::NAN } else { (unix_ms() - last).max(0) as f64 / 1000.0 };
         self.last_message_age.set(age);
+        if let Some(a) = super::allocator::stats() {
+            for (kind, bytes) in [
+                ("allocated", a.allocated),
+                ("active", a.active),
+                ("resident", a.resident),
+                ("metadata", a.metadata),
+                ("retained", a.retained),
+            ] {
+                self.allocator.get_or_create(&KindLabel { kind }).set(i64::try_from(bytes).unwrap_or(i64::MAX));
+            }
+        }
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out

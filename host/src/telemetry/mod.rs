@@ -1,5 +1,6 @@
 //! The gateway's own telemetry: JSON logs through `tracing`, and Prometheus metrics.
 
+pub mod allocator;
 pub mod flow;
 mod metrics;
 pub mod otel;

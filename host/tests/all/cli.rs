@@ -75,32 +75,42 @@ fn check_and_test_with_stdout_already_closed_exit_quietly() {
     }
 }
 
-/// The `purge_delay` mimalloc started each process image with, as its verbose output shows them in order.
-fn purge_delays(env: &[(&str, &str)]) -> (Vec<String>, String) {
+/// The allocator settings `flowgate run` logs as it starts (one line a process image that got that far), with
+/// `env` added to an otherwise empty environment; and its stderr.
+fn allocator_settings(env: &[(&str, &str)]) -> (Vec<serde_json::Value>, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_flowgate"))
         .args(["run", "--config", "/nonexistent/flowgate.yaml"])
         .env_clear()
-        .env("MIMALLOC_VERBOSE", "1")
         .envs(env.iter().copied())
         .stdin(Stdio::null())
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(1), "a missing config file is still an error");
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    let delays = stderr
+    let settings = stderr
         .lines()
-        .filter_map(|l| l.trim().strip_prefix("option 'purge_delay': "))
-        .map(|v| v.trim().to_string())
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| l["message"].as_str().is_some_and(|m| m.starts_with("allocator settings")))
         .collect();
-    (delays, stderr)
+    (settings, stderr)
 }
 
 #[test]
-fn run_returns_freed_memory_after_100_ms_unless_told_otherwise() {
-    let (delays, stderr) = purge_delays(&[]);
-    assert_eq!(delays, ["1000", "100"], "started with mimalloc's default, then executed once with 100 ms:\n{stderr}");
+fn run_starts_the_allocator_with_the_gateway_settings_unless_told_otherwise() {
+    // jemalloc's own defaults are no background thread and 10 s before freed pages go back: the settings below
+    // can only come from the process executing itself with them.
+    let (settings, stderr) = allocator_settings(&[]);
+    assert_eq!(settings.len(), 1, "one image got as far as logging, the one executed with the settings:\n{stderr}");
+    let s = &settings[0];
+    assert_eq!(
+        (&s["background_thread"], &s["narenas"], &s["dirty_decay_ms"], &s["muzzy_decay_ms"]),
+        (&serde_json::json!(true), &serde_json::json!(1), &serde_json::json!(300), &serde_json::json!(0)),
+        "{stderr}"
+    );
     assert!(stderr.contains("cannot read the config file"), "{stderr}");
 
-    let (delays, stderr) = purge_delays(&[("MIMALLOC_PURGE_DELAY", "7")]);
-    assert_eq!(delays, ["7"], "a value set by the user is kept, without executing again:\n{stderr}");
+    let (settings, stderr) = allocator_settings(&[("_RJEM_MALLOC_CONF", "dirty_decay_ms:7")]);
+    assert_eq!(settings.len(), 1, "{stderr}");
+    assert_eq!(settings[0]["dirty_decay_ms"], 7, "a value set by the user is kept:\n{stderr}");
+    assert_eq!(settings[0]["background_thread"], false, "and nothing else is added to it:\n{stderr}");
 }

@@ -301,6 +301,13 @@ async fn admin_serves_metrics_and_probes() {
     ] {
         value(name);
     }
+    // The allocator's accounting (this test binary runs on the gateway's allocator): live bytes sit in active
+    // pages, which sit in resident ones.
+    let bytes = |kind: &str| value(&format!("flowgate_allocator_bytes{{kind=\"{kind}\"}}"));
+    let (allocated, active, resident) = (bytes("allocated"), bytes("active"), bytes("resident"));
+    assert!(allocated > 0.0 && allocated <= active && active <= resident, "{allocated} {active} {resident}");
+    assert!(bytes("metadata") > 0.0);
+    bytes("retained");
     gw.shutdown().await.unwrap();
 }
 

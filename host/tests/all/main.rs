@@ -20,3 +20,7 @@ mod support;
 mod telemetry;
 mod tls;
 mod wasm;
+
+/// The gateway's allocator, so the gateways these tests run in-process allocate as the binary does.
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
