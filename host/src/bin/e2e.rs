@@ -280,6 +280,20 @@ async fn main() -> anyhow::Result<()> {
             );
         }
     }
+    // What compression costs end to end: the targets are ratios to passthrough at the same bucket size.
+    for case in [Case::Gzip, Case::Zstd] {
+        let ratios: Vec<String> = rows
+            .iter()
+            .filter(|r| r.case == case)
+            .filter_map(|r| {
+                let plain = rows.iter().find(|p| p.case == Case::Passthrough && p.per_bucket == r.per_bucket)?;
+                Some(format!("{:.2}x at {}", r.cpu_us / plain.cpu_us, r.per_bucket))
+            })
+            .collect();
+        if !ratios.is_empty() {
+            println!("{}: CPU per flow against passthrough's: {}", case.name(), ratios.join(", "));
+        }
+    }
     Ok(())
 }
 
