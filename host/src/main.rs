@@ -348,9 +348,9 @@ fn with_allocator_settings() -> Option<std::io::Error> {
 }
 
 /// jemalloc, run by the gateway with [`allocator::GATEWAY_CONF`]. Against mimalloc (which it replaced), in
-/// alternating `flowgate-e2e` runs: the same CPU a flow, and peaks 4 MiB lower for passthrough, 11–13 MiB for
-/// gzip and zstd and 18 MiB with the three-transform chain, whose idle fell 7 MiB; memory goes back after a
-/// burst (33 MiB against 43). glibc's allocator returns large request buffers to the kernel and faults them back
-/// in (measured with `flowgate-bench`).
+/// alternating `flowgate-e2e` runs: the same CPU a flow within the noise (±5%), and peaks 3–4 MiB lower for
+/// passthrough, 11–13 MiB for gzip and zstd and 17–18 MiB with the three-transform chain, whose idle fell 7 MiB;
+/// memory goes back after a burst (32–33 MiB against 43). glibc's allocator returns large request buffers to the
+/// kernel and faults them back in (measured with `flowgate-bench`).
 #[global_allocator]
 static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
