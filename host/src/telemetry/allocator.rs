@@ -20,7 +20,7 @@ pub const CONF_VAR: &str = "_RJEM_MALLOC_CONF";
 pub const GATEWAY_CONF: &str = "background_thread:true,narenas:1,dirty_decay_ms:300,muzzy_decay_ms:0";
 
 /// What jemalloc runs with, as it reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 pub struct Settings {
     pub background_thread: bool,
     pub narenas: u32,
@@ -39,7 +39,7 @@ pub fn settings() -> Result<Settings, tikv_jemalloc_ctl::Error> {
 }
 
 /// jemalloc's accounting, in bytes (refreshed on each call).
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct Stats {
     /// Held by live allocations.
     pub allocated: u64,
