@@ -170,28 +170,60 @@ impl Origin {
 /// A flow as received: its encoded `goldmane.Flow`, plus what routing and dedupe need.
 #[derive(Debug, Clone)]
 pub struct RawFlow {
-    /// The encoded `goldmane.Flow` (a zero-copy slice of the gRPC message).
+    /// The encoded `goldmane.Flow` (the gRPC message, narrowed in place to its flow: no copy).
     pub wire: Bytes,
     pub start_time: i64,
     pub end_time: i64,
-    /// The encoded `FlowKey` (a slice of `wire`; empty when absent): the identity dedupe hashes. Goldmane
-    /// encodes a key the same way every time it sends it, so equal keys have equal bytes.
-    pub key: Bytes,
+    /// Where the encoded `FlowKey` is in `wire` (empty when absent): see [`RawFlow::key`].
+    key: std::ops::Range<u32>,
     /// Its counters (fields 6 to 12), read in the same pass.
     pub counters: Counters,
     pub origin: Origin,
 }
 
-/// Splits an encoded `FlowResult` into its flow (field 2), without copying. `None` when it carries no flow.
-pub fn flow_of_result(result: &Bytes) -> Result<Option<RawFlow>, WireError> {
-    let mut r = Reader::new(result);
+impl RawFlow {
+    /// Reads an encoded `goldmane.Flow`: its times, key and counters, in one pass.
+    pub fn parse(wire: Bytes, origin: Origin) -> Result<RawFlow, WireError> {
+        let (mut start_time, mut end_time) = (0, 0);
+        let mut counters: Counters = [0; 7];
+        let mut key = 0..0;
+        let mut r = Reader::new(&wire);
+        while !r.is_empty() {
+            match r.tag()? {
+                (1, WIRE_LEN) => {
+                    let len = r.len_delimited()?.len();
+                    // A message is at most `u32::MAX` bytes (gRPC's length prefix), so its offsets fit.
+                    key = (r.pos - len) as u32..r.pos as u32;
+                }
+                (2, WIRE_VARINT) => start_time = r.varint()? as i64,
+                (3, WIRE_VARINT) => end_time = r.varint()? as i64,
+                (n @ 6..=12, WIRE_VARINT) => counters[n as usize - 6] = r.varint()? as i64,
+                (1..=3 | 6..=12, _) => return Err(WireError("Flow field with the wrong wire type")),
+                (_, wire_type) => r.skip(wire_type)?,
+            }
+        }
+        Ok(RawFlow { wire, start_time, end_time, key, counters, origin })
+    }
+
+    /// The encoded `FlowKey`: the identity dedupe hashes. Goldmane encodes a key the same way every time it sends
+    /// it, so equal keys have equal bytes.
+    pub fn key(&self) -> &[u8] {
+        &self.wire[self.key.start as usize..self.key.end as usize]
+    }
+}
+
+/// Narrows an encoded `FlowResult` to its flow (field 2) in place: no copy, and no reference count touched (the
+/// message's buffer is shared with the rest of the read, and other threads drop flows of it). `None` when it
+/// carries no flow.
+pub fn flow_of_result(mut result: Bytes) -> Result<Option<RawFlow>, WireError> {
+    let mut r = Reader::new(&result);
     let mut flow = None;
     while !r.is_empty() {
         match r.tag()? {
             (2, WIRE_LEN) => {
-                let bytes = r.len_delimited()?;
+                let len = r.len_delimited()?.len();
                 // Several occurrences of a message field merge; in practice there is one. Keep the last.
-                flow = Some(result.slice_ref(bytes));
+                flow = Some((r.pos - len, len));
             }
             (1, WIRE_VARINT) => r.skip(WIRE_VARINT)?,
             // A known field with another wire type is invalid (prost refuses it too).
@@ -199,23 +231,10 @@ pub fn flow_of_result(result: &Bytes) -> Result<Option<RawFlow>, WireError> {
             (_, wire_type) => r.skip(wire_type)?,
         }
     }
-    let Some(wire) = flow else { return Ok(None) };
-    let (mut start_time, mut end_time) = (0, 0);
-    let mut counters: Counters = [0; 7];
-    let mut key: &[u8] = &[];
-    let mut r = Reader::new(&wire);
-    while !r.is_empty() {
-        match r.tag()? {
-            (1, WIRE_LEN) => key = r.len_delimited()?,
-            (2, WIRE_VARINT) => start_time = r.varint()? as i64,
-            (3, WIRE_VARINT) => end_time = r.varint()? as i64,
-            (n @ 6..=12, WIRE_VARINT) => counters[n as usize - 6] = r.varint()? as i64,
-            (1..=3 | 6..=12, _) => return Err(WireError("Flow field with the wrong wire type")),
-            (_, wire_type) => r.skip(wire_type)?,
-        }
-    }
-    let key = wire.slice_ref(key);
-    Ok(Some(RawFlow { wire, start_time, end_time, key, counters, origin: Origin::Stream }))
+    let Some((start, len)) = flow else { return Ok(None) };
+    bytes::Buf::advance(&mut result, start);
+    result.truncate(len);
+    RawFlow::parse(result, Origin::Stream).map(Some)
 }
 
 #[cfg(test)]
@@ -235,16 +254,16 @@ mod tests {
             ..Flow::default()
         };
         let result = Bytes::from(FlowResult { id: 7, flow: Some(flow.clone()) }.encode_to_vec());
-        let raw = flow_of_result(&result).unwrap().unwrap();
+        let raw = flow_of_result(result).unwrap().unwrap();
         assert_eq!(raw.start_time, 1_764_970_845);
         assert_eq!(raw.end_time, 1_764_970_860);
         assert_eq!(Flow::decode(raw.wire.clone()).unwrap(), flow);
-        assert_eq!(raw.key, flow.key.clone().unwrap().encode_to_vec());
+        assert_eq!(raw.key(), flow.key.clone().unwrap().encode_to_vec());
         assert_eq!(raw.counters, [0; 7]);
         let counted = Flow { packets_in: 1, bytes_out: 4, num_connections_live: 7, ..flow.clone() };
         let result = Bytes::from(FlowResult { id: 7, flow: Some(counted) }.encode_to_vec());
-        assert_eq!(flow_of_result(&result).unwrap().unwrap().counters, [1, 0, 0, 4, 0, 0, 7]);
-        assert!(flow_of_result(&Bytes::from(FlowResult { id: 1, flow: None }.encode_to_vec())).unwrap().is_none());
-        assert!(flow_of_result(&Bytes::from_static(&[0x12, 0x05, 0x01])).is_err());
+        assert_eq!(flow_of_result(result).unwrap().unwrap().counters, [1, 0, 0, 4, 0, 0, 7]);
+        assert!(flow_of_result(Bytes::from(FlowResult { id: 1, flow: None }.encode_to_vec())).unwrap().is_none());
+        assert!(flow_of_result(Bytes::from_static(&[0x12, 0x05, 0x01])).is_err());
     }
 }

@@ -304,7 +304,7 @@ fn fuzz_found_inputs_render_as_prost_decodes_or_are_refused_by_both() {
     for entry in std::fs::read_dir(dir).unwrap() {
         let bytes = bytes::Bytes::from(std::fs::read(entry.unwrap().path()).unwrap());
         let mut body = String::new();
-        let ours = flowgate_core::wire::flow_of_result(&bytes).and_then(|raw| match raw {
+        let ours = flowgate_core::wire::flow_of_result(bytes.clone()).and_then(|raw| match raw {
             Some(raw) => flowgate_core::render::flow_json_from_wire(&raw.wire, &mut body)
                 .map(|()| Some(()))
                 .map_err(|_| flowgate_core::wire::WireError("not a flow")),

@@ -17,7 +17,7 @@ use prost::Message as _;
 
 fuzz_target!(|data: &[u8]| {
     let result = Bytes::copy_from_slice(data);
-    let Ok(Some(raw)) = flowgate_core::wire::flow_of_result(&result) else { return };
+    let Ok(Some(raw)) = flowgate_core::wire::flow_of_result(result) else { return };
     let mut body = String::new();
     if flowgate_core::render::flow_json_from_wire(&raw.wire, &mut body).is_err() {
         return;

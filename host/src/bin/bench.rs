@@ -50,12 +50,12 @@ fn main() {
 
     let split = best(|| {
         for w in &wire {
-            black_box(flow_of_result(w).unwrap().unwrap());
+            black_box(flow_of_result(w.clone()).unwrap().unwrap());
         }
     });
     report("split FlowResult + find key (the source)", split, None);
 
-    let flow_wire: Vec<Bytes> = wire.iter().map(|w| flow_of_result(w).unwrap().unwrap().wire).collect();
+    let flow_wire: Vec<Bytes> = wire.iter().map(|w| flow_of_result(w.clone()).unwrap().unwrap().wire).collect();
     let mut body = Vec::with_capacity(4096);
     let render = best(|| {
         for w in &flow_wire {
@@ -92,7 +92,7 @@ fn main() {
             let records: Vec<LogRecord> = chunk
                 .iter()
                 .map(|w| {
-                    let raw = flow_of_result(w).unwrap().unwrap();
+                    let raw = flow_of_result(w.clone()).unwrap().unwrap();
                     let mut body = String::with_capacity(raw.wire.len() * 5 / 2 + 64);
                     reference::flow_json_from_wire(&raw.wire, &mut body).unwrap();
                     LogRecord {
@@ -150,8 +150,8 @@ fn reconciliation() {
     let keys: Vec<(Bytes, [i64; 7])> = (0..KEYS)
         .map(|i| {
             let w = Bytes::from(FlowResult { id: 0, flow: Some(flow_gen.flow(i, 0)) }.encode_to_vec());
-            let raw = flow_of_result(&w).unwrap().unwrap();
-            (raw.key, raw.counters)
+            let raw = flow_of_result(w).unwrap().unwrap();
+            (Bytes::copy_from_slice(raw.key()), raw.counters)
         })
         .collect();
     let rss_before = rss_bytes();
@@ -462,7 +462,7 @@ fn transforms(wire: &[Bytes]) {
             let t = Instant::now();
             for chunk in wire.chunks(BATCH) {
                 let items =
-                    chunk.iter().map(|b| worker::Item::from_wire(flow_of_result(b).unwrap().unwrap().wire)).collect();
+                    chunk.iter().map(|b| worker::Item::from_wire(flow_of_result(b.clone()).unwrap().unwrap().wire)).collect();
                 let now = unix_nanos();
                 let mut records = EncodedRecords::with_capacity(chunk.len(), chunk.len() * 1536);
                 for item in w.run_items(&chain, items) {
@@ -520,7 +520,7 @@ fn records_of(chunk: &[Bytes], head_room: usize) -> EncodedRecords {
     let now = unix_nanos();
     let mut records = EncodedRecords::for_request(head_room, chunk.len(), chunk.len() * 1536);
     for w in chunk {
-        records.push_flow(&flow_of_result(w).unwrap().unwrap().wire, now, std::iter::empty()).unwrap();
+        records.push_flow(&flow_of_result(w.clone()).unwrap().unwrap().wire, now, std::iter::empty()).unwrap();
     }
     records
 }

@@ -497,7 +497,7 @@ fn pure_path() -> Vec<(Compression, f64)> {
                         let mut records =
                             EncodedRecords::for_request(encoder.head_room(), chunk.len(), chunk.len() * 1536);
                         for w in chunk {
-                            let wire = flow_of_result(w).unwrap().unwrap().wire;
+                            let wire = flow_of_result(w.clone()).unwrap().unwrap().wire;
                             records.push_flow(&wire, now, std::iter::empty()).unwrap();
                         }
                         std::hint::black_box(encoder.finish_records(records));

@@ -238,7 +238,7 @@ impl Stream<'_> {
         let mut ledger = self.shared.ledger();
         let mut newest = self.shared.newest_delivered();
         for result in messages.drain(..) {
-            let raw = match flow_of_result(&result) {
+            let raw = match flow_of_result(result) {
                 Ok(Some(raw)) => raw,
                 Ok(None) => continue,
                 Err(e) => {
@@ -250,7 +250,7 @@ impl Stream<'_> {
             };
             metrics.flows_received.inc();
             let start = raw.start_time;
-            let id = identity(&raw.key, start);
+            let id = identity(raw.key(), start);
             // Where the ledger judges the bucket and no cursor needs the identities, it finds re-sent flows itself
             // (it holds every flow handed on of those buckets): the resume set would repeat its lookup.
             let judged = self.progress.is_none() && ledger.as_deref().is_some_and(|l| l.judges(start));

@@ -328,7 +328,7 @@ fn judge(bucket: i64, results: &[Bytes], shared: &Shared, growth: Growth, metric
     let Some(mut ledger) = shared.ledger() else { return Vec::new() };
     let mut flows = Vec::new();
     for result in results {
-        let raw = match flow_of_result(result) {
+        let raw = match flow_of_result(result.clone()) {
             Ok(Some(raw)) => raw,
             Ok(None) => continue,
             Err(e) => {
@@ -340,7 +340,7 @@ fn judge(bucket: i64, results: &[Bytes], shared: &Shared, growth: Growth, metric
             Some(raw) => raw,
             None => continue,
         };
-        let fp = identity(&raw.key, raw.start_time) as u64;
+        let fp = identity(raw.key(), raw.start_time) as u64;
         if let Some(flow) = late(&mut ledger, raw, fp, growth, metrics, "list") {
             flows.push(flow);
         }
@@ -362,7 +362,11 @@ pub(super) fn late(
         Verdict::Known => None,
         Verdict::New => {
             metrics.flows_late("new", found_by);
-            Some(RawFlow { origin: Origin::Late, ..raw })
+            {
+                let mut raw = raw;
+                raw.origin = Origin::Late;
+                Some(raw)
+            }
         }
         Verdict::Grown(delta) => {
             metrics.flows_late("growth", found_by);
@@ -387,9 +391,7 @@ fn in_bucket(raw: RawFlow, bucket: i64) -> Option<RawFlow> {
     }
     let mut flow = Flow::decode(raw.wire.as_ref()).ok()?;
     (flow.start_time, flow.end_time) = (bucket, end);
-    let wire = Bytes::from(flow.encode_to_vec());
-    let key = raw.key.clone();
-    Some(RawFlow { wire, start_time: bucket, end_time: end, key, ..raw })
+    RawFlow::parse(Bytes::from(flow.encode_to_vec()), raw.origin).ok()
 }
 
 /// The flow with its counters replaced by `delta`.
@@ -404,16 +406,7 @@ fn delta_flow(raw: &RawFlow, delta: &Counters) -> Option<RawFlow> {
         flow.num_connections_completed,
         flow.num_connections_live,
     ] = *delta;
-    let wire = Bytes::from(flow.encode_to_vec());
-    let key = raw.key.clone();
-    Some(RawFlow {
-        wire,
-        start_time: raw.start_time,
-        end_time: raw.end_time,
-        key,
-        counters: *delta,
-        origin: Origin::Delta,
-    })
+    RawFlow::parse(Bytes::from(flow.encode_to_vec()), Origin::Delta).ok()
 }
 
 /// A `FlowListResult`'s page count and its `FlowResult`s as bytes (zero-copy).
@@ -488,13 +481,13 @@ mod tests {
             ..Flow::default()
         };
         let raw = |f: &Flow| {
-            flow_of_result(&Bytes::from(FlowResult { id: 1, flow: Some(f.clone()) }.encode_to_vec())).unwrap().unwrap()
+            flow_of_result(Bytes::from(FlowResult { id: 1, flow: Some(f.clone()) }.encode_to_vec())).unwrap().unwrap()
         };
         let fixed = in_bucket(raw(&f), 1500).unwrap();
         let decoded = Flow::decode(fixed.wire.as_ref()).unwrap();
         assert_eq!((fixed.start_time, fixed.end_time, decoded.start_time, decoded.end_time), (1500, 1515, 1500, 1515));
         assert_eq!(decoded.packets_in, 2);
-        assert_eq!(fixed.key, raw(&f).key);
+        assert_eq!(fixed.key(), raw(&f).key());
         let wide = Flow { start_time: 1500, end_time: 1530, ..f.clone() };
         assert!(in_bucket(raw(&wide), 1500).is_none());
         let exact = Flow { start_time: 1500, end_time: 1515, ..f };
@@ -515,9 +508,9 @@ mod tests {
             ..Flow::default()
         };
         let raw = |f: &Flow| {
-            flow_of_result(&Bytes::from(FlowResult { id: 1, flow: Some(f.clone()) }.encode_to_vec())).unwrap().unwrap()
+            flow_of_result(Bytes::from(FlowResult { id: 1, flow: Some(f.clone()) }.encode_to_vec())).unwrap().unwrap()
         };
-        let fp = identity(&raw(&f).key, 1500) as u64;
+        let fp = identity(raw(&f).key(), 1500) as u64;
         let first = late(&mut ledger, raw(&f), fp, Growth::Delta, &metrics, "list").unwrap();
         assert_eq!(first.origin, Origin::Late);
         assert!(late(&mut ledger, raw(&f), fp, Growth::Delta, &metrics, "list").is_none(), "the same again: nothing");
