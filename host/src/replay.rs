@@ -17,6 +17,7 @@ use crate::pipeline::{Chain, Item, Worker, chain, tap::describe, worker};
 use crate::sim::{SimCerts, SimConfig, Simulator};
 use crate::telemetry::{Metrics, TransformEvent};
 use crate::tools::print;
+use crate::wasm::AttrKey;
 
 /// Distinct values of one added attribute tracked, at most (the summary shows `>= N` past it).
 const CARDINALITY_CAP: usize = 10_000;
@@ -110,9 +111,8 @@ impl Stages {
             if items.is_empty() {
                 break;
             }
-            let before: BTreeSet<&str> =
-                items.iter().flat_map(|i| i.attributes.iter().map(|(k, _)| k.as_str())).collect();
-            let before: BTreeSet<String> = before.into_iter().map(str::to_string).collect();
+            let before: BTreeSet<AttrKey> =
+                items.iter().flat_map(|i| i.attributes.iter().map(|(k, _)| k.clone())).collect();
             s.flows_in += items.len() as u64;
             let started = Instant::now();
             items = worker.run_items(chain, items);
@@ -121,7 +121,7 @@ impl Stages {
             for item in &items {
                 for (k, v) in &item.attributes {
                     if !before.contains(k) {
-                        let values = s.added.entry(k.clone()).or_default();
+                        let values = s.added.entry(k.to_string()).or_default();
                         if values.len() < CARDINALITY_CAP {
                             values.insert(format!("{v:?}"));
                         }

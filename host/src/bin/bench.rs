@@ -456,13 +456,15 @@ fn transforms(wire: &[Bytes]) {
         // Passthrough before and after the row: the lower of the two is the machine at its quietest around it.
         let passthrough_before = passthrough(wire);
         let mut stages = Vec::new();
-        let provenance = flowgate::wasm::Value::Str(chain.provenance.to_string());
+        let provenance = flowgate::wasm::AttrValue::Str(chain.provenance.clone());
         let total = best(|| {
             w.stages = Default::default();
             let t = Instant::now();
             for chunk in wire.chunks(BATCH) {
-                let items =
-                    chunk.iter().map(|b| worker::Item::from_wire(flow_of_result(b.clone()).unwrap().unwrap().wire)).collect();
+                let items = chunk
+                    .iter()
+                    .map(|b| worker::Item::from_wire(flow_of_result(b.clone()).unwrap().unwrap().wire))
+                    .collect();
                 let now = unix_nanos();
                 let mut records = EncodedRecords::with_capacity(chunk.len(), chunk.len() * 1536);
                 for item in w.run_items(&chain, items) {

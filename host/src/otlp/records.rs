@@ -10,8 +10,10 @@ use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use prost::Message as _;
 use prost::encoding::{encode_varint, encoded_len_varint};
 
+use std::sync::Arc;
+
 use crate::render;
-use crate::wasm::{Attribute, Severity, Value};
+use crate::wasm::{Attr, AttrValue, Severity};
 
 /// `ScopeLogs.log_records` (field 2, length-delimited).
 const SCOPE_LOGS_RECORD: u8 = 2 << 3 | 2;
@@ -41,7 +43,7 @@ pub enum BodyRef<'a> {
     /// A string (the flow's JSON, or a transform's text).
     Str(&'a str),
     /// A structured map.
-    KvList(&'a [Attribute]),
+    KvList(&'a [Attr]),
 }
 
 /// Records encoded as a request's `ScopeLogs` carries them, back to back, after room for a request's head when
@@ -103,7 +105,7 @@ impl EncodedRecords {
     /// Appends a record: both timestamps `time`, `severity`, `body`, then `attributes` in order.
     pub fn push<'a, A>(&mut self, time: u64, severity: Severity, body: BodyRef<'_>, attributes: A)
     where
-        A: Iterator<Item = (&'a str, &'a Value)> + Clone,
+        A: Iterator<Item = (&'a str, &'a AttrValue)> + Clone,
     {
         let (number, text) = super::severity(severity);
         let body_len = body_len(body);
@@ -127,9 +129,9 @@ impl EncodedRecords {
             BodyRef::KvList(list) => {
                 out.push(KVLIST);
                 encode_varint(kvlist_len(list) as u64, out);
-                for a in list {
+                for (k, v) in list {
                     out.push(VALUES);
-                    put_key_value(out, &a.key, &a.value);
+                    put_key_value(out, k, v);
                 }
             }
         }
@@ -148,7 +150,7 @@ impl EncodedRecords {
     /// straight into the record, severity INFO, both timestamps `time`, then `attributes`.
     pub fn push_flow<'a, A>(&mut self, wire: &[u8], time: u64, attributes: A) -> Result<(), render::Malformed>
     where
-        A: Iterator<Item = (&'a str, &'a Value)> + Clone,
+        A: Iterator<Item = (&'a str, &'a AttrValue)> + Clone,
     {
         self.push_rendered(time, Severity::Info, |out| render::flow_json_bytes_from_wire(wire, out), attributes)
     }
@@ -166,7 +168,7 @@ impl EncodedRecords {
         attributes: A,
     ) -> Result<(), E>
     where
-        A: Iterator<Item = (&'a str, &'a Value)> + Clone,
+        A: Iterator<Item = (&'a str, &'a AttrValue)> + Clone,
     {
         let (number, text) = super::severity(severity);
         let out = &mut self.bytes;
@@ -266,32 +268,32 @@ fn body_len(body: BodyRef<'_>) -> usize {
     }
 }
 
-fn kvlist_len(list: &[Attribute]) -> usize {
-    list.iter().map(|a| 1 + framed(key_value_len(&a.key, &a.value))).sum()
+fn kvlist_len(list: &[Attr]) -> usize {
+    list.iter().map(|(k, v)| 1 + framed(key_value_len(k, v))).sum()
 }
 
 /// A `KeyValue`'s length: the key unless empty (a proto3 default), the value always (set, if empty).
-fn key_value_len(key: &str, value: &Value) -> usize {
+fn key_value_len(key: &str, value: &AttrValue) -> usize {
     let key = if key.is_empty() { 0 } else { 1 + framed(key.len()) };
     key + 1 + framed(any_len(value))
 }
 
 /// An `AnyValue`'s length: its oneof is always written, whatever the value.
-fn any_len(value: &Value) -> usize {
+fn any_len(value: &AttrValue) -> usize {
     match value {
-        Value::Str(s) => 1 + framed(s.len()),
-        Value::Int(i) => 1 + encoded_len_varint(*i as u64),
-        Value::Float(_) => 1 + 8,
-        Value::Boolean(_) => 1 + 1,
-        Value::StrList(list) => 1 + framed(array_len(list)),
+        AttrValue::Str(s) => 1 + framed(s.len()),
+        AttrValue::Int(i) => 1 + encoded_len_varint(*i as u64),
+        AttrValue::Float(_) => 1 + 8,
+        AttrValue::Boolean(_) => 1 + 1,
+        AttrValue::StrList(list) => 1 + framed(array_len(list)),
     }
 }
 
-fn array_len(list: &[String]) -> usize {
+fn array_len(list: &[Arc<str>]) -> usize {
     list.iter().map(|s| 1 + framed(1 + framed(s.len()))).sum()
 }
 
-fn put_key_value(out: &mut Vec<u8>, key: &str, value: &Value) {
+fn put_key_value(out: &mut Vec<u8>, key: &str, value: &AttrValue) {
     encode_varint(key_value_len(key, value) as u64, out);
     if !key.is_empty() {
         out.push(KEY);
@@ -300,26 +302,26 @@ fn put_key_value(out: &mut Vec<u8>, key: &str, value: &Value) {
     out.push(VALUE);
     encode_varint(any_len(value) as u64, out);
     match value {
-        Value::Str(s) => {
+        AttrValue::Str(s) => {
             out.push(STRING);
             put_str(out, s);
         }
-        Value::Int(i) => {
+        AttrValue::Int(i) => {
             out.push(INT);
             encode_varint(*i as u64, out);
         }
-        Value::Float(f) => {
+        AttrValue::Float(f) => {
             out.push(DOUBLE);
             out.extend_from_slice(&f.to_le_bytes());
         }
-        Value::Boolean(b) => {
+        AttrValue::Boolean(b) => {
             out.push(BOOL);
             out.push(u8::from(*b));
         }
-        Value::StrList(list) => {
+        AttrValue::StrList(list) => {
             out.push(ARRAY);
             encode_varint(array_len(list) as u64, out);
-            for s in list {
+            for s in list.iter() {
                 out.push(VALUES);
                 encode_varint((1 + framed(s.len())) as u64, out);
                 out.push(STRING);
@@ -334,11 +336,11 @@ mod tests {
     use super::*;
     use crate::otlp::{kv, kv_list, string_value};
 
-    fn prost_record(time: u64, severity: Severity, body: BodyRef<'_>, attributes: &[(&str, &Value)]) -> LogRecord {
+    fn prost_record(time: u64, severity: Severity, body: BodyRef<'_>, attributes: &[(&str, &AttrValue)]) -> LogRecord {
         let (severity_number, severity_text) = crate::otlp::severity(severity);
         let body = match body {
             BodyRef::Str(s) => string_value(s.to_string()),
-            BodyRef::KvList(list) => kv_list(list.iter().map(|a| kv(a.key.clone(), a.value.clone())).collect()),
+            BodyRef::KvList(list) => kv_list(list.iter().map(|(k, v)| kv(k.to_string(), v)).collect()),
         };
         LogRecord {
             time_unix_nano: time,
@@ -346,35 +348,35 @@ mod tests {
             severity_number,
             severity_text: severity_text.to_string(),
             body: Some(body),
-            attributes: attributes.iter().map(|(k, v)| kv(k.to_string(), (*v).clone())).collect(),
+            attributes: attributes.iter().map(|(k, v)| kv(k.to_string(), v)).collect(),
             ..LogRecord::default()
         }
     }
 
-    fn values() -> Vec<Value> {
+    fn values() -> Vec<AttrValue> {
         vec![
-            Value::Str(String::new()),
-            Value::Str("x".repeat(200)),
-            Value::Str("é\"\\".into()),
-            Value::Int(0),
-            Value::Int(-1),
-            Value::Int(i64::MAX),
-            Value::Float(0.0),
-            Value::Float(-2.5e300),
-            Value::Boolean(false),
-            Value::Boolean(true),
-            Value::StrList(vec![]),
-            Value::StrList(vec![String::new(), "a".into(), "b".repeat(130)]),
+            AttrValue::str(""),
+            AttrValue::str(&"x".repeat(200)),
+            AttrValue::str("é\"\\"),
+            AttrValue::Int(0),
+            AttrValue::Int(-1),
+            AttrValue::Int(i64::MAX),
+            AttrValue::Float(0.0),
+            AttrValue::Float(-2.5e300),
+            AttrValue::Boolean(false),
+            AttrValue::Boolean(true),
+            AttrValue::StrList(Arc::new([])),
+            AttrValue::StrList(["", "a", &"b".repeat(130)].map(Arc::from).into()),
         ]
     }
 
     #[test]
     fn records_are_the_bytes_prost_writes_for_the_same_record() {
         let values = values();
-        let structured: Vec<Attribute> = values
+        let structured: Vec<Attr> = values
             .iter()
             .enumerate()
-            .map(|(i, v)| Attribute { key: if i == 0 { String::new() } else { format!("k{i}") }, value: v.clone() })
+            .map(|(i, v)| (if i == 0 { "".into() } else { format!("k{i}").into() }, v.clone()))
             .collect();
         let long = "y".repeat(20_000);
         let bodies = [
@@ -391,7 +393,7 @@ mod tests {
                 for severity in [Severity::Trace, Severity::Info, Severity::Fatal] {
                     // No attributes, then a growing prefix of every kind.
                     for count in [0, 1, 5, values.len()] {
-                        let attributes: Vec<(&str, &Value)> =
+                        let attributes: Vec<(&str, &AttrValue)> =
                             values.iter().take(count).enumerate().map(|(i, v)| (keys[(i + n) % 3], v)).collect();
                         let mut ours = EncodedRecords::default();
                         ours.push(time, severity, *body, attributes.iter().copied());
@@ -411,7 +413,7 @@ mod tests {
     #[test]
     fn bodies_rendered_in_place_make_the_records_push_makes() {
         let values = values();
-        let attributes: Vec<(&str, &Value)> = values.iter().map(|v| ("flowgate.k", v)).collect();
+        let attributes: Vec<(&str, &AttrValue)> = values.iter().map(|v| ("flowgate.k", v)).collect();
         let mut cases = 0;
         for len in
             [0, 1, 100, 124, 125, 126, 127, 128, 129, 1_152, 16_000, 16_300, 16_380, 16_381, 16_383, 16_384, 20_000]
@@ -455,7 +457,7 @@ mod tests {
     #[test]
     fn records_read_back_one_by_one() {
         let mut records = EncodedRecords::default();
-        let v = Value::Str("late".into());
+        let v = AttrValue::str("late");
         for i in 0..300u64 {
             let body = "z".repeat(i as usize);
             records.push(i, Severity::Warn, BodyRef::Str(&body), std::iter::once(("n", &v)));
@@ -471,7 +473,7 @@ mod tests {
             assert_eq!(r.time_unix_nano, i as u64);
             assert_eq!(r.severity_text, "WARN");
             assert_eq!(r.body, Some(string_value("z".repeat(i))));
-            assert_eq!(r.attributes, vec![kv("n".into(), v.clone())]);
+            assert_eq!(r.attributes, vec![kv("n".into(), &v)]);
         }
     }
 }

@@ -23,7 +23,7 @@ pub use worker::{Item, PROVENANCE_ATTRIBUTE, Worker};
 
 use crate::otlp::EncodedRecords;
 use crate::telemetry::{DropReason, Metrics};
-use crate::wasm::Value;
+use crate::wasm::AttrValue;
 use crate::wire::{Chunk, FlowBytes, Origin};
 
 /// The attribute on records of flows reconciliation found: `late` (never streamed live) or `delta` (the growth
@@ -145,7 +145,7 @@ fn records_of(
     let now = unix_nanos();
     let mut records = EncodedRecords::for_request(head_room, merged.len(), merged.len() * RECORD_BYTES_HINT);
     for m in merged {
-        let provenance = m.provenance.map(|p| Value::Str(p.to_string()));
+        let provenance = m.provenance.map(AttrValue::Str);
         encoded(&m.item, now, provenance.as_ref(), &mut records, metrics);
     }
     Records { records, chunks, trace: None }
@@ -155,7 +155,7 @@ fn records_of(
 const RECORD_BYTES_HINT: usize = 1536;
 
 /// Appends the record of an item leaving the chain; a flow whose bytes cannot be rendered is dropped as malformed.
-fn encoded(item: &Item, now: u64, provenance: Option<&Value>, out: &mut EncodedRecords, metrics: &Metrics) {
+fn encoded(item: &Item, now: u64, provenance: Option<&AttrValue>, out: &mut EncodedRecords, metrics: &Metrics) {
     if let Err(e) = worker::encode_record(item, now, provenance, out) {
         metrics.dropped(DropReason::Malformed, 1);
         tracing::warn!(error = %e, "a flow from Goldmane could not be rendered; skipped");
@@ -163,7 +163,7 @@ fn encoded(item: &Item, now: u64, provenance: Option<&Value>, out: &mut EncodedR
 }
 
 /// The records of items leaving the chain.
-fn rendered(items: &[Item], provenance: Option<&Value>, metrics: &Metrics, head_room: usize) -> EncodedRecords {
+fn rendered(items: &[Item], provenance: Option<&AttrValue>, metrics: &Metrics, head_room: usize) -> EncodedRecords {
     let now = unix_nanos();
     let mut records = EncodedRecords::for_request(head_room, items.len(), items.len() * RECORD_BYTES_HINT);
     for item in items {
@@ -196,7 +196,7 @@ fn worker_loop(
             }
             None => {
                 let items = traced(trace.as_ref(), &mut worker, |w| transformed(w, &chain, flows));
-                let provenance = opts.provenance.then(|| Value::Str(chain.provenance.to_string()));
+                let provenance = opts.provenance.then(|| AttrValue::Str(chain.provenance.clone()));
                 let records = rendered(&items, provenance.as_ref(), metrics, opts.head_room);
                 Records { records, chunks: done, trace: None }
             }
@@ -235,7 +235,7 @@ fn traced(
 /// reconciliation found.
 fn passthrough(flows: &[FlowBytes], metrics: &Metrics, head_room: usize) -> EncodedRecords {
     let now = unix_nanos();
-    let reconciled = [Origin::Stream, Origin::Late, Origin::Delta].map(|o| o.attribute().map(|v| Value::Str(v.into())));
+    let reconciled = [Origin::Stream, Origin::Late, Origin::Delta].map(|o| o.attribute().map(AttrValue::str));
     let mut records = EncodedRecords::for_request(head_room, flows.len(), flows.len() * RECORD_BYTES_HINT);
     for flow in flows {
         let attribute = reconciled[flow.origin as usize].as_ref().map(|v| (RECONCILED_ATTRIBUTE, v));
@@ -264,7 +264,7 @@ fn decoded(mut items: Vec<Item>, metrics: &Metrics) -> Vec<Item> {
 fn transformed(worker: &mut Worker, chain: &Chain, raw: Vec<FlowBytes>) -> Vec<Item> {
     let reconciled = |mut item: Item, origin: crate::wire::Origin| {
         if let Some(v) = origin.attribute() {
-            item.attributes.push((RECONCILED_ATTRIBUTE.to_string(), crate::wasm::Value::Str(v.to_string())));
+            item.attributes.push((RECONCILED_ATTRIBUTE.into(), AttrValue::str(v)));
         }
         item
     };

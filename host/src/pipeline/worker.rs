@@ -24,8 +24,8 @@ use crate::render;
 use crate::telemetry::otel::TransformTiming;
 use crate::telemetry::{DropReason, Metrics, TransformError, TransformEvent};
 use crate::wasm::{
-    Annotations, Attribute, BatchAnnotation, BatchFlow, Body, Change, FlowIndex, GuestFailure, Instance, Outcome,
-    Processed, Severity, Value, apply, flow_from_wit, splice,
+    Annotations, Attr, AttrValue, Attribute, BatchAnnotation, BatchFlow, Body, Change, FlowIndex, GuestFailure,
+    Instance, Outcome, Processed, Severity, apply, flow_from_wit, splice,
 };
 use crate::wire::WireError;
 
@@ -41,9 +41,25 @@ pub use super::health::{QUARANTINE_TRAPS, TRAP_WINDOW};
 #[derive(Debug, Clone)]
 pub struct Item {
     data: Data,
-    pub attributes: Vec<(String, Value)>,
+    pub attributes: Vec<Attr>,
     pub severity: Option<Severity>,
-    pub body: Option<Body>,
+    pub body: Option<RecordBody>,
+}
+
+/// A record's body as the transforms left it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RecordBody {
+    /// The old exporter's JSON, rendered from the flow as it leaves the chain.
+    FlowJson,
+    /// A structured map: a transform's own, or the attributes it added (`body: attributes`), which then share
+    /// their keys and strings with the record's attributes.
+    Structured(Vec<Attr>),
+    Text(String),
+}
+
+/// A transform's attribute as the pipeline holds it.
+fn attr(a: Attribute) -> Attr {
+    (a.key.into(), a.value.into())
 }
 
 #[derive(Debug, Clone)]
@@ -136,16 +152,27 @@ impl Item {
         }
     }
 
-    fn annotate(&mut self, a: Annotations) {
-        let Annotations { attributes, severity, body } = a;
-        let body = match body {
-            Some(Body::Attributes) => Some(Body::Structured(attributes.clone())),
-            other => other,
+    /// Adds what a transform answered for the flow: `batch` (its batch annotations for this flow) and then `a`.
+    fn annotate(&mut self, mut batch: Vec<Attr>, a: Option<Annotations>) {
+        let (severity, body) = match a {
+            Some(Annotations { attributes, severity, body }) => {
+                batch.extend(attributes.into_iter().map(attr));
+                (severity, body)
+            }
+            None => (None, None),
         };
-        for attr in attributes {
-            match self.attributes.iter_mut().find(|(k, _)| *k == attr.key) {
-                Some(slot) => slot.1 = attr.value,
-                None => self.attributes.push((attr.key, attr.value)),
+        let attributes = batch;
+        let body = body.map(|b| match b {
+            Body::FlowJson => RecordBody::FlowJson,
+            Body::Attributes => RecordBody::Structured(attributes.clone()),
+            Body::Structured(list) => RecordBody::Structured(list.into_iter().map(attr).collect()),
+            Body::Text(t) => RecordBody::Text(t),
+        });
+        self.attributes.reserve(attributes.len());
+        for (key, value) in attributes {
+            match self.attributes.iter_mut().find(|(k, _)| *k == key) {
+                Some(slot) => slot.1 = value,
+                None => self.attributes.push((key, value)),
             }
         }
         if severity.is_some() {
@@ -284,18 +311,10 @@ impl Worker {
                 if let Some(c) = per_flow.get_mut(n).filter(|c| !c.is_empty()) {
                     item.change(std::mem::take(c));
                 }
-                let mut attributes = batch_attributes(&calls, n, item);
+                let attributes = batch_attributes(&calls, n, item);
                 match result {
-                    Ok(Outcome::Annotate(mut a)) => {
-                        if !attributes.is_empty() {
-                            attributes.append(&mut a.attributes);
-                            a.attributes = attributes;
-                        }
-                        item.annotate(a);
-                    }
-                    _ if !attributes.is_empty() => {
-                        item.annotate(Annotations { attributes, severity: None, body: None })
-                    }
+                    Ok(Outcome::Annotate(a)) => item.annotate(attributes, Some(a)),
+                    _ if !attributes.is_empty() => item.annotate(attributes, None),
                     _ => {}
                 }
             }
@@ -315,7 +334,7 @@ impl Worker {
                     changed(&mut item);
                     let attributes = batch_attributes(&calls, n, &mut item);
                     if !attributes.is_empty() {
-                        item.annotate(Annotations { attributes, severity: None, body: None });
+                        item.annotate(attributes, None);
                     }
                     out.push(item);
                 }
@@ -323,14 +342,10 @@ impl Worker {
                     self.metrics.transform_flows(name, TransformEvent::Dropped, 1);
                     self.metrics.dropped_by_transform(true, 1);
                 }
-                Ok(Outcome::Annotate(mut a)) => {
+                Ok(Outcome::Annotate(a)) => {
                     changed(&mut item);
-                    let mut attributes = batch_attributes(&calls, n, &mut item);
-                    if !attributes.is_empty() {
-                        attributes.append(&mut a.attributes);
-                        a.attributes = attributes;
-                    }
-                    item.annotate(a);
+                    let attributes = batch_attributes(&calls, n, &mut item);
+                    item.annotate(attributes, Some(a));
                     out.push(item);
                 }
                 Ok(Outcome::Expand(outputs)) => {
@@ -345,7 +360,7 @@ impl Worker {
                     for o in outputs {
                         let mut child = item.clone();
                         child.data = Data::Decoded(flow_from_wit(o.flow, &original));
-                        child.annotate(o.annotations);
+                        child.annotate(Vec::new(), Some(o.annotations));
                         out.push(child);
                     }
                 }
@@ -496,17 +511,14 @@ struct Answers<'a> {
 }
 
 /// The batch annotations for flow `n` of the batch, `item` being that flow as the transform left it.
-fn batch_attributes(calls: &[(u32, u32, Vec<BatchAnnotation>)], n: usize, item: &mut Item) -> Vec<Attribute> {
+fn batch_attributes(calls: &[(u32, u32, Vec<BatchAnnotation>)], n: usize, item: &mut Item) -> Vec<Attr> {
     let n = n as u32;
     let Some((offset, _, annotations)) = calls.iter().find(|(o, len, _)| (*o..o + len).contains(&n)) else {
         return Vec::new();
     };
     let flow = if annotations.iter().any(BatchAnnotation::reads_the_flow) { item.batch_flow().ok() } else { None };
     let at = (n - offset) as usize;
-    annotations
-        .iter()
-        .filter_map(|a| Some(Attribute { key: a.key.clone(), value: a.value(at, flow.as_ref())? }))
-        .collect()
+    annotations.iter().filter_map(|a| Some((a.key.clone(), a.value(at, flow.as_ref())?))).collect()
 }
 
 enum CallError {
@@ -519,21 +531,19 @@ enum CallError {
 pub fn encode_record(
     item: &Item,
     now_unix_nanos: u64,
-    provenance: Option<&Value>,
+    provenance: Option<&AttrValue>,
     out: &mut EncodedRecords,
 ) -> Result<(), render::Malformed> {
-    let attributes = item.attributes.iter().map(|(k, v)| (k.as_str(), v));
+    let attributes = item.attributes.iter().map(|(k, v)| (&**k, v));
     let provenance = provenance.map(|p| (PROVENANCE_ATTRIBUTE, p));
     let attributes = attributes.chain(provenance);
     let severity = item.severity.unwrap_or(Severity::Info);
     let body = match &item.body {
-        None | Some(Body::FlowJson) => {
+        None | Some(RecordBody::FlowJson) => {
             return out.push_rendered(now_unix_nanos, severity, |json| item.flow_json(json), attributes);
         }
-        Some(Body::Structured(attrs)) => BodyRef::KvList(attrs),
-        // Turned into `structured` when the annotation was added.
-        Some(Body::Attributes) => BodyRef::KvList(&[]),
-        Some(Body::Text(t)) => BodyRef::Str(t),
+        Some(RecordBody::Structured(attrs)) => BodyRef::KvList(attrs),
+        Some(RecordBody::Text(t)) => BodyRef::Str(t),
     };
     out.push(now_unix_nanos, severity, body, attributes);
     Ok(())
@@ -542,7 +552,56 @@ pub fn encode_record(
 /// The OTLP record for an item leaving the chain, as [`encode_record`] writes it (tools and tests).
 pub fn record(item: Item, now_unix_nanos: u64, provenance: Option<&str>) -> Result<LogRecord, render::Malformed> {
     let mut out = EncodedRecords::default();
-    let provenance = provenance.map(|p| Value::Str(p.to_string()));
+    let provenance = provenance.map(AttrValue::str);
     encode_record(&item, now_unix_nanos, provenance.as_ref(), &mut out)?;
     Ok(out.decode().expect("records encoded here decode").pop().expect("one record appended"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::wasm::{AttrKey, Value};
+
+    fn wit(key: &str, value: &str) -> Attribute {
+        Attribute { key: key.into(), value: Value::Str(value.into()) }
+    }
+
+    /// A transform's own attributes follow its batch annotations and win on the same key; `body: attributes` is
+    /// what this transform added, sharing its strings with the record's attributes; a later transform's key
+    /// replaces the value in the attributes but not in that body.
+    #[test]
+    fn annotations_merge_in_order_and_the_body_of_attributes_shares_them() {
+        let mut item = Item::new(Flow::default());
+        let key: AttrKey = "k8s.source.namespace.name".into();
+        let batch = vec![(key.clone(), AttrValue::str("shop")), ("team".into(), AttrValue::str("a"))];
+        let own = Annotations {
+            attributes: vec![wit("team", "b"), wit("tier", "web"), wit("tier", "db")],
+            severity: Some(Severity::Warn),
+            body: Some(Body::Attributes),
+        };
+        item.annotate(batch, Some(own));
+        let expected = [("k8s.source.namespace.name", "shop"), ("team", "b"), ("tier", "db")]
+            .map(|(k, v)| (AttrKey::from(k), AttrValue::str(v)));
+        assert_eq!(item.attributes, expected);
+        assert!(Arc::ptr_eq(&item.attributes[0].0, &key), "the batch annotation's key, not a copy");
+        let Some(RecordBody::Structured(body)) = &item.body else { panic!("a structured body: {:?}", item.body) };
+        assert_eq!(
+            body[..2],
+            [("k8s.source.namespace.name".into(), AttrValue::str("shop")), ("team".into(), AttrValue::str("a"))]
+        );
+        assert_eq!(body.len(), 5, "the body is the list as the transform sent it");
+        let (AttrValue::Str(in_body), AttrValue::Str(in_attributes)) = (&body[0].1, &item.attributes[0].1) else {
+            panic!("strings")
+        };
+        assert!(Arc::ptr_eq(in_body, in_attributes), "one string for both");
+        assert_eq!(item.severity, Some(Severity::Warn));
+
+        item.annotate(vec![], Some(Annotations { attributes: vec![wit("team", "c")], severity: None, body: None }));
+        assert_eq!(item.attributes[1], ("team".into(), AttrValue::str("c")));
+        let Some(RecordBody::Structured(body)) = &item.body else { panic!("the body stays") };
+        assert_eq!(body[1].1, AttrValue::str("a"), "the body as it was set");
+        assert_eq!(item.severity, Some(Severity::Warn), "a later transform without a severity keeps it");
+    }
 }

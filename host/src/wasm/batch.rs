@@ -8,17 +8,18 @@
 //! the call, for the flows whose outcome passes them on.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use prost::Message as _;
 use wasmtime::component::Resource;
 
-use super::GuestState;
 use super::bindings::types::{
     self, Action, EndpointField, EndpointType, IntField, LabelsField, PoliciesField, PolicyHit, Reporter, StringColumn,
     StringField,
 };
 use super::convert;
+use super::{AttrKey, AttrValue, GuestState};
 use crate::proto::{Flow, FlowKey};
 use crate::wire::{Reader, WIRE_LEN, WIRE_VARINT, WireError};
 
@@ -187,24 +188,38 @@ pub enum Change {
     Policies(PoliciesField, Vec<PolicyHit>),
 }
 
-/// An attribute for every flow of a batch (`annotate-*`).
+/// An attribute for every flow of a batch (`annotate-*`): one key, and each distinct string once, shared by the
+/// attributes of every flow that has it.
 #[derive(Debug, Clone)]
 pub struct BatchAnnotation {
-    pub key: String,
+    pub key: AttrKey,
     pub values: BatchValues,
 }
 
 /// Where a batch annotation's values come from.
 #[derive(Debug, Clone)]
 pub enum BatchValues {
-    Strings(StringColumn),
-    StringLists(types::LabelsColumn),
+    /// Flow `i`'s value is `values[at[i]]`; none when `at[i]` is past the values.
+    Strings {
+        values: Vec<Arc<str>>,
+        at: Vec<u32>,
+    },
+    /// Flow `i`'s list is `values[at[k]]` for `k` from `starts[i]` up to `starts[i + 1]`.
+    StringLists {
+        values: Vec<Arc<str>>,
+        at: Vec<u32>,
+        starts: Vec<u32>,
+    },
     Ints(Vec<i64>),
     StringField(StringField),
     IntField(IntField),
 }
 
 impl BatchAnnotation {
+    fn new(key: String, values: BatchValues) -> Self {
+        BatchAnnotation { key: key.into(), values }
+    }
+
     /// Whether the values are the flow's own fields.
     pub fn reads_the_flow(&self) -> bool {
         matches!(self.values, BatchValues::StringField(_) | BatchValues::IntField(_))
@@ -212,23 +227,28 @@ impl BatchAnnotation {
 
     /// The value for flow `i` of the batch (`flow` as it leaves the transform, for field references); `None` when
     /// that flow gets no attribute.
-    pub fn value(&self, i: usize, flow: Option<&BatchFlow>) -> Option<types::Value> {
+    pub fn value(&self, i: usize, flow: Option<&BatchFlow>) -> Option<AttrValue> {
         match &self.values {
-            BatchValues::Strings(c) => {
-                c.at.get(i).and_then(|&at| c.values.get(at as usize)).map(|v| types::Value::Str(v.clone()))
+            BatchValues::Strings { values, at } => {
+                at.get(i).and_then(|&at| values.get(at as usize)).map(|v| AttrValue::Str(v.clone()))
             }
-            BatchValues::Ints(v) => v.get(i).map(|&n| types::Value::Int(n)),
-            BatchValues::StringLists(c) => {
-                let (from, to) = (*c.starts.get(i)? as usize, *c.starts.get(i + 1)? as usize);
-                let list = c.at.get(from..to)?.iter().map(|&k| c.values.get(k as usize).cloned());
-                list.collect::<Option<Vec<String>>>().map(types::Value::StrList)
+            BatchValues::Ints(v) => v.get(i).map(|&n| AttrValue::Int(n)),
+            BatchValues::StringLists { values, at, starts } => {
+                let (from, to) = (*starts.get(i)? as usize, *starts.get(i + 1)? as usize);
+                let list = at.get(from..to)?.iter().map(|&k| values.get(k as usize).cloned());
+                list.collect::<Option<Arc<[Arc<str>]>>>().map(AttrValue::StrList)
             }
-            BatchValues::StringField(f) => {
-                flow.map(|flow| types::Value::Str(String::from_utf8_lossy(flow.index.str(&flow.wire, *f)).into_owned()))
-            }
-            BatchValues::IntField(f) => flow.map(|flow| types::Value::Int(flow.index.int(*f))),
+            BatchValues::StringField(f) => flow.map(|flow| {
+                AttrValue::Str(Arc::from(String::from_utf8_lossy(flow.index.str(&flow.wire, *f)).as_ref()))
+            }),
+            BatchValues::IntField(f) => flow.map(|flow| AttrValue::Int(flow.index.int(*f))),
         }
     }
+}
+
+/// A column's strings, each shared from here on.
+fn shared(values: Vec<String>) -> Vec<Arc<str>> {
+    values.into_iter().map(Arc::from).collect()
 }
 
 /// The resource behind a `batch` handle, for one `process` call.
@@ -481,30 +501,31 @@ impl types::HostBatch for GuestState {
     }
 
     fn annotate_strings(&mut self, this: Resource<FlowBatch>, key: String, values: StringColumn) -> R<()> {
-        self.table.get_mut(&this)?.annotations.push(BatchAnnotation { key, values: BatchValues::Strings(values) });
+        let values = BatchValues::Strings { values: shared(values.values), at: values.at };
+        self.table.get_mut(&this)?.annotations.push(BatchAnnotation::new(key, values));
         Ok(())
     }
 
     fn annotate_string_lists(&mut self, this: Resource<FlowBatch>, key: String, values: types::LabelsColumn) -> R<()> {
-        let values = BatchValues::StringLists(values);
-        self.table.get_mut(&this)?.annotations.push(BatchAnnotation { key, values });
+        let values = BatchValues::StringLists { values: shared(values.values), at: values.at, starts: values.starts };
+        self.table.get_mut(&this)?.annotations.push(BatchAnnotation::new(key, values));
         Ok(())
     }
 
     fn annotate_ints(&mut self, this: Resource<FlowBatch>, key: String, values: Vec<i64>) -> R<()> {
-        self.table.get_mut(&this)?.annotations.push(BatchAnnotation { key, values: BatchValues::Ints(values) });
+        self.table.get_mut(&this)?.annotations.push(BatchAnnotation::new(key, BatchValues::Ints(values)));
         Ok(())
     }
 
     fn annotate_string_field(&mut self, this: Resource<FlowBatch>, key: String, field: StringField) -> R<()> {
         let values = BatchValues::StringField(field);
-        self.table.get_mut(&this)?.annotations.push(BatchAnnotation { key, values });
+        self.table.get_mut(&this)?.annotations.push(BatchAnnotation::new(key, values));
         Ok(())
     }
 
     fn annotate_int_field(&mut self, this: Resource<FlowBatch>, key: String, field: IntField) -> R<()> {
         let values = BatchValues::IntField(field);
-        self.table.get_mut(&this)?.annotations.push(BatchAnnotation { key, values });
+        self.table.get_mut(&this)?.annotations.push(BatchAnnotation::new(key, values));
         Ok(())
     }
 

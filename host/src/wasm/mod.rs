@@ -10,6 +10,7 @@
 //! deadline, memory cap, a broken contract) kills the Store and is recovered by instantiating again from the
 //! [`wasmtime::component::InstancePre`], which costs tens of microseconds.
 
+mod attr;
 mod batch;
 mod bindings;
 mod convert;
@@ -27,6 +28,7 @@ use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+pub use attr::{Attr, AttrKey, AttrValue};
 pub use batch::{BatchAnnotation, BatchFlow, BatchValues, Change, FlowBatch, FlowIndex, apply, splice};
 pub use bindings::types::{Annotations, Attribute, Body, Outcome, Output, Severity, Value};
 pub use convert::{flow_from_wit, flow_to_wit};

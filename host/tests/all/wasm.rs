@@ -116,7 +116,7 @@ fn one_trapping_flow_costs_only_itself() {
                 assert_eq!(metrics.dropped_by_transform_count(true), 0);
                 assert!(out.iter().all(|i| i.flow().key.as_ref().unwrap().dest_port != 666));
                 assert!(
-                    out.iter().all(|i| i.attributes.iter().any(|(k, _)| k == "chaos")),
+                    out.iter().all(|i| i.attributes.iter().any(|(k, _)| &**k == "chaos")),
                     "the others were processed"
                 );
             }
@@ -469,5 +469,5 @@ fn gzipped_components_and_yaml_beside_them_are_read_from_the_directory() {
         !out.is_empty()
             && out.iter().all(|i| i.flow().key.as_ref().unwrap().action == flowgate::proto::Action::Deny as i32)
     );
-    assert!(out.iter().all(|i| i.attributes.iter().any(|(k, _)| k == "flowgate.bytes.total")), "enrich ran first");
+    assert!(out.iter().all(|i| i.attributes.iter().any(|(k, _)| &**k == "flowgate.bytes.total")), "enrich ran first");
 }

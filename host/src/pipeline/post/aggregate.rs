@@ -303,7 +303,7 @@ mod tests {
         let mut out = Vec::new();
         let f = g.flow(0, 1_500);
         let mut tagged = Item::new(f.clone());
-        tagged.attributes.push(("team".into(), crate::wasm::Value::Str("a".into())));
+        tagged.attributes.push(("team".into(), crate::wasm::AttrValue::str("a")));
         agg.add(Item::new(f.clone()), None, Instant::now(), &mut out);
         agg.add(tagged, None, Instant::now(), &mut out);
         agg.add(Item::new(f.clone()), Some("redact@sha256:1".into()), Instant::now(), &mut out);
