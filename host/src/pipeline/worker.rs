@@ -51,9 +51,12 @@ pub struct Item {
 pub enum RecordBody {
     /// The old exporter's JSON, rendered from the flow as it leaves the chain.
     FlowJson,
-    /// A structured map: a transform's own, or the attributes it added (`body: attributes`), which then share
-    /// their keys and strings with the record's attributes.
+    /// A structured map: a transform's own, or the attributes it added (`body: attributes`) where they are not
+    /// all new to the flow (they then share their keys and strings with the record's attributes).
     Structured(Vec<Attr>),
+    /// The attributes a transform added (`body: attributes`), all new to the flow: where they are in the item's
+    /// attributes. A later transform that replaces one of them turns this into [`RecordBody::Structured`] first.
+    Attributes(std::ops::Range<usize>),
     Text(String),
 }
 
@@ -162,17 +165,36 @@ impl Item {
             None => (None, None),
         };
         let attributes = batch;
+        let start = self.attributes.len();
+        // The usual case: every key is new to the flow and sent once, so the list lands as it is at the end of
+        // the attributes, and a body of the attributes can point at it there instead of holding a copy.
+        let fresh = attributes
+            .iter()
+            .enumerate()
+            .all(|(n, (key, _))| !self.attributes.iter().chain(&attributes[..n]).any(|(k, _)| k == key));
         let body = body.map(|b| match b {
             Body::FlowJson => RecordBody::FlowJson,
+            Body::Attributes if fresh => RecordBody::Attributes(start..start + attributes.len()),
             Body::Attributes => RecordBody::Structured(attributes.clone()),
             Body::Structured(list) => RecordBody::Structured(list.into_iter().map(attr).collect()),
             Body::Text(t) => RecordBody::Text(t),
         });
-        self.attributes.reserve(attributes.len());
-        for (key, value) in attributes {
-            match self.attributes.iter_mut().find(|(k, _)| *k == key) {
-                Some(slot) => slot.1 = value,
-                None => self.attributes.push((key, value)),
+        if fresh {
+            self.attributes.extend(attributes);
+        } else {
+            for (key, value) in attributes {
+                match self.attributes.iter().position(|(k, _)| *k == key) {
+                    Some(at) => {
+                        // A body pointing at this attribute keeps the value it was given.
+                        if let Some(RecordBody::Attributes(range)) = &self.body
+                            && range.contains(&at)
+                        {
+                            self.body = Some(RecordBody::Structured(self.attributes[range.clone()].to_vec()));
+                        }
+                        self.attributes[at].1 = value;
+                    }
+                    None => self.attributes.push((key, value)),
+                }
             }
         }
         if severity.is_some() {
@@ -543,6 +565,7 @@ pub fn encode_record(
             return out.push_rendered(now_unix_nanos, severity, |json| item.flow_json(json), attributes);
         }
         Some(RecordBody::Structured(attrs)) => BodyRef::KvList(attrs),
+        Some(RecordBody::Attributes(range)) => BodyRef::KvList(&item.attributes[range.clone()]),
         Some(RecordBody::Text(t)) => BodyRef::Str(t),
     };
     out.push(now_unix_nanos, severity, body, attributes);
@@ -603,5 +626,45 @@ mod tests {
         let Some(RecordBody::Structured(body)) = &item.body else { panic!("the body stays") };
         assert_eq!(body[1].1, AttrValue::str("a"), "the body as it was set");
         assert_eq!(item.severity, Some(Severity::Warn), "a later transform without a severity keeps it");
+    }
+
+    /// Attributes all new to the flow land at the end of its attributes and a body of them points there: the
+    /// record carries them twice, the item once. A later transform replacing one of them leaves the body as it was.
+    #[test]
+    fn a_body_of_new_attributes_points_at_them_until_one_is_replaced() {
+        let mut item = Item::new(Flow::default());
+        item.annotate(vec![("cluster".into(), AttrValue::str("east"))], None);
+        let batch = vec![
+            ("source.address".into(), AttrValue::str("10.0.0.1")),
+            ("destination.port".into(), AttrValue::Int(53)),
+        ];
+        item.annotate(
+            batch,
+            Some(Annotations { attributes: vec![wit("tier", "web")], severity: None, body: Some(Body::Attributes) }),
+        );
+        assert_eq!(item.body, Some(RecordBody::Attributes(1..4)));
+        let body_of = |item: &Item| {
+            let record = record(item.clone(), 1, None).unwrap();
+            let Some(opentelemetry_proto::tonic::common::v1::any_value::Value::KvlistValue(list)) =
+                record.body.and_then(|b| b.value)
+            else {
+                panic!("a structured body")
+            };
+            let keys: Vec<String> = list.values.iter().map(|kv| kv.key.clone()).collect();
+            let attributes: Vec<String> = record.attributes.iter().map(|kv| kv.key.clone()).collect();
+            (keys, list.values, attributes)
+        };
+        let (keys, before, attributes) = body_of(&item);
+        assert_eq!(keys, ["source.address", "destination.port", "tier"]);
+        assert_eq!(attributes, ["cluster", "source.address", "destination.port", "tier"]);
+
+        // Appending leaves the body where it is; replacing one of its attributes gives it its own copy first.
+        item.annotate(vec![("team".into(), AttrValue::str("dns"))], None);
+        assert_eq!(item.body, Some(RecordBody::Attributes(1..4)));
+        item.annotate(vec![("tier".into(), AttrValue::str("db"))], None);
+        assert!(matches!(item.body, Some(RecordBody::Structured(_))), "{:?}", item.body);
+        assert_eq!(item.attributes[3], ("tier".into(), AttrValue::str("db")));
+        let (_, after, _) = body_of(&item);
+        assert_eq!(after, before, "the body as the transform set it");
     }
 }
