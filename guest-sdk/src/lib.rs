@@ -210,17 +210,42 @@ impl StringColumn {
     /// past the end of `values`: no attribute from [`Flows::annotate_strings`], no change from
     /// [`Flows::set_strings`]).
     pub fn collect<'s>(per_flow: impl IntoIterator<Item = Option<&'s str>>) -> Self {
+        // Columns mostly hold a few captions: the previous flow's value, then a scan of the few seen, cost less a
+        // flow than hashing every value (SipHash in wasm); past `SCAN` distinct values, a map takes over.
+        const SCAN: usize = 16;
         let mut values: Vec<String> = Vec::new();
-        let mut seen: std::collections::HashMap<&'s str, u32> = std::collections::HashMap::new();
+        let mut seen: Vec<&'s str> = Vec::new();
+        let mut map: std::collections::HashMap<&'s str, u32> = std::collections::HashMap::new();
+        let mut last: Option<(&'s str, u32)> = None;
         let at = per_flow
             .into_iter()
-            .map(|v| match v {
-                None => u32::MAX,
-                Some(v) => *seen.entry(v).or_insert_with(|| {
+            .map(|v| {
+                let v = v?;
+                if let Some((l, n)) = last
+                    && l == v
+                {
+                    return Some(n);
+                }
+                let found = if map.is_empty() {
+                    seen.iter().position(|s| *s == v).map(|p| p as u32)
+                } else {
+                    map.get(v).copied()
+                };
+                let n = found.unwrap_or_else(|| {
+                    let n = values.len() as u32;
                     values.push(v.to_string());
-                    values.len() as u32 - 1
-                }),
+                    if map.is_empty() && seen.len() < SCAN {
+                        seen.push(v);
+                    } else {
+                        map.extend(seen.drain(..).enumerate().map(|(i, s)| (s, i as u32)));
+                        map.insert(v, n);
+                    }
+                    n
+                });
+                last = Some((v, n));
+                Some(n)
             })
+            .map(|n| n.unwrap_or(u32::MAX))
             .collect();
         StringColumn { values, at }
     }
@@ -422,4 +447,33 @@ pub fn sample_flows() -> Vec<FlowRecord> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each distinct value once, in first-seen order, whichever way it is found (the previous flow's, the scan,
+    /// the map past 16 values); `None` points past the values.
+    #[test]
+    fn a_collected_column_holds_each_value_once_in_first_seen_order() {
+        let names: Vec<String> = (0..40).map(|i| format!("v{}", i % 23)).collect();
+        let per_flow: Vec<Option<&str>> = names
+            .iter()
+            .enumerate()
+            .flat_map(|(i, n)| [Some(n.as_str()), Some(n.as_str()), (i % 5 == 0).then_some("v3"), None])
+            .collect();
+        let column = StringColumn::collect(per_flow.iter().copied());
+        let mut expected: Vec<String> = Vec::new();
+        for v in per_flow.iter().flatten() {
+            if !expected.iter().any(|e| e == v) {
+                expected.push(v.to_string());
+            }
+        }
+        assert_eq!(column.values, expected);
+        assert_eq!(column.values.len(), 23, "more than the scan holds");
+        let back: Vec<Option<&str>> =
+            column.at.iter().map(|&i| column.values.get(i as usize).map(String::as_str)).collect();
+        assert_eq!(back, per_flow);
+    }
 }
