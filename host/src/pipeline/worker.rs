@@ -139,7 +139,7 @@ impl Item {
     /// Applies a transform's changes where the flow lives: spliced into its bytes, or assigned if decoded.
     fn change(&mut self, changes: Vec<Change>) {
         if let Data::Wire(wire, _) = &self.data
-            && let Ok(spliced) = splice(wire, changes.iter().cloned())
+            && let Ok(spliced) = splice(wire, &changes)
         {
             self.data = Data::Wire(Bytes::from(spliced), None);
             return;

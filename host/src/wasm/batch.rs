@@ -176,15 +176,16 @@ pub struct BatchFlow {
     pub index: FlowIndex,
 }
 
-/// A change a transform asked for, applied after its call.
+/// A change a transform asked for, applied after its call. Strings are shared: a column setter's value, or a label
+/// of the batch's label column, serves every flow it is set on without a copy.
 #[derive(Debug, Clone)]
 pub enum Change {
-    String(StringField, String),
+    String(StringField, Arc<str>),
     Int(IntField, i64),
     Action(Action),
     Reporter(Reporter),
     Endpoint(EndpointField, EndpointType),
-    Labels(LabelsField, Vec<String>),
+    Labels(LabelsField, Vec<Arc<str>>),
     Policies(PoliciesField, Vec<PolicyHit>),
 }
 
@@ -260,7 +261,7 @@ pub struct FlowBatch {
     changes: Vec<(u32, Change)>,
     annotations: Vec<BatchAnnotation>,
     /// The values of the `all-labels` columns fetched in this call, by [`LabelsField`] position.
-    label_values: [Option<Vec<String>>; 2],
+    label_values: [Option<Vec<Arc<str>>>; 2],
 }
 
 impl FlowBatch {
@@ -382,7 +383,7 @@ impl types::HostBatch for GuestState {
             }
         }
         starts.push(at.len() as u32);
-        b.label_values[field as usize] = Some(values.clone());
+        b.label_values[field as usize] = Some(values.iter().map(|v| Arc::from(v.as_str())).collect());
         Ok(types::LabelsColumn { values, at, starts })
     }
 
@@ -400,7 +401,7 @@ impl types::HostBatch for GuestState {
         let labels = values
             .iter()
             .map(|&i| column.get(i as usize).cloned())
-            .collect::<Option<Vec<String>>>()
+            .collect::<Option<Vec<Arc<str>>>>()
             .ok_or_else(|| wasmtime::format_err!("a label index past the {field:?} column"))?;
         b.change(flow, Change::Labels(field, labels))
     }
@@ -448,7 +449,7 @@ impl types::HostBatch for GuestState {
     }
 
     fn set_string(&mut self, this: Resource<FlowBatch>, flow: u32, field: StringField, value: String) -> R<()> {
-        self.table.get_mut(&this)?.change(flow, Change::String(field, value))
+        self.table.get_mut(&this)?.change(flow, Change::String(field, value.into()))
     }
 
     fn set_strings(&mut self, this: Resource<FlowBatch>, field: StringField, values: StringColumn) -> R<()> {
@@ -456,8 +457,9 @@ impl types::HostBatch for GuestState {
         if values.at.len() != b.flows.len() {
             return Err(wasmtime::format_err!("set-strings: {} entries for {} flows", values.at.len(), b.flows.len()));
         }
+        let shared = shared(values.values);
         for (i, &at) in values.at.iter().enumerate() {
-            if let Some(v) = values.values.get(at as usize) {
+            if let Some(v) = shared.get(at as usize) {
                 b.changes.push((i as u32, Change::String(field, v.clone())));
             }
         }
@@ -487,7 +489,7 @@ impl types::HostBatch for GuestState {
     }
 
     fn set_labels(&mut self, this: Resource<FlowBatch>, flow: u32, field: LabelsField, value: Vec<String>) -> R<()> {
-        self.table.get_mut(&this)?.change(flow, Change::Labels(field, value))
+        self.table.get_mut(&this)?.change(flow, Change::Labels(field, value.into_iter().map(Arc::from).collect()))
     }
 
     fn set_policies(
@@ -552,7 +554,7 @@ pub fn apply(flow: &mut Flow, changes: impl IntoIterator<Item = Change>) {
                     StringField::DestServiceNamespace => &mut key.dest_service_namespace,
                     StringField::DestServicePortName => &mut key.dest_service_port_name,
                     StringField::Proto => &mut key.proto,
-                } = v
+                } = v.to_string()
             }
             Change::Int(field, v) => {
                 *match field {
@@ -577,8 +579,10 @@ pub fn apply(flow: &mut Flow, changes: impl IntoIterator<Item = Change>) {
             Change::Endpoint(EndpointField::DestType, e) => {
                 key.dest_type = convert::endpoint_from(e).unwrap_or(key.dest_type)
             }
-            Change::Labels(LabelsField::SourceLabels, v) => flow.source_labels = v,
-            Change::Labels(LabelsField::DestLabels, v) => flow.dest_labels = v,
+            Change::Labels(LabelsField::SourceLabels, v) => {
+                flow.source_labels = v.iter().map(|s| s.to_string()).collect()
+            }
+            Change::Labels(LabelsField::DestLabels, v) => flow.dest_labels = v.iter().map(|s| s.to_string()).collect(),
             Change::Policies(field, v) => {
                 let trace = key.policies.get_or_insert_with(Default::default);
                 let list = match field {
@@ -595,35 +599,35 @@ pub fn apply(flow: &mut Flow, changes: impl IntoIterator<Item = Change>) {
 /// changed are copied as they are, changed ones are written in their place, in field-number order and without
 /// proto3 defaults, as Go's `proto.Marshal` and prost write them (the renderer's fast path expects that order).
 /// Only a policy-list change decodes that list (to give `unknown` kinds and actions back their numbers).
-pub fn splice(wire: &[u8], changes: impl IntoIterator<Item = Change>) -> Result<Vec<u8>, WireError> {
+pub fn splice(wire: &[u8], changes: &[Change]) -> Result<Vec<u8>, WireError> {
     use prost::encoding::{encode_key, encode_varint};
 
     /// What a changed field becomes, by field number: top-level (`flow`) and in the key.
     #[derive(Default)]
-    struct Edits {
-        flow: Vec<(u32, Field)>,
-        key: Vec<(u32, Field)>,
-        policies: Vec<(PoliciesField, Vec<PolicyHit>)>,
+    struct Edits<'c> {
+        flow: Vec<(u32, Field<'c>)>,
+        key: Vec<(u32, Field<'c>)>,
+        policies: Vec<(PoliciesField, &'c [PolicyHit])>,
     }
-    enum Field {
+    enum Field<'c> {
         Varint(u64),
-        Bytes(Vec<u8>),
+        Bytes(&'c [u8]),
         /// A message field: written even when empty (it is present), as prost writes `Some(default)`.
         Message(Vec<u8>),
-        Strings(Vec<String>),
+        Strings(&'c [Arc<str>]),
     }
-    fn set(list: &mut Vec<(u32, Field)>, n: u32, f: Field) {
+    fn set<'c>(list: &mut Vec<(u32, Field<'c>)>, n: u32, f: Field<'c>) {
         list.retain(|(m, _)| *m != n);
         list.push((n, f));
     }
-    fn write(n: u32, f: &Field, out: &mut Vec<u8>) {
+    fn write(n: u32, f: &Field<'_>, out: &mut Vec<u8>) {
         match f {
             Field::Varint(0) => {}
             Field::Varint(v) => {
                 encode_key(n, prost::encoding::WireType::Varint, out);
                 encode_varint(*v, out);
             }
-            Field::Bytes(b) if b.is_empty() => {}
+            Field::Bytes([]) => {}
             Field::Bytes(b) => {
                 encode_key(n, prost::encoding::WireType::LengthDelimited, out);
                 encode_varint(b.len() as u64, out);
@@ -635,7 +639,7 @@ pub fn splice(wire: &[u8], changes: impl IntoIterator<Item = Change>) -> Result<
                 out.extend_from_slice(b);
             }
             Field::Strings(list) => {
-                for s in list {
+                for s in list.iter() {
                     encode_key(n, prost::encoding::WireType::LengthDelimited, out);
                     encode_varint(s.len() as u64, out);
                     out.extend_from_slice(s.as_bytes());
@@ -644,7 +648,7 @@ pub fn splice(wire: &[u8], changes: impl IntoIterator<Item = Change>) -> Result<
         }
     }
     /// `msg` with the fields in `edits` replaced, in field order.
-    fn rewrite(msg: &[u8], edits: &mut [(u32, Field)], out: &mut Vec<u8>) -> Result<(), WireError> {
+    fn rewrite(msg: &[u8], edits: &mut [(u32, Field<'_>)], out: &mut Vec<u8>) -> Result<(), WireError> {
         edits.sort_by_key(|(n, _)| *n);
         let mut next = 0;
         let mut r = Reader::new(msg);
@@ -669,8 +673,8 @@ pub fn splice(wire: &[u8], changes: impl IntoIterator<Item = Change>) -> Result<
 
     let mut e = Edits::default();
     for change in changes {
-        match change {
-            Change::String(field, v) => set(&mut e.key, KEY_STRINGS[field as usize], Field::Bytes(v.into_bytes())),
+        match *change {
+            Change::String(field, ref v) => set(&mut e.key, KEY_STRINGS[field as usize], Field::Bytes(v.as_bytes())),
             Change::Int(IntField::DestPort, v) => set(&mut e.key, 7, Field::Varint(v as u64)),
             Change::Int(IntField::DestServicePort, v) => set(&mut e.key, 11, Field::Varint(v as u64)),
             Change::Int(field, v) => {
@@ -697,10 +701,10 @@ pub fn splice(wire: &[u8], changes: impl IntoIterator<Item = Change>) -> Result<
                     set(&mut e.key, number, Field::Varint(n as i64 as u64))
                 }
             }
-            Change::Labels(field, v) => {
+            Change::Labels(field, ref v) => {
                 set(&mut e.flow, if field == LabelsField::SourceLabels { 4 } else { 5 }, Field::Strings(v))
             }
-            Change::Policies(field, v) => {
+            Change::Policies(field, ref v) => {
                 e.policies.retain(|(f, _)| *f != field);
                 e.policies.push((field, v));
             }
@@ -731,7 +735,7 @@ pub fn splice(wire: &[u8], changes: impl IntoIterator<Item = Change>) -> Result<
                 PoliciesField::EnforcedPolicies => &mut trace.enforced_policies,
                 PoliciesField::PendingPolicies => &mut trace.pending_policies,
             };
-            *list = convert::hits_from(hits, list);
+            *list = convert::hits_from(hits.to_vec(), list);
         }
         set(&mut e.key, 15, Field::Message(trace.encode_to_vec()));
     }
@@ -834,7 +838,7 @@ mod tests {
             vec![Change::String(StringField::SourceName, "anon-1".into())],
             vec![
                 Change::String(StringField::SourceNamespace, "a".into()),
-                Change::String(StringField::Proto, String::new()),
+                Change::String(StringField::Proto, "".into()),
                 Change::String(StringField::SourceNamespace, "b".into()),
             ],
             vec![
@@ -868,7 +872,7 @@ mod tests {
             for changes in &change_sets {
                 let mut want = flow.clone();
                 apply(&mut want, changes.clone());
-                let got = splice(&wire, changes.clone()).unwrap();
+                let got = splice(&wire, changes).unwrap();
                 assert_eq!(got, want.encode_to_vec(), "flow {i}, {changes:?}");
             }
         }
