@@ -220,11 +220,11 @@ impl StringColumn {
         let at = per_flow
             .into_iter()
             .map(|v| {
-                let v = v?;
+                let Some(v) = v else { return u32::MAX };
                 if let Some((l, n)) = last
                     && l == v
                 {
-                    return Some(n);
+                    return n;
                 }
                 let found = if map.is_empty() {
                     seen.iter().position(|s| *s == v).map(|p| p as u32)
@@ -243,9 +243,8 @@ impl StringColumn {
                     n
                 });
                 last = Some((v, n));
-                Some(n)
+                n
             })
-            .map(|n| n.unwrap_or(u32::MAX))
             .collect();
         StringColumn { values, at }
     }

@@ -352,7 +352,7 @@ fn judge(bucket: i64, results: &[Bytes], shared: &Shared, growth: Growth, metric
 /// difference (grown), or nothing. `None` also when the ledger does not judge the bucket.
 pub(super) fn late(
     ledger: &mut Ledger,
-    raw: RawFlow,
+    mut raw: RawFlow,
     fp: u64,
     growth: Growth,
     metrics: &Metrics,
@@ -362,11 +362,8 @@ pub(super) fn late(
         Verdict::Known => None,
         Verdict::New => {
             metrics.flows_late("new", found_by);
-            {
-                let mut raw = raw;
-                raw.origin = Origin::Late;
-                Some(raw)
-            }
+            raw.origin = Origin::Late;
+            Some(raw)
         }
         Verdict::Grown(delta) => {
             metrics.flows_late("growth", found_by);

@@ -579,10 +579,12 @@ pub fn apply(flow: &mut Flow, changes: impl IntoIterator<Item = Change>) {
             Change::Endpoint(EndpointField::DestType, e) => {
                 key.dest_type = convert::endpoint_from(e).unwrap_or(key.dest_type)
             }
-            Change::Labels(LabelsField::SourceLabels, v) => {
-                flow.source_labels = v.iter().map(|s| s.to_string()).collect()
+            Change::Labels(field, v) => {
+                *match field {
+                    LabelsField::SourceLabels => &mut flow.source_labels,
+                    LabelsField::DestLabels => &mut flow.dest_labels,
+                } = v.iter().map(|s| s.to_string()).collect()
             }
-            Change::Labels(LabelsField::DestLabels, v) => flow.dest_labels = v.iter().map(|s| s.to_string()).collect(),
             Change::Policies(field, v) => {
                 let trace = key.policies.get_or_insert_with(Default::default);
                 let list = match field {
