@@ -9,6 +9,7 @@
 //! cluster or a filter matching nothing may never send.
 
 pub mod cursor;
+mod grpc;
 pub mod ledger;
 pub mod reconcile;
 mod resume;
@@ -370,19 +371,16 @@ pub async fn probe(cfg: &GoldmaneConfig) -> Result<(), StreamError> {
     }
 }
 
-/// `/goldmane.Flows/Stream`, yielding each `FlowResult` as its protobuf bytes: flows are rendered from the wire
-/// without being decoded into structs (see `render`).
+/// `/goldmane.Flows/Stream`, yielding each `FlowResult` as its protobuf bytes, a slice of the DATA frame it came
+/// in: flows are rendered from the wire without being decoded into structs (see `render`).
 async fn open_stream(
     channel: tonic::transport::Channel,
     request: FlowStreamRequest,
-) -> Result<tonic::Streaming<Bytes>, tonic::Status> {
-    let mut grpc = tonic::client::Grpc::new(channel).max_decoding_message_size(MAX_MESSAGE_BYTES);
-    grpc.ready().await.map_err(|e| tonic::Status::unavailable(format!("channel not ready: {e}")))?;
-    let path = http::uri::PathAndQuery::from_static("/goldmane.Flows/Stream");
-    Ok(grpc.server_streaming(tonic::Request::new(request), path, RawCodec::default()).await?.into_inner())
+) -> Result<grpc::Messages, tonic::Status> {
+    grpc::server_streaming(channel, "/goldmane.Flows/Stream", &request, MAX_MESSAGE_BYTES).await
 }
 
-/// Encodes the request with prost; hands each response message on as bytes.
+/// Encodes the request with prost; hands each response message on as bytes (`Flows/List`).
 struct RawCodec<T>(std::marker::PhantomData<fn(T)>);
 
 impl<T> Default for RawCodec<T> {
