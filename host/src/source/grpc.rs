@@ -164,10 +164,10 @@ impl futures::Stream for Messages {
             match this.split() {
                 Ok(Some(message)) => return Poll::Ready(Some(Ok(message))),
                 Ok(None) => {}
-                Err(status) => this.ended = Some(Some(status)),
-            }
-            if this.ended.is_some() {
-                continue;
+                Err(status) => {
+                    this.ended = Some(Some(status));
+                    continue;
+                }
             }
             match ready!(Pin::new(&mut this.body).poll_frame(cx)) {
                 Some(Ok(frame)) => match frame.into_data() {
@@ -282,6 +282,10 @@ mod tests {
         let got = collect(Messages::of_response(response(vec![prefixed(&[0; 64]).into()], None), 63).unwrap()).await;
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].as_ref().unwrap_err().code(), Code::OutOfRange);
+        let mut gzipped = response(vec![], None);
+        gzipped.headers_mut().insert("grpc-encoding", HeaderValue::from_static("gzip"));
+        let status = Messages::of_response(gzipped, 1 << 20).err().expect("a compressed stream is refused");
+        assert_eq!(status.code(), Code::Unimplemented);
     }
 
     #[tokio::test]
