@@ -7,9 +7,14 @@
 //!
 //! Memory is bounded by design: 36 bytes a (key, bucket) entry (a 64-bit fingerprint of the encoded key and the
 //! seven counters as `u32`; values beyond `u32` are kept exactly on the side), held in a sorted vector per bucket,
-//! for the buckets of the window only (the bucket being streamed is appended to, with a 5-byte index entry a flow
-//! until it is sorted). At 100,000 flows a bucket over a 330 s window (22 buckets): 2.2 M
+//! for the buckets of the window only. At 100,000 flows a bucket over a 330 s window (22 buckets): 2.2 M
 //! entries, 76 MiB; at 10,000 flows a bucket, 7.6 MiB.
+//!
+//! One stream sends a key once a bucket (Goldmane backfills, then goes live, "with no gap and no duplicate"), so
+//! the bucket a stream brings is appended to without a lookup and sorted when the stream moves past it. A key can
+//! come again only on a later stream (a bucket half-received before a drop), or after reconciliation recorded it:
+//! a bucket someone else wrote to is sorted first, and what is appended to it after that is found through a
+//! 5-byte index entry a flow until it is sorted again.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -51,24 +56,31 @@ impl Entry {
     }
 }
 
-/// One bucket's entries: sorted by fingerprint up to `sorted`, then appended in arrival order since the last seal
-/// and found through `index` (their positions, hashed by fingerprint). A bucket is sealed when the stream moves
-/// past it: the appended entries are sorted in place, where a hash map of entries would be drained into a vector
-/// (both alive at once) and dropped. The index costs 5 bytes an appended entry, where a map's slots cost 41.
+/// One bucket's entries: sorted by fingerprint up to `sorted`, then appended in arrival order since the last seal.
+/// A bucket is sealed when the stream moves past it: the appended entries are sorted in place, where a hash map of
+/// entries would be drained into a vector (both alive at once) and dropped.
+///
+/// While `stream` names the stream that brought the bucket, every entry was appended by it, with no index: that
+/// stream never sends a key twice. Anything else that reads or writes the bucket seals it first; entries appended
+/// after that are found through `index` (their positions, hashed by fingerprint: 5 bytes an entry, where a map's
+/// slots cost 41).
 #[derive(Debug, Default)]
 struct Bucket {
     entries: Vec<Entry>,
     sorted: usize,
     index: HashTable<u32>,
+    stream: Option<u64>,
 }
 
 impl Bucket {
-    /// Room for about `n` entries: a bucket is about as big as the one before, so it is sized once, not grown.
-    fn with_capacity(n: usize) -> Self {
-        Bucket { entries: Vec::with_capacity(n), sorted: 0, index: HashTable::with_capacity(n) }
+    /// A bucket that `stream` brings, with room for about `n` entries: a bucket is about as big as the one before,
+    /// so it is sized once, not grown.
+    fn streamed(stream: u64, n: usize) -> Self {
+        Bucket { entries: Vec::with_capacity(n), stream: Some(stream), ..Bucket::default() }
     }
 
     fn seal(&mut self) {
+        self.stream = None;
         if self.sorted == self.entries.len() {
             return;
         }
@@ -78,8 +90,18 @@ impl Bucket {
             // Late keys found after an earlier seal: two sorted runs, which the stable sort merges in one pass.
             self.entries.sort_by_key(Entry::fp);
         }
+        // A key a stream sent twice (Goldmane promises it never does) is kept once, so lookups stay exact.
+        self.entries.dedup_by_key(|e| e.fp());
         self.sorted = self.entries.len();
         self.index = HashTable::new();
+    }
+
+    /// Sealed first when the stream that brought it has not: only that stream appends without a lookup.
+    fn searchable(&mut self) -> &mut Self {
+        if self.stream.is_some() {
+            self.seal();
+        }
+        self
     }
 
     /// Where `fp` is in `entries`.
@@ -92,22 +114,26 @@ impl Bucket {
     }
 
     fn get_mut(&mut self, fp: Fingerprint) -> Option<&mut [u32; 7]> {
-        let i = self.find(fp)?;
+        let i = self.searchable().find(fp)?;
         Some(&mut self.entries[i].counts)
     }
 
-    /// Records a new entry; false when the key was there (its counters are replaced).
-    fn put(&mut self, fp: Fingerprint, counts: [u32; 7]) -> bool {
-        if let Some(i) = self.find(fp) {
-            self.entries[i].counts = counts;
-            return false;
+    /// Records an entry; a key that was there has its counters replaced.
+    fn put(&mut self, fp: Fingerprint, counts: [u32; 7]) {
+        match self.searchable().find(fp) {
+            Some(i) => self.entries[i].counts = counts,
+            None => self.append(fp, counts),
         }
-        self.append(fp, counts);
-        true
     }
 
-    /// Records a new entry if the key is not there; false, changing nothing, when it is.
-    fn put_if_new(&mut self, fp: Fingerprint, counts: [u32; 7]) -> bool {
+    /// Records a new entry if the key is not there; false, changing nothing, when it is. `stream` is the stream
+    /// that sent it: the one that brought the bucket appends without a lookup.
+    fn put_if_new(&mut self, stream: u64, fp: Fingerprint, counts: [u32; 7]) -> bool {
+        if self.stream == Some(stream) {
+            self.entries.push(Entry::new(fp, counts));
+            return true;
+        }
+        self.searchable();
         if self.sorted > 0 && self.entries[..self.sorted].binary_search_by_key(&fp, Entry::fp).is_ok() {
             return false;
         }
@@ -150,7 +176,8 @@ pub struct Ledger {
     floor: Option<i64>,
     /// Buckets before this were forgotten.
     kept_from: Option<i64>,
-    entries: usize,
+    /// The current stream, counted from 0: a new one may send again what an earlier one sent.
+    stream: u64,
 }
 
 impl Ledger {
@@ -163,6 +190,11 @@ impl Ledger {
         self.floor
     }
 
+    /// A new stream opened: it may send again keys an earlier one sent (a bucket half-received before a drop).
+    pub fn new_stream(&mut self) {
+        self.stream += 1;
+    }
+
     /// Whether the ledger judges flows of `bucket`: from the floor on, within the window kept.
     pub fn judges(&self, bucket: i64) -> bool {
         self.floor.is_some_and(|f| bucket >= f) && self.kept_from.is_none_or(|k| bucket >= k)
@@ -171,9 +203,7 @@ impl Ledger {
     /// Records a flow handed on with these counters (or a delta's total).
     pub fn record(&mut self, bucket: i64, fp: Fingerprint, counters: &Counters) {
         let (counts, big) = compact(counters);
-        if self.buckets.entry(bucket).or_default().put(fp, counts) {
-            self.entries += 1;
-        }
+        self.buckets.entry(bucket).or_default().put(fp, counts);
         if big {
             self.big.insert((bucket, fp), *counters);
         } else if !self.big.is_empty() {
@@ -181,22 +211,23 @@ impl Ledger {
         }
     }
 
-    /// Records a streamed flow if its key is not in the bucket yet (the common case, one lookup); false, recording
-    /// nothing, when it is (then [`Ledger::classify`] says what it is).
+    /// Records a streamed flow if its key is not in the bucket yet; false, recording nothing, when it is (then
+    /// [`Ledger::classify`] says what it is). In a bucket the current stream brought, the common case, there is
+    /// nothing to look up.
     pub fn record_if_new(&mut self, bucket: i64, fp: Fingerprint, counters: &Counters) -> bool {
         let (counts, big) = compact(counters);
+        let stream = self.stream;
         // The bucket being streamed is the newest: found without a search.
         let b = match self.buckets.last_entry() {
             Some(newest) if *newest.key() == bucket => newest.into_mut(),
             newest => {
                 let size = newest.map_or(0, |b| b.get().len());
-                self.buckets.entry(bucket).or_insert_with(|| Bucket::with_capacity(size))
+                self.buckets.entry(bucket).or_insert_with(|| Bucket::streamed(stream, size))
             }
         };
-        if !b.put_if_new(fp, counts) {
+        if !b.put_if_new(stream, fp, counts) {
             return false;
         }
-        self.entries += 1;
         if big {
             self.big.insert((bucket, fp), *counters);
         }
@@ -208,7 +239,6 @@ impl Ledger {
         let b = self.buckets.entry(bucket).or_default();
         if b.get_mut(fp).is_none() {
             b.put(fp, [UNKNOWN; 7]);
-            self.entries += 1;
         }
     }
 
@@ -253,7 +283,6 @@ impl Ledger {
         let gone: usize = self.buckets.values().map(Bucket::len).sum();
         self.buckets = keep;
         self.big.retain(|(b, _), _| *b >= oldest);
-        self.entries -= gone;
         gone
     }
 
@@ -266,7 +295,7 @@ impl Ledger {
 
     /// (key, bucket) entries held.
     pub fn entries(&self) -> usize {
-        self.entries
+        self.buckets.values().map(Bucket::len).sum()
     }
 
     /// Bytes the entries take (their vectors' capacity), for the memory figures.
@@ -320,18 +349,46 @@ mod tests {
     }
 
     #[test]
-    fn recording_a_new_key_is_one_step_and_a_known_one_is_left_to_classify() {
+    fn a_key_a_later_stream_sends_again_is_known_and_left_to_classify() {
         let mut l = Ledger::default();
         l.set_floor(0);
+        l.new_stream();
         assert!(l.record_if_new(15, 1, &[1; 7]));
+        l.new_stream();
         assert!(!l.record_if_new(15, 1, &[2; 7]), "known: not recorded again");
+        assert!(l.record_if_new(15, 3, &[1; 7]), "a key the first stream had not sent is new");
+        assert!(!l.record_if_new(15, 3, &[1; 7]), "appended after the bucket was sorted: found through the index");
         assert_eq!(l.classify(15, 1, &[2; 7]), Some(Verdict::Grown([1; 7])));
         l.seal(15);
+        l.new_stream();
         assert!(!l.record_if_new(15, 1, &[3; 7]), "known once sealed too");
         let big = [5_000_000_000, 1, 1, 1, 1, 1, 1];
         assert!(l.record_if_new(15, 2, &big));
         assert_eq!(l.classify(15, 2, &big), Some(Verdict::Known), "counters beyond u32 kept exactly");
-        assert_eq!(l.entries(), 2);
+        assert_eq!(l.entries(), 3);
+    }
+
+    #[test]
+    fn the_stream_that_brings_a_bucket_appends_without_a_lookup_until_another_reads_it() {
+        let mut l = Ledger::default();
+        l.set_floor(0);
+        l.new_stream();
+        for k in 0..1_000 {
+            assert!(l.record_if_new(15, k, &[1; 7]));
+        }
+        assert!(l.buckets[&15].index.is_empty(), "no index for the stream's own bucket");
+        // One stream sends a key once a bucket; were it to send one twice, the seal keeps it once.
+        assert!(l.record_if_new(15, 7, &[1; 7]));
+        assert_eq!(l.classify(15, 7, &[1; 7]), Some(Verdict::Known), "reading the bucket seals it first");
+        assert_eq!(l.entries(), 1_000);
+        assert!(!l.record_if_new(15, 8, &[1; 7]), "sealed: the same stream's keys are looked up now");
+        assert!(l.record_if_new(15, 1_000, &[1; 7]));
+        assert!(!l.record_if_new(15, 1_000, &[1; 7]), "found through the index");
+        // Reconciliation found a late key of the bucket the stream is about to bring: the stream looks it up.
+        l.record(30, 5, &[1; 7]);
+        assert!(!l.record_if_new(30, 5, &[1; 7]), "recorded by reconciliation first");
+        assert!(l.record_if_new(30, 6, &[1; 7]));
+        assert_eq!(l.entries(), 1_003);
     }
 
     #[test]
@@ -353,10 +410,12 @@ mod tests {
         l.set_floor(0);
         // The stream's keys (even), sealed when it moves on; then late keys (odd) between them, and growth of
         // streamed ones, over two more seals.
+        l.new_stream();
         for k in (0..4_000u64).step_by(2) {
             assert!(l.record_if_new(15, fp(k), &[k as i64; 7]));
         }
-        assert!(!l.record_if_new(15, fp(10), &[0; 7]), "a key appended is found before the seal");
+        l.new_stream();
+        assert!(!l.record_if_new(15, fp(10), &[0; 7]), "a key appended is found by the next stream");
         l.seal(15);
         for round in 0..2u64 {
             for k in (1 + 2 * round..4_000).step_by(4) {

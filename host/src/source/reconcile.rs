@@ -124,8 +124,11 @@ impl Shared {
                 t.sweeps.extend(SWEEPS_AFTER_RECONNECT.map(|d| now + d));
             }
         }
-        if let (Some(f), Some(mut l)) = (floor, self.ledger()) {
-            l.set_floor(f);
+        if let Some(mut l) = self.ledger() {
+            l.new_stream();
+            if let Some(f) = floor {
+                l.set_floor(f);
+            }
         }
     }
 
