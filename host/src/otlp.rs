@@ -2,7 +2,7 @@
 //! exporter writes them, attribute values, requests (one `ExportLogsServiceRequest` a batch, with one
 //! ResourceLogs and one ScopeLogs) and their compression. It depends on no stage.
 //!
-//! Records are encoded where they are made ([`EncodedRecords`], on the pipeline's workers); a request is their
+//! Records are encoded where they are made ([`EncodedRecords`], by the pipeline); a request is their
 //! bytes behind a head written last ([`RequestEncoder::finish`]), so nothing is encoded twice.
 
 mod records;
@@ -206,7 +206,7 @@ impl RequestEncoder {
         Encoded { body, records, raw_bytes, batch: 0, traces: Vec::new() }
     }
 
-    /// The request of records made with this encoder's head room in front, as a pipeline worker makes a chunk's
+    /// The request of records made with this encoder's head room in front, as the pipeline makes a chunk's
     /// and the batcher sends one that makes a whole request: the head written into the room, nothing copied.
     pub fn finish_records(&self, records: EncodedRecords) -> Encoded {
         debug_assert_eq!(records.head_room(), self.head_room(), "records made for another encoder");

@@ -1,6 +1,6 @@
 //! Log records encoded where they are made, straight into the bytes a request carries.
 //!
-//! A pipeline worker renders each flow's body and writes its record as the `log_records` field of a `ScopeLogs`
+//! The pipeline renders each flow's body and writes its record as the `log_records` field of a `ScopeLogs`
 //! (tag, length, `LogRecord`); the batcher copies those bytes into the request it is filling and writes the
 //! request's head last ([`super::RequestEncoder::finish`]). No `LogRecord` is built, no per-record string is
 //! allocated, and the only memory that crosses threads is one buffer a chunk. The bytes are those prost writes

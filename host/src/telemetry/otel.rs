@@ -7,7 +7,7 @@
 //! the registry when the SDK's periodic reader collects. Same values, same labels (as attributes).
 //!
 //! **Traces**: a span `flowgate.batch` per sampled chunk of flows (attributes `flowgate.flows`,
-//! `flowgate.records`), from the moment a pipeline worker takes it to the moment its records are handed to the
+//! `flowgate.records`), from the moment the pipeline takes it to the moment its records are handed to the
 //! batcher (event `queued`); inside it `flowgate.chain`, and inside that a `flowgate.transform` span per transform
 //! (`flowgate.transform.name`, `flowgate.flows.in`, `flowgate.flows.out`).
 //!

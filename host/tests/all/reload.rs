@@ -148,6 +148,49 @@ async fn swapping_components_under_load_loses_and_duplicates_nothing_and_a_broke
     assert!(buckets >= 3, "{buckets} buckets, {flows} flows");
 }
 
+/// Passthrough is rendered on the runtime and a chain on worker threads: a chain emptied and filled again under
+/// load moves chunks from one to the other and back, and every flow still arrives once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emptying_the_chain_under_load_and_filling_it_again_loses_and_duplicates_nothing() {
+    let (sim, dir) =
+        simulator(SimConfig { flows_per_bucket: 1_000, time_scale: 30.0, seed: 7, ..SimConfig::default() }).await;
+    let mut cm = ConfigMapDir::new(&dir.path().join("transforms"));
+    let filter = [("filter.wasm", wasm("flowgate_transform_filter.wasm"))];
+    cm.update(&filter);
+    let rx = receiver(accept_all()).await;
+    let mut raw = raw_config(&sim, &rx.base_url());
+    raw.transforms.dir = Some(cm.root.clone());
+    raw.transforms.debounce_ms = Some(100);
+    raw.transforms.workers = Some(2);
+    let mut gw = Gateway::start(resolve(raw)).await;
+    let shaped = |r: &opentelemetry_proto::tonic::logs::v1::LogRecord| provenance(r).is_some();
+    wait_until(WAIT, "the filter serving", || crate::support::log_records(&rx).len() >= 1_000).await;
+
+    // Mid-stream (2,000 flows a second) the ConfigMap empties: passthrough, then the filter again.
+    cm.update(&[]);
+    wait_until(WAIT, "passthrough serving", || {
+        crate::support::log_records(&rx).iter().rev().take(500).all(|r| !shaped(r))
+    })
+    .await;
+    cm.update(&filter);
+    wait_until(WAIT, "the filter serving again", || {
+        crate::support::log_records(&rx).iter().rev().take(500).all(shaped)
+    })
+    .await;
+    gw.shutdown().await.unwrap();
+
+    let all = crate::support::log_records(&rx);
+    // Shaped, then not, then shaped again: runs of records by whether the chain shaped them.
+    let mut runs: Vec<bool> = all.iter().map(shaped).collect();
+    runs.dedup();
+    let from_the_filter = &runs[runs.iter().position(|&s| s).expect("records the filter shaped")..];
+    assert!(from_the_filter.len() >= 3 && runs.last() == Some(&true), "{runs:?}");
+    assert_eq!(gw.metrics.transform_reloads_count("swapped"), 3);
+    let (first, last) = expected_buckets(&sim, &sim, &gw.metrics);
+    let (buckets, flows) = assert_exactly_once(&sim, &rx.bodies(), first, last);
+    assert!(buckets >= 3, "{buckets} buckets, {flows} flows");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_explicit_chain_from_config_with_a_structured_body() {
     use flowgate::config::RawEntry;
