@@ -29,8 +29,12 @@ fn main() {
     if std::env::var_os("FLOWGATE_BENCH_CHAINS").is_some() {
         return transforms(&wire_of(&FlowGen { seed: 3, keys: FLOWS }.bucket(1_764_970_845)));
     }
+    // `FLOWGATE_BENCH_RENDER`: only the split and render rows, for an A/B of the renderer.
+    let render_only = std::env::var_os("FLOWGATE_BENCH_RENDER").is_some();
     // First, so its memory figure is not hidden by what the allocator kept from the other stages.
-    reconciliation();
+    if !render_only {
+        reconciliation();
+    }
     let flows = FlowGen { seed: 3, keys: FLOWS }.bucket(1_764_970_845);
     let wire = wire_of(&flows);
     let wire_bytes: usize = wire.iter().map(Bytes::len).sum();
@@ -75,6 +79,9 @@ fn main() {
     });
     report("reference: the table-driven renderer", render_reference, None);
     println!("{:<42} {:>8.2}x faster than the reference", "", render_reference.as_secs_f64() / render.as_secs_f64());
+    if render_only {
+        return;
+    }
 
     let index = best(|| {
         for w in &flow_wire {
