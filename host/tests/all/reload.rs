@@ -4,9 +4,10 @@ use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use flowgate::config::RawConfig;
 use flowgate::pipeline::PROVENANCE_ATTRIBUTE;
-use flowgate::receiver::accept_all;
-use flowgate::sim::SimConfig;
+use flowgate::receiver::{Receiver, accept_all};
+use flowgate::sim::{SimConfig, Simulator};
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 
 use crate::support::*;
@@ -109,18 +110,35 @@ async fn a_chain_from_the_transforms_dir_shapes_records_and_config_changes_reloa
     assert_eq!(gw.metrics.transform_reloads_count("swapped"), 2);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn swapping_components_under_load_loses_and_duplicates_nothing_and_a_broken_update_changes_nothing() {
+/// A gateway under load (1,000 flows a bucket at 30×: 2,000 flows a second) whose chain comes from a ConfigMap
+/// holding `files`, run by two workers, its configuration otherwise as `tune` leaves it.
+struct Loaded {
+    sim: Simulator,
+    _dir: tempfile::TempDir,
+    cm: ConfigMapDir,
+    rx: Receiver,
+    gw: Gateway,
+}
+
+async fn under_load(seed: u64, files: &[(&str, Vec<u8>)], tune: impl FnOnce(&mut RawConfig)) -> Loaded {
     let (sim, dir) =
-        simulator(SimConfig { flows_per_bucket: 1_000, time_scale: 30.0, seed: 4, ..SimConfig::default() }).await;
+        simulator(SimConfig { flows_per_bucket: 1_000, time_scale: 30.0, seed, ..SimConfig::default() }).await;
     let mut cm = ConfigMapDir::new(&dir.path().join("transforms"));
-    cm.update(&[("chaos.wasm", wasm("flowgate_test_guest_chaos.wasm"))]);
+    cm.update(files);
     let rx = receiver(accept_all()).await;
     let mut raw = raw_config(&sim, &rx.base_url());
     raw.transforms.dir = Some(cm.root.clone());
     raw.transforms.debounce_ms = Some(100);
     raw.transforms.workers = Some(2);
-    let mut gw = Gateway::start(resolve(raw)).await;
+    tune(&mut raw);
+    let gw = Gateway::start(resolve(raw)).await;
+    Loaded { sim, _dir: dir, cm, rx, gw }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swapping_components_under_load_loses_and_duplicates_nothing_and_a_broken_update_changes_nothing() {
+    let Loaded { sim, _dir, mut cm, rx, mut gw } =
+        under_load(4, &[("chaos.wasm", wasm("flowgate_test_guest_chaos.wasm"))], |_| {}).await;
     wait_until(WAIT, "chaos serving", || rx.bodies().len() >= 1_000).await;
 
     // Mid-stream (2,000 flows a second), the ConfigMap switches to the filter (which keeps every flow).
@@ -152,17 +170,8 @@ async fn swapping_components_under_load_loses_and_duplicates_nothing_and_a_broke
 /// load moves chunks from one to the other and back, and every flow still arrives once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn emptying_the_chain_under_load_and_filling_it_again_loses_and_duplicates_nothing() {
-    let (sim, dir) =
-        simulator(SimConfig { flows_per_bucket: 1_000, time_scale: 30.0, seed: 7, ..SimConfig::default() }).await;
-    let mut cm = ConfigMapDir::new(&dir.path().join("transforms"));
     let filter = [("filter.wasm", wasm("flowgate_transform_filter.wasm"))];
-    cm.update(&filter);
-    let rx = receiver(accept_all()).await;
-    let mut raw = raw_config(&sim, &rx.base_url());
-    raw.transforms.dir = Some(cm.root.clone());
-    raw.transforms.debounce_ms = Some(100);
-    raw.transforms.workers = Some(2);
-    let mut gw = Gateway::start(resolve(raw)).await;
+    let Loaded { sim, _dir, mut cm, rx, mut gw } = under_load(7, &filter, |_| {}).await;
     let shaped = |r: &opentelemetry_proto::tonic::logs::v1::LogRecord| provenance(r).is_some();
     wait_until(WAIT, "the filter serving", || crate::support::log_records(&rx).len() >= 1_000).await;
 
@@ -225,8 +234,7 @@ async fn editing_the_config_files_chain_reloads_it() {
     };
     std::fs::write(&file, chain_yaml("chaos", "flowgate_test_guest_chaos.wasm")).unwrap();
     let mut raw = raw_config(&sim, &rx.base_url());
-    raw.transforms =
-        flowgate::config::RawConfig::from_yaml(&std::fs::read_to_string(&file).unwrap(), &file).unwrap().transforms;
+    raw.transforms = RawConfig::from_yaml(&std::fs::read_to_string(&file).unwrap(), &file).unwrap().transforms;
     raw.transforms.debounce_ms = Some(100);
     let mut cfg = resolve(raw);
     cfg.transforms.config_file = Some(file.clone());
@@ -304,19 +312,12 @@ async fn a_misspelt_transform_config_key_is_refused_at_startup_and_on_reload() {
 /// the rescans; the next change to them is built and served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_component_swapped_in_under_load_is_rolled_back_with_nothing_lost() {
-    let (sim, dir) =
-        simulator(SimConfig { flows_per_bucket: 1_000, time_scale: 30.0, seed: 11, ..SimConfig::default() }).await;
-    let mut cm = ConfigMapDir::new(&dir.path().join("transforms"));
     let filter = ("filter.wasm", wasm("flowgate_transform_filter.wasm"));
-    cm.update(std::slice::from_ref(&filter));
-    let rx = receiver(accept_all()).await;
-    let mut raw = raw_config(&sim, &rx.base_url());
-    raw.transforms.dir = Some(cm.root.clone());
-    raw.transforms.debounce_ms = Some(100);
-    raw.transforms.resync_interval_ms = Some(300);
-    raw.transforms.workers = Some(2);
-    raw.transforms.rollback.window_ms = Some(30_000);
-    let mut gw = Gateway::start(resolve(raw)).await;
+    let Loaded { sim, _dir, mut cm, rx, mut gw } = under_load(11, std::slice::from_ref(&filter), |raw| {
+        raw.transforms.resync_interval_ms = Some(300);
+        raw.transforms.rollback.window_ms = Some(30_000);
+    })
+    .await;
     wait_until(WAIT, "filter serving", || rx.bodies().len() >= 1_000).await;
 
     let chaos = ("chaos.wasm", wasm("flowgate_test_guest_chaos.wasm"));
