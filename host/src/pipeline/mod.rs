@@ -70,6 +70,14 @@ pub struct PipelineOptions {
     pub tracing: Option<crate::telemetry::otel::Tracing>,
 }
 
+impl PipelineOptions {
+    /// Whether flows go out as the old exporter's records: no chain (`chain` is the one serving), no flow metrics,
+    /// no aggregation.
+    fn passes_through(&self, chain: &Chain) -> bool {
+        self.post.is_none() && chain.is_empty()
+    }
+}
+
 /// What the pipeline hands the batcher: records (encoded), and the source chunks they complete (for the stream
 /// cursor).
 #[derive(Debug, Default)]
@@ -124,7 +132,7 @@ pub async fn run(
     });
     while let Some(chunk) = input.recv().await {
         let chain = opts.chain.get();
-        if opts.post.is_none() && chain.is_empty() {
+        if opts.passes_through(&chain) {
             // Rendered here: a chunk of 512 flows takes well under a millisecond (the batcher compresses a
             // request on the runtime too), and handing it to a worker thread and back cost 4-9% more CPU a flow
             // end to end (medians of paired `flowgate-e2e` runs).
@@ -204,7 +212,7 @@ fn worker_loop(
         // One worker waits on the queue at a time; the others wait for the lock.
         let Some(chunk) = jobs.lock().expect("jobs lock").blocking_recv() else { return };
         let chain = opts.chain.get();
-        if opts.post.is_none() && chain.is_empty() {
+        if opts.passes_through(&chain) {
             // The chain was emptied after the chunk was queued.
             let out = passthrough_chunk(chunk, &chain, metrics, opts);
             if !out.is_empty() && output.blocking_send(out).is_err() {
