@@ -236,9 +236,9 @@ impl Ledger {
 
     /// A flow handed on whose counters are not known (a restarted gateway's cursor names only identities).
     pub fn record_unknown(&mut self, bucket: i64, fp: Fingerprint) {
-        let b = self.buckets.entry(bucket).or_default();
-        if b.get_mut(fp).is_none() {
-            b.put(fp, [UNKNOWN; 7]);
+        let b = self.buckets.entry(bucket).or_default().searchable();
+        if b.find(fp).is_none() {
+            b.append(fp, [UNKNOWN; 7]);
         }
     }
 
