@@ -2,7 +2,7 @@
 SHELL := /usr/bin/env bash
 .SHELLFLAGS := -euo pipefail -c
 
-.PHONY: test disk demo bench bench-e2e lint otelcol toolchain transforms chart docker-check deny deny-advisories fuzz
+.PHONY: test disk demo bench bench-e2e lint otelcol toolchain build-deps transforms chart docker-check deny deny-advisories fuzz
 
 ## Everything CI checks, installing what it needs first. One build, no incremental state (CI builds once; it
 ## would add ~0.8 GB); the disk report brackets the run, as a full disk shows up as a linker crash, not a message.
@@ -53,17 +53,17 @@ docker-check:
 	tools/docker/check.py
 
 ## The demo: simulated Goldmane -> Flowgate -> embedded OTLP receiver, on loopback.
-demo:
+demo: build-deps
 	cargo run --locked -- demo
 
 ## Host path benchmark (release build), prints figures. Its stages run back to back with pauses between rounds,
 ## on jemalloc's defaults (freed pages kept 10 s), so no round faults its pages in again, as a gateway under load
 ## does not.
-bench:
+bench: build-deps
 	cargo run --locked --release --bin flowgate-bench
 
 ## The gateway end to end (release binary, stand-in Goldmane, counting receiver): CPU per flow, RSS, ratios.
-bench-e2e:
+bench-e2e: build-deps
 	cargo build --locked --release --bin flowgate --bin flowgate-e2e
 	target/release/flowgate-e2e
 
@@ -75,10 +75,13 @@ lint:
 otelcol:
 	tools/otelcol/build.sh
 
-## Rust components the build needs.
-toolchain:
+## Rust components the build needs, and the tools ISA-L's build needs (nasm, autotools; installed if missing).
+toolchain: build-deps
 	rustup component add rustfmt clippy
 	rustup target add wasm32-wasip2
+
+build-deps:
+	tools/build-deps.sh
 
 ## Example transforms and the test guests, as components (target/wasm32-wasip2/transform/*.wasm).
 TRANSFORM_CRATES := $(foreach d,$(wildcard transforms/*/Cargo.toml host/tests/guests/*/Cargo.toml),-p $(shell sed -n 's/^name = "\(.*\)"/\1/p' $(d) | head -1))

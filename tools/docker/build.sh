@@ -6,6 +6,7 @@ set -euo pipefail
 out=${1:?usage: build.sh OUT_DIR}
 profile=${FLOWGATE_PROFILE:-release}
 cd "$(dirname "$0")/../.."
+tools/build-deps.sh
 rustup target add wasm32-wasip2
 cargo build --locked --profile "$profile" --bin flowgate
 transforms=(filter redact enrich semconv ocsf ecs)

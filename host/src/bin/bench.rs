@@ -292,8 +292,13 @@ fn compression_levels(wire: &[Bytes]) {
             ns / saved
         );
     };
+    for level in flowgate::otlp::gzip::LEVELS {
+        row(format!("gzip level {level} ({})", flowgate::otlp::GZIP_BACKEND), &|r| {
+            flowgate::otlp::gzip::compress(r, level)
+        });
+    }
     for level in [1, 4, 6] {
-        row(format!("gzip level {level} (flate2, {})", flowgate::otlp::GZIP_BACKEND), &|r| {
+        row(format!("gzip level {level} (flate2 with zlib-rs)"), &|r| {
             use std::io::Write as _;
             let mut enc =
                 flate2::write::GzEncoder::new(Vec::with_capacity(r.len() / 4), flate2::Compression::new(level));

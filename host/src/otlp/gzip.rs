@@ -1,0 +1,88 @@
+//! gzip by ISA-L's igzip, one request at a time (stateless: the whole input in, the whole member out).
+//!
+//! At its level 1 igzip compresses these requests about twice as fast as zlib-rs at level 1 and into fewer bytes
+//! (156 against 196 B a 1,187 B record; `make bench`, "compressing OTLP requests").
+
+use isal::{Codec, CompressionLevel};
+
+/// igzip's levels, as `isal-rs` offers them: 0 (no Huffman table fitted to the data), 1 and 3.
+pub const LEVELS: [u32; 3] = [0, 1, 3];
+
+/// The gzip member of `raw`, compressed at igzip `level` (one of [`LEVELS`]).
+///
+/// # Panics
+/// If `level` is not one of [`LEVELS`].
+pub fn compress(raw: &[u8], level: u32) -> Vec<u8> {
+    let level = match level {
+        0 => CompressionLevel::Zero,
+        1 => CompressionLevel::One,
+        3 => CompressionLevel::Three,
+        _ => panic!("igzip has no level {level}"),
+    };
+    // One call compresses it all, so the output must fit at once. Zeroing room for the worst case would cost
+    // ~8% of the compression: requests shrink 6–8×, so a quarter of the input is tried first.
+    let mut out = vec![0; raw.len() / 4 + 1024];
+    if let Ok(len) = isal::compress_into(raw, &mut out, level, Codec::Gzip) {
+        out.truncate(len);
+        return out;
+    }
+    // Input that does not compress is stored: 5 B of block header per 64 KiB, plus the gzip header and
+    // trailer and one block's Huffman header at most.
+    out = vec![0; raw.len() + raw.len() / 0xffff * 5 + 5 + 18 + 328];
+    let len = isal::compress_into(raw, &mut out, level, Codec::Gzip).expect("the output fits igzip's bound");
+    out.truncate(len);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read as _;
+
+    use super::*;
+
+    fn gunzip(body: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(body).read_to_end(&mut out).expect("a valid gzip member");
+        out
+    }
+
+    #[test]
+    fn every_level_round_trips_through_another_inflater() {
+        let text: Vec<u8> =
+            (0..20_000u32).flat_map(|i| format!("{{\"flow\":{i},\"ns\":\"a{}\"}}", i % 7).into_bytes()).collect();
+        for level in LEVELS {
+            let body = compress(&text, level);
+            assert_eq!(&body[..2], [0x1f, 0x8b], "gzip magic at level {level}");
+            assert!(body.len() < text.len() / 4, "level {level}: {} of {} B", body.len(), text.len());
+            assert_eq!(gunzip(&body), text, "level {level}");
+        }
+    }
+
+    #[test]
+    fn input_that_does_not_compress_fits_the_bound() {
+        // xorshift bytes: incompressible, so igzip stores them and the output is longer than the input.
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let noise: Vec<u8> = (0..300_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        for level in LEVELS {
+            assert_eq!(gunzip(&compress(&noise, level)), noise, "level {level}");
+        }
+        assert_eq!(gunzip(&compress(&[], 1)), Vec::<u8>::new());
+    }
+
+    #[test]
+    fn a_thread_reuses_its_buffer_across_levels_and_sizes() {
+        let a = b"abcabcabcabcabc".repeat(1000);
+        let b = b"xyz".repeat(10);
+        for level in [3, 1, 0, 1] {
+            assert_eq!(gunzip(&compress(&a, level)), a);
+            assert_eq!(gunzip(&compress(&b, level)), b);
+        }
+    }
+}
