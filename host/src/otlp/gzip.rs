@@ -21,8 +21,9 @@ pub fn compress(raw: &[u8], level: u32) -> Vec<u8> {
         3 => CompressionLevel::Three,
         _ => panic!("igzip has no level {level}"),
     };
-    // One call compresses it all, so the output must fit at once. Zeroing room for the worst case would cost
-    // ~8% of the compression: requests shrink 6–8×, so a quarter of the input is tried first.
+    // One call compresses it all, so the output must fit at once. Room for the worst case, zeroed as `isal-rs`
+    // takes it, would mean zeroing as many bytes as the request has; requests shrink 6–8×, so a quarter of the
+    // input's size is tried first.
     let mut out = vec![0; raw.len() / 4 + 1024];
     if let Ok(len) = isal::compress_into(raw, &mut out, level, Codec::Gzip) {
         out.truncate(len);
@@ -73,18 +74,10 @@ mod tests {
             })
             .collect();
         for level in LEVELS {
-            assert_eq!(gunzip(&compress(&noise, level)), noise, "level {level}");
+            let body = compress(&noise, level);
+            assert!(body.len() > noise.len() / 4 + 1024, "level {level}: the first, smaller output fitted");
+            assert_eq!(gunzip(&body), noise, "level {level}");
         }
         assert_eq!(gunzip(&compress(&[], 1)), Vec::<u8>::new());
-    }
-
-    #[test]
-    fn a_thread_reuses_its_buffer_across_levels_and_sizes() {
-        let a = b"abcabcabcabcabc".repeat(1000);
-        let b = b"xyz".repeat(10);
-        for level in [3, 1, 0, 1] {
-            assert_eq!(gunzip(&compress(&a, level)), a);
-            assert_eq!(gunzip(&compress(&b, level)), b);
-        }
     }
 }
