@@ -85,7 +85,7 @@ async fn the_policy_streams_exactly_the_flows_it_routed_with_their_attributes() 
     raw.dead_letter.endpoint = Some(format!("{}/v1/logs", dead.base_url()));
     let mut gw = Gateway::start(resolve(raw)).await;
     wait_until(WAIT, "dead letters and exports", || {
-        crate::support::log_records(&dead).len() >= 200 && main.bodies().len() >= 1_500
+        crate::support::log_records(&dead).len() >= 200 && main.body_count() >= 1_500
     })
     .await;
     gw.shutdown().await.unwrap();
@@ -128,7 +128,7 @@ async fn permanent_rejections_go_to_the_dead_letter_endpoint() {
     raw.otlp.max_in_flight = Some(1);
     raw.dead_letter.endpoint = Some(format!("{}/v1/logs", dead.base_url()));
     let mut gw = Gateway::start(resolve(raw)).await;
-    wait_until(WAIT, "later batches accepted", || main.bodies().len() >= 100).await;
+    wait_until(WAIT, "later batches accepted", || main.body_count() >= 100).await;
     gw.shutdown().await.unwrap();
 
     let rejected = gw.metrics.dropped_count(DropReason::Rejected);
@@ -166,7 +166,7 @@ async fn a_dead_letter_endpoint_that_is_down_never_holds_the_data_path() {
     raw.dead_letter.max_records = Some(20);
     raw.dead_letter.timeout_ms = Some(500);
     let mut gw = Gateway::start(resolve(raw)).await;
-    wait_until(WAIT, "exports past many dead letters", || main.bodies().len() >= 2_000).await;
+    wait_until(WAIT, "exports past many dead letters", || main.body_count() >= 2_000).await;
     assert!(gw.metrics.dead_letter_stream_count(StreamOutcome::QueueFull) > 0);
     gw.shutdown().await.unwrap();
 

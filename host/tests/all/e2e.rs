@@ -31,7 +31,7 @@ async fn every_flow_arrives_once_with_the_old_exporters_record_shape() {
     let mut gw = Gateway::start(resolve(raw)).await;
 
     let before = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64;
-    wait_until(WAIT, "three whole buckets exported", || rx.bodies().len() >= 600 && settled(&sim, &gw)).await;
+    wait_until(WAIT, "three whole buckets exported", || rx.body_count() >= 600 && settled(&sim, &gw)).await;
     let (status, ready) = gw.admin_get("/readyz").await;
     assert_eq!((status, ready.as_str()), (200, "ready\n"));
     gw.shutdown().await.unwrap();
@@ -77,14 +77,14 @@ async fn stream_cut_mid_bucket_resumes_with_no_loss_and_no_duplicate() {
     let rx = receiver(accept_all()).await;
     let mut gw = Gateway::start(resolve(raw_config(&sim, &rx.base_url()))).await;
 
-    wait_until(WAIT, "first bucket exported", || rx.bodies().len() >= 300 && settled(&sim, &gw)).await;
+    wait_until(WAIT, "first bucket exported", || rx.body_count() >= 300 && settled(&sim, &gw)).await;
     // Break the stream half-way through the next burst.
     sim.cut_after(150);
     wait_until(WAIT, "reconnected", || sim.requests().len() >= 2).await;
     let resumed_from = sim.requests()[1];
-    let received_before = rx.bodies().len();
+    let received_before = rx.body_count();
     wait_until(WAIT, "two more buckets after the cut", || {
-        rx.bodies().len() >= received_before + 600 && settled(&sim, &gw)
+        rx.body_count() >= received_before + 600 && settled(&sim, &gw)
     })
     .await;
     gw.shutdown().await.unwrap();
@@ -115,7 +115,7 @@ async fn endpoint_503_for_30_seconds_then_recovers_with_nothing_lost() {
     assert!(gw.metrics.retries_count("503") > 0);
     failing.store(false, Ordering::SeqCst);
 
-    wait_until(WAIT, "backlog exported", || settled(&sim, &gw) && rx.bodies().len() % 100 == 0).await;
+    wait_until(WAIT, "backlog exported", || settled(&sim, &gw) && rx.body_count() % 100 == 0).await;
     gw.shutdown().await.unwrap();
     for reason in [DropReason::Rejected, DropReason::Shutdown, DropReason::TooLarge] {
         assert_eq!(gw.metrics.dropped_count(reason), 0, "{reason:?}");
@@ -165,7 +165,7 @@ async fn payload_too_large_splits_the_batch_until_it_fits() {
     let mut raw = raw_config(&sim, &rx.base_url());
     raw.batch.delay_ms = Some(1_000);
     let mut gw = Gateway::start(resolve(raw)).await;
-    wait_until(WAIT, "two buckets exported", || rx.bodies().len() >= 800).await;
+    wait_until(WAIT, "two buckets exported", || rx.body_count() >= 800).await;
     // Then nothing more is sent, so the gateway can be seen caught up: with a bucket every half second and each
     // request split twice, a loaded machine may never catch up between two buckets.
     sim.stop();
@@ -190,7 +190,7 @@ async fn permanent_400_goes_to_the_dead_letter_file_and_export_continues() {
     raw.otlp.max_in_flight = Some(1);
     raw.otlp.dead_letter_path = Some(dead_letter.clone());
     let mut gw = Gateway::start(resolve(raw)).await;
-    wait_until(WAIT, "later batches accepted", || rx.bodies().len() >= 100).await;
+    wait_until(WAIT, "later batches accepted", || rx.body_count() >= 100).await;
     gw.shutdown().await.unwrap();
 
     let rejected = gw.metrics.dropped_count(DropReason::Rejected);
@@ -250,7 +250,7 @@ async fn a_full_queue_stops_the_stream_instead_of_dropping() {
     assert!(received <= 6_182, "the gateway kept reading into memory: {received} flows received");
     blocked.store(false, Ordering::SeqCst);
     // A stall loses the rest of a bucket, so whole buckets would never arrive: stop waiting and say so.
-    wait_until(WAIT, "caught up", || sim.stalled() > 0 || (settled(&sim, &gw) && rx.bodies().len() % 2_000 == 0)).await;
+    wait_until(WAIT, "caught up", || sim.stalled() > 0 || (settled(&sim, &gw) && rx.body_count() % 2_000 == 0)).await;
     assert_eq!(sim.stalled(), 0, "backpressure never outlasted the stall timeout ({stall_timeout:?})");
     gw.shutdown().await.unwrap();
     let (first, last) = expected_buckets(&sim, &sim, &gw.metrics);

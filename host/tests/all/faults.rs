@@ -93,7 +93,7 @@ async fn fault_1_endpoint_down_for_a_long_stretch_then_back() {
     .await;
     assert_eq!(gw.metrics.flows_exported.get(), 0);
     let rx = Receiver::start(TcpListener::bind(("127.0.0.1", port)).await.unwrap(), accept_all(), None).unwrap();
-    wait_until(WAIT, "everything delivered", || settled(&sim, &gw) && rx.bodies().len() >= 3_000).await;
+    wait_until(WAIT, "everything delivered", || settled(&sim, &gw) && rx.body_count() >= 3_000).await;
     gw.shutdown().await.unwrap();
     let (_, dups) =
         assert_nothing_missing("endpoint down 3 min", &sim, &rx.bodies(), expected_buckets(&sim, &sim, &gw.metrics));
@@ -118,7 +118,7 @@ async fn fault_2_throttling_too_large_slow_and_reset_requests() {
     raw.batch.max_records = Some(100);
     let mut gw = Gateway::start(resolve(raw)).await;
     // Under steady load some batch always waits out a Retry-After: stop, and let the shutdown drain.
-    wait_until(WAIT, "five buckets through a flaky endpoint", || rx.bodies().len() >= 1_500).await;
+    wait_until(WAIT, "five buckets through a flaky endpoint", || rx.body_count() >= 1_500).await;
     gw.shutdown().await.unwrap();
     let m = &gw.metrics;
     for status in ["429", "503", "413", "502"] {
@@ -236,18 +236,18 @@ async fn fault_3_sigkill_mid_burst_with_the_persistent_queue_then_restart() {
 
     let mut first = Child::start(&config, &env, dir.path().join("first.log"));
     let started = std::time::Instant::now();
-    while rx.bodies().len() < 1_500 {
+    while rx.body_count() < 1_500 {
         assert!(started.elapsed() < WAIT, "the first burst never got half exported:\n{}", first.log());
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     first.child.kill().unwrap(); // SIGKILL
     first.child.wait().unwrap();
-    let at_kill = rx.bodies().len();
+    let at_kill = rx.body_count();
     // Down for two buckets' worth of simulated time.
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     let mut second = Child::start(&config, &env, dir.path().join("second.log"));
-    wait_until(WAIT, "three more buckets exported", || rx.bodies().len() >= at_kill + 9_000).await;
+    wait_until(WAIT, "three more buckets exported", || rx.body_count() >= at_kill + 9_000).await;
     let replayed = scrape(admin, "flowgate_queue_replayed_records_total").await.unwrap_or(0.0);
     let (flows, dups) = sigterm_then_nothing_missing(&mut second, "SIGKILL mid-burst + restart", &sim, &rx).await;
     println!("fault: SIGKILL: {at_kill} received before the kill, {replayed} records replayed from disk");
@@ -290,10 +290,10 @@ async fn fault_4_stream_cut_mid_bucket_and_goldmane_restarted() {
     let (sim, _dir) = simulator(sim_config(500, 4)).await;
     let rx = receiver(accept_all()).await;
     let mut gw = Gateway::start(resolve(raw_config(&sim, &rx.base_url()))).await;
-    wait_until(WAIT, "two buckets", || rx.bodies().len() >= 1_000).await;
+    wait_until(WAIT, "two buckets", || rx.body_count() >= 1_000).await;
     sim.cut_after(200);
     wait_until(WAIT, "a reconnect after the cut", || gw.metrics.reconnects.get() >= 1).await;
-    wait_until(WAIT, "two more buckets", || rx.bodies().len() >= 2_000).await;
+    wait_until(WAIT, "two more buckets", || rx.body_count() >= 2_000).await;
 
     // Goldmane restarts: down for a second, back on the same port with the same certificates.
     let port = sim.addr.port();
@@ -301,8 +301,8 @@ async fn fault_4_stream_cut_mid_bucket_and_goldmane_restarted() {
     sim.stop();
     tokio::time::sleep(Duration::from_secs(1)).await;
     let sim2 = Simulator::start(cfg, sim.certs.clone(), bind_again(port).await).unwrap();
-    let before = rx.bodies().len();
-    wait_until(WAIT, "three buckets from the restarted Goldmane", || rx.bodies().len() >= before + 1_500).await;
+    let before = rx.body_count();
+    wait_until(WAIT, "three buckets from the restarted Goldmane", || rx.body_count() >= before + 1_500).await;
     gw.shutdown().await.unwrap();
     // Same seed: both simulators generate the same flows for a bucket.
     let range = expected_buckets(&sim, &sim2, &gw.metrics);
@@ -324,12 +324,12 @@ async fn fault_5_component_swapped_during_a_100k_flow_burst() {
     raw.transforms.debounce_ms = Some(100);
     raw.transforms.workers = Some(2);
     let mut gw = Gateway::start(resolve(raw)).await;
-    wait_until(WAIT, "a fifth of the burst exported", || rx.bodies().len() >= 20_000).await;
+    wait_until(WAIT, "a fifth of the burst exported", || rx.body_count() >= 20_000).await;
     // Kubelet-style: the new file appears whole.
     let tmp = dir.path().join("shape.wasm.tmp");
     std::fs::copy(component("flowgate_transform_redact.wasm"), &tmp).unwrap();
     std::fs::rename(&tmp, chain_dir.join("shape.wasm")).unwrap();
-    wait_until(Duration::from_secs(240), "the whole burst exported", || rx.bodies().len() >= 100_000).await;
+    wait_until(Duration::from_secs(240), "the whole burst exported", || rx.body_count() >= 100_000).await;
     gw.shutdown().await.unwrap();
     assert_eq!(gw.metrics.transform_reloads_count("swapped"), 2, "the first chain, then one swap mid-burst");
     for req in rx.accepted() {
@@ -401,7 +401,7 @@ async fn fault_6_certificates_rotated_while_streaming() {
     raw.otlp.client_cert_path = Some(file("otlp.crt"));
     raw.otlp.client_key_path = Some(file("otlp.key"));
     let mut gw = Gateway::start(resolve(raw)).await;
-    wait_until(WAIT, "two buckets over the first certificates", || rx_a.bodies().len() >= 600).await;
+    wait_until(WAIT, "two buckets over the first certificates", || rx_a.body_count() >= 600).await;
 
     // Rotation: new CAs everywhere. The files change in place; the servers restart with the new certificates.
     let gm_b = SimCerts::generate(&dir.path().join("goldmane-b")).unwrap();
@@ -418,7 +418,7 @@ async fn fault_6_certificates_rotated_while_streaming() {
     rx_a.stop();
     let sim_b = Simulator::start(cfg, gm_b.clone(), bind_again(goldmane_port).await).unwrap();
     let rx_b = Receiver::start_tls(bind_again(otlp_port).await, accept_all(), https(&otlp_b)).unwrap();
-    wait_until(WAIT, "three buckets over the rotated certificates", || rx_b.bodies().len() >= 900).await;
+    wait_until(WAIT, "three buckets over the rotated certificates", || rx_b.body_count() >= 900).await;
     gw.shutdown().await.unwrap();
     let bodies: Vec<String> = rx_a.bodies().into_iter().chain(rx_b.bodies()).collect();
     // A request the old endpoint took as it went down may be sent again to the new one (at least once).
@@ -449,7 +449,7 @@ async fn fault_7_a_transform_trapping_on_one_percent_of_flows() {
     assert_eq!(m.flows_exported.get() + dropped, m.flows_received.get());
 
     let got: std::collections::HashSet<(String, i64)> = rx.bodies().iter().map(|b| identity(b)).collect();
-    assert_eq!(got.len(), rx.bodies().len(), "no duplicate");
+    assert_eq!(got.len(), rx.body_count(), "no duplicate");
     let generator = sim.flow_gen();
     let mut buckets: Vec<i64> = got.iter().map(|(_, s)| *s).collect();
     buckets.sort();
@@ -582,7 +582,7 @@ async fn fault_9_goldmane_restarts_and_felix_nodes_replay_late() {
     let (sim, _dir) = simulator(cfg.clone()).await;
     let rx = receiver(accept_all()).await;
     let mut gw = Gateway::start(resolve(raw_config(&sim, &rx.base_url()))).await;
-    wait_until(WAIT, "two live buckets", || rx.bodies().len() >= 800).await;
+    wait_until(WAIT, "two live buckets", || rx.body_count() >= 800).await;
     let first = rx.bodies().iter().map(|b| identity(b).1).min().unwrap();
 
     // Goldmane has no SIGTERM handler: it is gone at once, with every bucket; back a second (30 s) later.
@@ -629,18 +629,18 @@ async fn fault_10_sigkill_with_only_the_cursor_directory_then_restart() {
 
     let mut first = Child::start(&config, &env, dir.path().join("first.log"));
     let started = std::time::Instant::now();
-    while rx.bodies().len() < 1_500 {
+    while rx.body_count() < 1_500 {
         assert!(started.elapsed() < WAIT, "the first burst never got half exported:\n{}", first.log());
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     first.child.kill().unwrap(); // SIGKILL: the in-memory queue is gone
     first.child.wait().unwrap();
-    let at_kill = rx.bodies().len();
+    let at_kill = rx.body_count();
     assert!(state.join("cursor").exists(), "the cursor file is kept in the state directory");
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     let mut second = Child::start(&config, &env, dir.path().join("second.log"));
-    wait_until(WAIT, "three more buckets exported", || rx.bodies().len() >= at_kill + 9_000).await;
+    wait_until(WAIT, "three more buckets exported", || rx.body_count() >= at_kill + 9_000).await;
     let (flows, dups) = sigterm_then_nothing_missing(&mut second, "SIGKILL, cursor directory only", &sim, &rx).await;
     assert!(flows >= 9_000);
     // Unknowable to the gateway: the batches in flight at the kill (max_in_flight 2; the endpoint may have taken

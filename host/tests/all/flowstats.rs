@@ -112,7 +112,7 @@ async fn flow_metrics_equal_totals_computed_by_hand_from_the_exported_flows() {
     let mut raw = raw_config(&sim, &rx.base_url());
     raw.flow_metrics.enabled = Some(true);
     let mut gw = Gateway::start(resolve(raw)).await;
-    wait_until(WAIT, "three buckets exported", || rx.bodies().len() >= 900 && settled(&sim, &gw)).await;
+    wait_until(WAIT, "three buckets exported", || rx.body_count() >= 900 && settled(&sim, &gw)).await;
     gw.shutdown().await.unwrap();
 
     let bodies = rx.bodies();
@@ -146,7 +146,7 @@ async fn the_series_bound_folds_the_rest_into_overflow_and_keeps_the_totals() {
     raw.flow_metrics.enabled = Some(true);
     raw.flow_metrics.max_series = Some(5);
     let mut gw = Gateway::start(resolve(raw)).await;
-    wait_until(WAIT, "two buckets exported", || rx.bodies().len() >= 600 && settled(&sim, &gw)).await;
+    wait_until(WAIT, "two buckets exported", || rx.body_count() >= 600 && settled(&sim, &gw)).await;
     gw.shutdown().await.unwrap();
 
     let e = expected(&rx.bodies());
@@ -188,7 +188,7 @@ async fn metric_labels_are_computed_after_redaction() {
     raw.transforms.provenance = Some(false);
     let _keep = dir;
     let mut gw = Gateway::start(resolve(raw)).await;
-    wait_until(WAIT, "two buckets exported", || rx.bodies().len() >= 400 && settled(&sim, &gw)).await;
+    wait_until(WAIT, "two buckets exported", || rx.body_count() >= 400 && settled(&sim, &gw)).await;
     gw.shutdown().await.unwrap();
 
     let text = gw.metrics.encode();
@@ -335,7 +335,7 @@ async fn flow_metrics_pushed_over_otlp_equal_prometheus_and_survive_a_failing_en
     raw.flow_metrics.otlp.interval_ms = Some(200);
     let mut gw = Gateway::start(resolve(raw)).await;
     wait_until(WAIT, "two buckets exported, metrics pushes failing", || {
-        rx.bodies().len() >= 400 && settled(&sim, &gw) && gw.metrics.flow.pushes("error") >= 2
+        rx.body_count() >= 400 && settled(&sim, &gw) && gw.metrics.flow.pushes("error") >= 2
     })
     .await;
     assert!(rx.metrics().is_empty());
@@ -394,7 +394,7 @@ async fn shutdown_pushes_the_final_flow_metrics_before_the_period_is_up() {
     raw.flow_metrics.otlp.enabled = Some(true);
     raw.flow_metrics.otlp.interval_ms = Some(600_000);
     let mut gw = Gateway::start(resolve(raw)).await;
-    wait_until(WAIT, "two buckets exported", || rx.bodies().len() >= 300 && settled(&sim, &gw)).await;
+    wait_until(WAIT, "two buckets exported", || rx.body_count() >= 300 && settled(&sim, &gw)).await;
     assert!(rx.metrics().is_empty(), "nothing pushed before the period");
     gw.shutdown().await.unwrap();
     let pushes = rx.metrics();

@@ -88,7 +88,7 @@ async fn a_chain_from_the_transforms_dir_shapes_records_and_config_changes_reloa
     raw.transforms.dir = Some(cm.root.clone());
     raw.transforms.debounce_ms = Some(100);
     let mut gw = Gateway::start(resolve(raw)).await;
-    wait_until(WAIT, "denied flows exported", || rx.bodies().len() >= 20).await;
+    wait_until(WAIT, "denied flows exported", || rx.body_count() >= 20).await;
     assert!(rx.bodies().iter().all(|b| b.contains("\"action\":\"Deny\"")), "only denied flows pass the filter");
     let digest = {
         use sha2::Digest as _;
@@ -139,7 +139,7 @@ async fn under_load(seed: u64, files: &[(&str, Vec<u8>)], tune: impl FnOnce(&mut
 async fn swapping_components_under_load_loses_and_duplicates_nothing_and_a_broken_update_changes_nothing() {
     let Loaded { sim, _dir, mut cm, rx, mut gw } =
         under_load(4, &[("chaos.wasm", wasm("flowgate_test_guest_chaos.wasm"))], |_| {}).await;
-    wait_until(WAIT, "chaos serving", || rx.bodies().len() >= 1_000).await;
+    wait_until(WAIT, "chaos serving", || rx.body_count() >= 1_000).await;
 
     // Mid-stream (2,000 flows a second), the ConfigMap switches to the filter (which keeps every flow).
     cm.update(&[("filter.wasm", wasm("flowgate_transform_filter.wasm"))]);
@@ -295,11 +295,11 @@ async fn a_misspelt_transform_config_key_is_refused_at_startup_and_on_reload() {
     raw.transforms.dir = Some(cm.root.clone());
     raw.transforms.debounce_ms = Some(100);
     let mut gw = Gateway::start(resolve(raw)).await;
-    wait_until(WAIT, "denied flows exported", || rx.bodies().len() >= 20).await;
+    wait_until(WAIT, "denied flows exported", || rx.body_count() >= 20).await;
     cm.update(&[("filter.wasm", wasm("flowgate_transform_filter.wasm")), ("filter.yaml", typo)]);
     wait_until(WAIT, "the misspelt config refused", || gw.metrics.transform_reloads_count("init") == 1).await;
-    let after = rx.bodies().len();
-    wait_until(WAIT, "still serving", || rx.bodies().len() >= after + 20).await;
+    let after = rx.body_count();
+    wait_until(WAIT, "still serving", || rx.body_count() >= after + 20).await;
     gw.shutdown().await.unwrap();
     assert!(rx.bodies().iter().all(|b| b.contains("\"action\":\"Deny\"")), "the old chain kept filtering");
     assert_eq!(gw.metrics.transform_reloads_count("swapped"), 1);
@@ -318,7 +318,7 @@ async fn a_bad_component_swapped_in_under_load_is_rolled_back_with_nothing_lost(
         raw.transforms.rollback.window_ms = Some(30_000);
     })
     .await;
-    wait_until(WAIT, "filter serving", || rx.bodies().len() >= 1_000).await;
+    wait_until(WAIT, "filter serving", || rx.body_count() >= 1_000).await;
 
     let chaos = ("chaos.wasm", wasm("flowgate_test_guest_chaos.wasm"));
     let bad = ("chaos.yaml", b"failure_policy: fail-open\nconfig:\n  error_on_port: 443\n".to_vec());

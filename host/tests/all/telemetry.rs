@@ -32,7 +32,7 @@ async fn a_full_span_queue_drops_spans_counted_and_the_flows_go_on() {
         (ENV_OTEL_BSP_MAX_QUEUE_SIZE, "1"),
     ]);
     let mut gw = Gateway::start(flowgate::config::resolve_with_env(raw, &env).unwrap()).await;
-    wait_until(Duration::from_secs(60), "three buckets exported", || rx.bodies().len() >= 900).await;
+    wait_until(Duration::from_secs(60), "three buckets exported", || rx.body_count() >= 900).await;
     gw.shutdown().await.unwrap();
 
     let m = &gw.metrics;
