@@ -200,8 +200,8 @@ impl Receiver {
     }
 
     /// Records with a string body accepted and kept so far: `bodies().len()` without copying them (0 for a
-    /// counting receiver, which keeps none). Tests poll it every 20 ms; `bodies()` copied every request each time (~120 MB near the end of a
-    /// 100,000-flow burst).
+    /// counting receiver, which keeps none). Tests poll it every 20 ms; `bodies()` copied every request each time
+    /// (~120 MB near the end of a 100,000-flow burst).
     pub fn body_count(&self) -> usize {
         self.shared.bodies.load(Ordering::SeqCst) as usize
     }
