@@ -64,7 +64,8 @@ demo: build-deps
 bench: build-deps
 	cargo run --locked --release --bin flowgate-bench
 
-## The gateway end to end (release binary, stand-in Goldmane, counting receiver): CPU per flow, RSS, ratios.
+## The gateway end to end (release binary, stand-in Goldmane, counting receiver): CPU per flow, RSS, ratios, and
+## its floor (the gateway's source and exporter without the data path).
 bench-e2e: build-deps
 	cargo build --locked --release --bin flowgate --bin flowgate-e2e
 	target/release/flowgate-e2e

@@ -5,13 +5,16 @@
 //! here that only counts records. The gateway's own CPU (utime + stime from /proc; while idle with the stream open,
 //! its threads' schedstat) and memory (VmRSS before the first flow, VmHWM at the end, VmRSS after the burst) are
 //! read from the child, so the stand-in's and the receiver's work is not counted.
-//! Every row is also a ratio to the pure data path (split -> render -> encode on one core) measured in the same run.
+//! Every row is also a ratio to the pure data path (split -> render -> encode on one core), measured just before
+//! each of its runs. The floor's row is the gateway less its data path: this binary as the child
+//! (`flowgate-e2e floor <config>`), running the gateway's own source and exporter, and posting one request rendered
+//! once for every batch; what passthrough costs beyond it is its data path in place.
 //!
 //! `cargo build --release --bin flowgate --bin flowgate-e2e && target/release/flowgate-e2e [flows-per-bucket...]`
-//! (`make bench-e2e`); `FLOWGATE_E2E_CASES=passthrough` runs one case, e.g. under `perf record -e cpu-clock -g`;
-//! `FLOWGATE_E2E_RUNS=<n>` prints each figure's median over `n` runs; `FLOWGATE_E2E_LOG=<file>` keeps the
-//! gateway's stderr (of the last run); the allocator's settings (`_RJEM_MALLOC_CONF`) and the gateway's own `FLOWGATE_*` variables
-//! reach it.
+//! (`make bench-e2e`); `FLOWGATE_E2E_CASES=floor,passthrough` runs some cases, e.g. under
+//! `perf record -e cpu-clock -g`; `FLOWGATE_E2E_RUNS=<n>` prints each figure's median over `n` runs;
+//! `FLOWGATE_E2E_LOG=<file>` keeps the gateway's stderr (of the last run); the allocator's settings
+//! (`_RJEM_MALLOC_CONF`) and the gateway's own `FLOWGATE_*` variables reach it.
 
 use std::path::Path;
 use std::pin::Pin;
@@ -44,6 +47,8 @@ const QUEUE_SAMPLE: Duration = Duration::from_millis(100);
 
 #[derive(Clone, Copy, PartialEq)]
 enum Case {
+    /// The gateway without its data path: its source and its exporter, posting one request rendered once.
+    Floor,
     Passthrough,
     Gzip,
     Zstd,
@@ -53,6 +58,7 @@ enum Case {
 impl Case {
     fn name(self) -> &'static str {
         match self {
+            Case::Floor => "floor: source + exporter",
             Case::Passthrough => "passthrough",
             Case::Gzip => "gzip",
             Case::Zstd => "zstd",
@@ -152,6 +158,9 @@ struct Row {
     case: Case,
     per_bucket: usize,
     cpu_us: f64,
+    /// The pure data path measured just before the run, and the run's CPU per flow as a multiple of it.
+    pure_ns: f64,
+    x_pure: f64,
     rate: f64,
     idle_mib: f64,
     /// CPU while idle with the stream open, in percent of one core.
@@ -176,6 +185,8 @@ impl Row {
             case: runs[0].case,
             per_bucket: runs[0].per_bucket,
             cpu_us: of(|r| r.cpu_us),
+            pure_ns: of(|r| r.pure_ns),
+            x_pure: of(|r| r.x_pure),
             rate: of(|r| r.rate),
             idle_mib: of(|r| r.idle_mib),
             idle_cpu_pct: of(|r| r.idle_cpu_pct),
@@ -194,12 +205,18 @@ const AFTER_BURST: Duration = Duration::from_secs(3);
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let [mode, config] = args.as_slice()
+        && mode == "floor"
+    {
+        return floor(Path::new(config)).await;
+    }
     let exe = std::env::current_exe()?;
     let gateway = exe.with_file_name("flowgate");
     if !gateway.exists() {
         bail!("{} is missing: cargo build --release --bin flowgate --bin flowgate-e2e", gateway.display());
     }
-    let sizes: Vec<usize> = std::env::args().skip(1).map(|a| a.parse()).collect::<Result<_, _>>()?;
+    let sizes: Vec<usize> = args.iter().map(|a| a.parse()).collect::<Result<_, _>>()?;
     let sizes = if sizes.is_empty() { vec![1_000, 10_000, 100_000] } else { sizes };
     let components = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/wasm32-wasip2/transform");
     let chain = components.join("flowgate_transform_redact.wasm").exists();
@@ -213,17 +230,16 @@ async fn main() -> anyhow::Result<()> {
     if repeats > 1 {
         println!("each row: the median of {repeats} runs, figure by figure\n");
     }
-    let pure = pure_path();
-    for (c, ns) in &pure {
-        println!("pure data path, one core ({c:?}): {ns:.0} ns/flow");
-    }
-    println!();
+    println!("pure: the pure data path (split -> render -> encode, one core, the row's compression) just before each");
+    println!("run; x pure: the run's CPU per flow over it, run by run\n");
+    let pure_input = PureInput::new();
     println!(
-        "{:<30} {:>8} {:>12} {:>10} {:>9} {:>10} {:>10} {:>10} {:>10} {:>10}",
+        "{:<30} {:>8} {:>12} {:>10} {:>8} {:>7} {:>10} {:>10} {:>10} {:>10} {:>10}",
         "case",
         "flows/b",
         "CPU us/flow",
         "flows/s",
+        "pure ns",
         "x pure",
         "idle MiB",
         "idle CPU%",
@@ -233,28 +249,31 @@ async fn main() -> anyhow::Result<()> {
     );
     let mut rows = Vec::new();
     for &per_bucket in &sizes {
-        for case in [Case::Passthrough, Case::Gzip, Case::Zstd, Case::Chain] {
+        for case in [Case::Floor, Case::Passthrough, Case::Gzip, Case::Zstd, Case::Chain] {
             if (case == Case::Chain && !chain) || !wanted(case) {
                 continue;
             }
-            let mut runs = Vec::with_capacity(repeats);
-            for _ in 0..repeats {
-                runs.push(run(case, per_bucket, &gateway, &certs, dir.path(), &components, ticks).await?);
-            }
-            let row = Row::median(runs);
             let compression = match case {
                 Case::Gzip => Compression::Gzip,
                 Case::Zstd => Compression::Zstd,
                 _ => Compression::None,
             };
-            let pure_ns = pure.iter().find(|(c, _)| *c == compression).map_or(f64::NAN, |(_, ns)| *ns);
+            let mut runs = Vec::with_capacity(repeats);
+            for _ in 0..repeats {
+                let pure_ns = pure_input.measure(compression);
+                let mut row = run(case, per_bucket, &gateway, &certs, dir.path(), &components, ticks).await?;
+                (row.pure_ns, row.x_pure) = (pure_ns, row.cpu_us * 1_000.0 / pure_ns);
+                runs.push(row);
+            }
+            let row = Row::median(runs);
             println!(
-                "{:<30} {:>8} {:>12.2} {:>10.0} {:>9.2} {:>10.1} {:>10.2} {:>10.1} {:>10.1} {:>10.1}",
+                "{:<30} {:>8} {:>12.2} {:>10.0} {:>8.0} {:>7.2} {:>10.1} {:>10.2} {:>10.1} {:>10.1} {:>10.1}",
                 row.case.name(),
                 row.per_bucket,
                 row.cpu_us,
                 row.rate,
-                row.cpu_us * 1_000.0 / pure_ns,
+                row.pure_ns,
+                row.x_pure,
                 row.idle_mib,
                 row.idle_cpu_pct,
                 row.peak_mib,
@@ -289,11 +308,32 @@ async fn main() -> anyhow::Result<()> {
             .filter(|r| r.case == case)
             .filter_map(|r| {
                 let plain = rows.iter().find(|p| p.case == Case::Passthrough && p.per_bucket == r.per_bucket)?;
-                Some(format!("{:.2}x at {}", r.cpu_us / plain.cpu_us, r.per_bucket))
+                // The compressor's own cost: the pure path with it less the pure path without.
+                let alone = (r.pure_ns - plain.pure_ns) / 1_000.0;
+                Some(format!(
+                    "{:.2}x at {} (the compressor alone {:.2}x)",
+                    r.cpu_us / plain.cpu_us,
+                    r.per_bucket,
+                    1.0 + alone / plain.cpu_us
+                ))
             })
             .collect();
         if !ratios.is_empty() {
             println!("{}: CPU per flow against passthrough's: {}", case.name(), ratios.join(", "));
+        }
+    }
+    // What of passthrough is the data path: the gateway less its floor, against the pure path of the same runs.
+    for plain in rows.iter().filter(|r| r.case == Case::Passthrough) {
+        if let Some(floor) = rows.iter().find(|f| f.case == Case::Floor && f.per_bucket == plain.per_bucket) {
+            let pure_us = plain.pure_ns / 1_000.0;
+            println!(
+                "passthrough at {}: the floor {:.2} us/flow ({:.2}x the pure path), the rest {:.2} us/flow ({:.2}x)",
+                plain.per_bucket,
+                floor.cpu_us,
+                floor.cpu_us / pure_us,
+                plain.cpu_us - floor.cpu_us,
+                (plain.cpu_us - floor.cpu_us) / pure_us
+            );
         }
     }
     Ok(())
@@ -311,10 +351,11 @@ fn repeats() -> anyhow::Result<usize> {
     }
 }
 
-/// `FLOWGATE_E2E_CASES=passthrough,gzip,zstd,chain` picks cases (all by default), e.g. to profile one.
+/// `FLOWGATE_E2E_CASES=floor,passthrough,gzip,zstd,chain` picks cases (all by default), e.g. to profile one.
 fn wanted(case: Case) -> bool {
     let Ok(list) = std::env::var("FLOWGATE_E2E_CASES") else { return true };
     let key = match case {
+        Case::Floor => "floor",
         Case::Passthrough => "passthrough",
         Case::Gzip => "gzip",
         Case::Zstd => "zstd",
@@ -381,10 +422,20 @@ async fn run(
     }
     std::fs::write(&config, yaml)?;
     let log = dir.join("e2e-gateway.log");
-    let mut child = std::process::Command::new(gateway)
-        .args(["run", "--config"])
-        .arg(&config)
-        .env_clear()
+    let mut command = match case {
+        // This binary as the floor, with the allocator settings the gateway gives itself.
+        Case::Floor => {
+            let mut c = std::process::Command::new(std::env::current_exe()?);
+            c.arg("floor").arg(&config).env_clear().env(allocator::CONF_VAR, allocator::GATEWAY_CONF);
+            c
+        }
+        _ => {
+            let mut c = std::process::Command::new(gateway);
+            c.args(["run", "--config"]).arg(&config).env_clear();
+            c
+        }
+    };
+    let mut child = command
         // Allocator settings and the gateway's own variables pass through, for experiments
         // (`_RJEM_MALLOC_CONF=narenas:8 make bench-e2e`, `FLOWGATE_RECONCILE=false`).
         .envs(std::env::vars().filter(|(k, _)| passed_through(k)))
@@ -438,6 +489,8 @@ async fn run(
         case,
         per_bucket,
         cpu_us: (done.cpu - idle.cpu) * 1e6 / TOTAL as f64,
+        pure_ns: f64::NAN,
+        x_pure: f64::NAN,
         rate: TOTAL as f64 / elapsed.as_secs_f64(),
         idle_mib: mib(idle.rss),
         idle_cpu_pct: idle_cpu_ns as f64 / 1e9 * 100.0 / IDLE_WINDOW.as_secs_f64(),
@@ -481,38 +534,116 @@ fn buckets(per_bucket: usize) -> Vec<Vec<FlowResult>> {
         .collect()
 }
 
-/// Split -> render -> encode on one core, best of 3, for each compression: what the gateway's data path costs (records
-/// rendered into a request's buffer, which becomes the request, as a chunk that makes a whole request does).
-fn pure_path() -> Vec<(Compression, f64)> {
+/// The pure data path's input: flows on the wire, as the stand-in sends them.
+struct PureInput {
+    wire: Vec<Bytes>,
+}
+
+impl PureInput {
     const FLOWS: usize = 20_000;
-    let flow_gen = FlowGen { seed: 13, keys: FLOWS };
-    let wire: Vec<Bytes> = (0..FLOWS)
-        .map(|i| Bytes::from(FlowResult { id: i as i64, flow: Some(flow_gen.flow(i, 1_800_000_000)) }.encode_to_vec()))
-        .collect();
-    [Compression::None, Compression::Gzip, Compression::Zstd]
-        .into_iter()
-        .map(|c| {
-            let encoder = RequestEncoder::new(resource(&[]), c);
-            let best = (0..3)
-                .map(|_| {
-                    let t = Instant::now();
-                    for chunk in wire.chunks(512) {
-                        let now = unix_nanos();
-                        let mut records =
-                            EncodedRecords::for_request(encoder.head_room(), chunk.len(), chunk.len() * 1536);
-                        for w in chunk {
-                            let wire = flow_of_result(w.clone()).unwrap().unwrap().wire;
-                            records.push_flow(&wire, now, std::iter::empty()).unwrap();
-                        }
-                        std::hint::black_box(encoder.finish_records(records));
+
+    fn new() -> Self {
+        let flow_gen = FlowGen { seed: 13, keys: Self::FLOWS };
+        let wire = (0..Self::FLOWS)
+            .map(|i| {
+                Bytes::from(FlowResult { id: i as i64, flow: Some(flow_gen.flow(i, 1_800_000_000)) }.encode_to_vec())
+            })
+            .collect();
+        PureInput { wire }
+    }
+
+    /// Split -> render -> encode on one core, the median of 5 rounds: what the gateway's data path costs, in ns a
+    /// flow (records rendered into a request's buffer, which becomes the request, as a chunk that makes a whole
+    /// request does). Measured before each run: this machine's speed moves by half from one minute to the next,
+    /// and a ratio to a figure taken minutes earlier carries that.
+    fn measure(&self, compression: Compression) -> f64 {
+        let encoder = RequestEncoder::new(resource(&[]), compression);
+        let mut rounds: Vec<Duration> = (0..5)
+            .map(|_| {
+                let t = Instant::now();
+                for chunk in self.wire.chunks(512) {
+                    let now = unix_nanos();
+                    let mut records = EncodedRecords::for_request(encoder.head_room(), chunk.len(), chunk.len() * 1536);
+                    for w in chunk {
+                        let wire = flow_of_result(w.clone()).unwrap().unwrap().wire;
+                        records.push_flow(&wire, now, std::iter::empty()).unwrap();
                     }
-                    t.elapsed()
-                })
-                .min()
-                .expect("three rounds");
-            (c, best.as_nanos() as f64 / FLOWS as f64)
-        })
-        .collect()
+                    std::hint::black_box(encoder.finish_records(records));
+                }
+                t.elapsed()
+            })
+            .collect();
+        rounds.sort();
+        rounds[rounds.len() / 2].as_nanos() as f64 / Self::FLOWS as f64
+    }
+}
+
+/// `flowgate-e2e floor <config>`, a child of the floor's runs: the gateway less its data path. The gateway's own
+/// source (mTLS gRPC stream, resume ledger, chunks) reads the stream, and its exporter (client, headers, in-flight
+/// limit) posts a request per batch of flows; every full batch is one request rendered once, from the first
+/// flows (a partial batch, after a quiet 100 ms, is rendered when sent). What the gateway costs beyond this is what
+/// its data path costs in place: rendering, encoding, batching and the hand-offs between them.
+async fn floor(config: &Path) -> anyhow::Result<()> {
+    // Its stderr is the run's log (`FLOWGATE_E2E_LOG`): a failed post is found there.
+    tracing_subscriber::fmt().with_writer(std::io::stderr).init();
+    flowgate::tls::install_default_provider();
+    let cfg = flowgate::config::load(Some(config), &flowgate::config::Env::from_process())?;
+    let metrics = flowgate::telemetry::Metrics::new();
+    let encoder = Arc::new(RequestEncoder::new(resource(&cfg.otlp.resource_attributes), cfg.otlp.compression));
+    let exporter = Arc::new(flowgate::sink::Exporter::new(&cfg.otlp, encoder.clone(), metrics.clone())?);
+    let url = reqwest::Url::parse(cfg.otlp.endpoint.as_str())?;
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(cfg.otlp.max_in_flight.max(1)));
+    let batch = cfg.batch.max_records;
+    let (tx, mut rx) = mpsc::channel(4);
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(flowgate::source::run(cfg.goldmane, tx, metrics, None, stop));
+    let render = |flows: &[Bytes]| {
+        let now = unix_nanos();
+        let mut records = EncodedRecords::for_request(encoder.head_room(), flows.len(), flows.len() * 1536);
+        for wire in flows {
+            records.push_flow(wire, now, std::iter::empty()).expect("the stand-in's flows render");
+        }
+        encoder.finish_records(records).body
+    };
+    let mut full: Option<Bytes> = None;
+    let mut pending: Vec<Bytes> = Vec::with_capacity(batch);
+    loop {
+        let body = match tokio::time::timeout(Duration::from_millis(100), rx.recv()).await {
+            Ok(None) => return Ok(()),
+            Ok(Some(chunk)) => {
+                for flow in chunk.flows {
+                    pending.push(flow.wire);
+                    if pending.len() == batch {
+                        let body = full.get_or_insert_with(|| render(&pending)).clone();
+                        pending.clear();
+                        post(&exporter, &url, &in_flight, body).await;
+                    }
+                }
+                continue;
+            }
+            Err(_) if pending.is_empty() => continue,
+            Err(_) => render(&pending),
+        };
+        pending.clear();
+        post(&exporter, &url, &in_flight, body).await;
+    }
+}
+
+/// Posts `body` once on its own task, within the exporter's in-flight limit.
+async fn post(
+    exporter: &Arc<flowgate::sink::Exporter>,
+    url: &reqwest::Url,
+    in_flight: &Arc<tokio::sync::Semaphore>,
+    body: Bytes,
+) {
+    let permit = in_flight.clone().acquire_owned().await.expect("the semaphore is never closed");
+    let (exporter, url) = (exporter.clone(), url.clone());
+    tokio::spawn(async move {
+        if let Err(e) = exporter.post_once(&url, body).await {
+            tracing::warn!(error = e, "the floor's post failed");
+        }
+        drop(permit);
+    });
 }
 
 /// The same allocator as the `flowgate` binary.
