@@ -94,15 +94,29 @@ const SELF_TEST_FLOWS: usize = 32;
 /// Compiles every entry, instantiates it, runs `init` and a self-test batch of sample flows. Any failure refuses
 /// the whole chain (the running one stays).
 pub fn build(runtime: &Runtime, specs: Vec<EntrySpec>, generation: u64) -> Result<Chain, ChainError> {
+    Ok(build_reusing(runtime, specs, generation, &Chain::default())?.0)
+}
+
+/// As [`build`], taking the compiled code of `previous`'s components whose bytes did not change (each entry is
+/// still instantiated with its configuration and self-tested). Answers how many components it compiled.
+pub fn build_reusing(
+    runtime: &Runtime,
+    specs: Vec<EntrySpec>,
+    generation: u64,
+    previous: &Chain,
+) -> Result<(Chain, usize), ChainError> {
     let samples: Vec<_> = FlowGen { seed: 0x5e1f, keys: SELF_TEST_FLOWS }.bucket(1_764_970_845);
     let mut entries = Vec::with_capacity(specs.len());
+    let mut compiled = 0;
     for spec in specs {
         let bytes = crate::wasm::read_component(&spec.path).map_err(|e| ChainError::Read {
             name: spec.name.clone(),
             path: spec.path.clone(),
             detail: format!("{e:#}"),
         })?;
-        let component = runtime.load(&spec.name, &bytes)?;
+        let (component, fresh) =
+            runtime.load_reusing(&spec.name, &bytes, previous.entries.iter().map(|e| &e.component))?;
+        compiled += usize::from(fresh);
         let mut instance = component.instantiate(&spec.config, spec.limits, None)?;
         let outcomes = instance.process_flows(&samples)?;
         if let Some(bad) = outcomes.iter().find_map(|o| match o {
@@ -114,5 +128,11 @@ pub fn build(runtime: &Runtime, specs: Vec<EntrySpec>, generation: u64) -> Resul
         entries.push(Entry { spec, component, health: Arc::default() });
     }
     let provenance = entries.iter().map(Entry::provenance).collect::<Vec<_>>().join(",");
-    Ok(Chain { entries: Arc::new(entries), generation, provenance: provenance.into(), tap: super::tap::Hub::default() })
+    let chain = Chain {
+        entries: Arc::new(entries),
+        generation,
+        provenance: provenance.into(),
+        tap: super::tap::Hub::default(),
+    };
+    Ok((chain, compiled))
 }

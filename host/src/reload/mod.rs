@@ -100,10 +100,12 @@ impl Reloader {
             return ReloadOutcome::Unchanged;
         }
         let generation = self.generation + 1;
-        match chain::build(&self.runtime, specs, generation) {
-            Ok(chain) => {
+        // The serving chain's compiled components are taken for any whose bytes did not change.
+        match chain::build_reusing(&self.runtime, specs, generation, &self.cell.get()) {
+            Ok((chain, compiled)) => {
                 let entries = chain.entries.len();
-                self.install(chain, fingerprint, generation);
+                self.metrics.transform_compilations.inc_by(compiled as u64);
+                self.install(chain, fingerprint, generation, compiled);
                 ReloadOutcome::Swapped { entries }
             }
             Err(e) => {
@@ -115,8 +117,9 @@ impl Reloader {
         }
     }
 
-    fn install(&mut self, chain: Chain, fingerprint: Fingerprint, generation: u64) {
-        tracing::info!(chain = %chain.provenance, generation, "transform chain swapped in");
+    fn install(&mut self, chain: Chain, fingerprint: Fingerprint, generation: u64, compiled: usize) {
+        let reused = chain.entries.len() - compiled;
+        tracing::info!(chain = %chain.provenance, generation, compiled, reused, "transform chain swapped in");
         self.metrics.transform_reload("swapped");
         let previous = self.cell.get();
         // The chain to go back to: the last one that served through its window (a chain replaced while still on

@@ -236,6 +236,8 @@ pub struct Metrics {
     transform_calls: Family<TransformLabels, Counter>,
     transform_duration: Family<TransformLabels, Histogram>,
     transform_reloads: Family<OutcomeLabels, Counter>,
+    /// Transform components compiled for chains that were swapped in (a reload reuses unchanged ones).
+    pub transform_compilations: Counter,
     transform_rollbacks: Family<TransformLabels, Counter>,
     transform_active: Family<DigestLabels, Gauge>,
     last_message_unix_ms: AtomicI64,
@@ -290,6 +292,7 @@ impl Metrics {
                 ])
             }),
             transform_reloads: Family::default(),
+            transform_compilations: Counter::default(),
             transform_rollbacks: Family::default(),
             transform_active: Family::default(),
             last_message_unix_ms: AtomicI64::new(0),
@@ -432,6 +435,12 @@ impl Metrics {
             "transform_reloads",
             "Chain reloads by outcome (swapped, unchanged, or why it was refused)",
             m.transform_reloads.clone(),
+        );
+        registry.register(
+            "transform_compilations",
+            "Transform components compiled for chains swapped in: a reload takes the serving chain's compiled code for \
+             a component whose bytes did not change",
+            m.transform_compilations.clone(),
         );
         registry.register(
             "transform_rollbacks",

@@ -108,6 +108,8 @@ async fn a_chain_from_the_transforms_dir_shapes_records_and_config_changes_reloa
     .await;
     gw.shutdown().await.unwrap();
     assert_eq!(gw.metrics.transform_reloads_count("swapped"), 2);
+    // The component's bytes did not change: the reload took its compiled code (and ran `init` with the new config).
+    assert_eq!(gw.metrics.transform_compilations.get(), 1, "compiled once, at startup");
 }
 
 /// A gateway under load (1,000 flows a bucket at 30×: 2,000 flows a second) whose chain comes from a ConfigMap
@@ -254,6 +256,7 @@ async fn editing_the_config_files_chain_reloads_it() {
         crate::support::log_records(&rx).iter().any(|r| provenance(r).is_some_and(|p| p.starts_with("semconv@")))
     })
     .await;
+    assert_eq!(gw.metrics.transform_compilations.get(), 2, "a new component is compiled");
     // A broken edit is refused; semconv keeps serving.
     replace("transforms:\n  chain: [{name: x}]\n  surprise: 1\n");
     wait_until(WAIT, "broken config refused", || gw.metrics.transform_reloads_count("config") == 1).await;
