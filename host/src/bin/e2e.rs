@@ -562,13 +562,8 @@ impl PureInput {
             .map(|_| {
                 let t = Instant::now();
                 for chunk in self.wire.chunks(512) {
-                    let now = unix_nanos();
-                    let mut records = EncodedRecords::for_request(encoder.head_room(), chunk.len(), chunk.len() * 1536);
-                    for w in chunk {
-                        let wire = flow_of_result(w.clone()).unwrap().unwrap().wire;
-                        records.push_flow(&wire, now, std::iter::empty()).unwrap();
-                    }
-                    std::hint::black_box(encoder.finish_records(records));
+                    let split = chunk.iter().map(|w| flow_of_result(w.clone()).unwrap().unwrap().wire);
+                    std::hint::black_box(request(&encoder, chunk.len(), split));
                 }
                 t.elapsed()
             })
@@ -576,6 +571,17 @@ impl PureInput {
         rounds.sort();
         rounds[rounds.len() / 2].as_nanos() as f64 / Self::FLOWS as f64
     }
+}
+
+/// A request of `n` flows (each a `goldmane.Flow` on the wire) as the gateway's data path makes it: records rendered
+/// into the request's own buffer, which becomes the request.
+fn request(encoder: &RequestEncoder, n: usize, flows: impl Iterator<Item = Bytes>) -> Bytes {
+    let now = unix_nanos();
+    let mut records = EncodedRecords::for_request(encoder.head_room(), n, n * 1536);
+    for wire in flows {
+        records.push_flow(&wire, now, std::iter::empty()).expect("the stand-in's flows render");
+    }
+    encoder.finish_records(records).body
 }
 
 /// `flowgate-e2e floor <config>`, a child of the floor's runs: the gateway less its data path. The gateway's own
@@ -597,14 +603,7 @@ async fn floor(config: &Path) -> anyhow::Result<()> {
     let (tx, mut rx) = mpsc::channel(4);
     let stop = tokio_util::sync::CancellationToken::new();
     tokio::spawn(flowgate::source::run(cfg.goldmane, tx, metrics, None, stop));
-    let render = |flows: &[Bytes]| {
-        let now = unix_nanos();
-        let mut records = EncodedRecords::for_request(encoder.head_room(), flows.len(), flows.len() * 1536);
-        for wire in flows {
-            records.push_flow(wire, now, std::iter::empty()).expect("the stand-in's flows render");
-        }
-        encoder.finish_records(records).body
-    };
+    let render = |flows: &[Bytes]| request(&encoder, flows.len(), flows.iter().cloned());
     let mut full: Option<Bytes> = None;
     let mut pending: Vec<Bytes> = Vec::with_capacity(batch);
     loop {
