@@ -408,6 +408,34 @@ fn flowgate_test_runs_a_chain_over_loki_bodies_and_diffs_expectations() {
     );
 }
 
+/// A rebuilt chain takes the compiled code of a component whose bytes did not change, and initialises it with its
+/// new configuration; a component from another engine is compiled again.
+#[test]
+fn a_rebuild_takes_compiled_code_only_for_the_same_bytes_on_the_same_engine() {
+    let rt = Runtime::new().unwrap();
+    let filter =
+        |action| spec("filter", "flowgate_transform_filter.wasm", &[("actions", action)], FailurePolicy::FailClosed);
+    let kept_actions = |chain: &chain::Chain| {
+        let mut w = Worker::new(Metrics::new(), None);
+        let out: Vec<Flow> = w.run(chain, flows(200)).into_iter().map(|i| i.into_flow()).collect();
+        assert!(!out.is_empty());
+        out.iter().map(|f| f.key.as_ref().unwrap().action).collect::<std::collections::BTreeSet<_>>()
+    };
+    let (first, compiled) = chain::build_reusing(&rt, vec![filter("Deny")], 1, &chain::Chain::default()).unwrap();
+    assert_eq!(compiled, 1);
+    let semconv = spec("semconv", "flowgate_transform_semconv.wasm", &[], FailurePolicy::FailClosed);
+    let (second, compiled) = chain::build_reusing(&rt, vec![filter("Allow"), semconv], 2, &first).unwrap();
+    assert_eq!(compiled, 1, "only the new component is compiled");
+    assert_eq!(second.entries[0].component.digest, first.entries[0].component.digest);
+    assert_eq!(kept_actions(&first), [flowgate::proto::Action::Deny as i32].into());
+    assert_eq!(kept_actions(&second), [flowgate::proto::Action::Allow as i32].into(), "the new configuration holds");
+    // Compiled code belongs to its engine: another runtime compiles the same bytes, and its chain runs.
+    let other = Runtime::new().unwrap();
+    let (third, compiled) = chain::build_reusing(&other, vec![filter("Deny")], 1, &first).unwrap();
+    assert_eq!(compiled, 1);
+    assert_eq!(kept_actions(&third), [flowgate::proto::Action::Deny as i32].into());
+}
+
 /// The same filter written in Python (componentize-py, `transforms/python-filter`), JavaScript
 /// (componentize-js, `transforms/js-filter`), C (wit-bindgen c, `transforms/c-filter`) and Go (mainline Go,
 /// `transforms/go-filter`) behaves as the Rust one.
