@@ -104,7 +104,6 @@ impl Reloader {
         match chain::build_reusing(&self.runtime, specs, generation, &self.cell.get()) {
             Ok((chain, compiled)) => {
                 let entries = chain.entries.len();
-                self.metrics.transform_compilations.inc_by(compiled as u64);
                 self.install(chain, fingerprint, generation, compiled);
                 ReloadOutcome::Swapped { entries }
             }
@@ -121,6 +120,7 @@ impl Reloader {
         let reused = chain.entries.len() - compiled;
         tracing::info!(chain = %chain.provenance, generation, compiled, reused, "transform chain swapped in");
         self.metrics.transform_reload("swapped");
+        self.metrics.transform_compilations.inc_by(compiled as u64);
         let previous = self.cell.get();
         // The chain to go back to: the last one that served through its window (a chain replaced while still on
         // probation never proved itself). Nothing to go back to over no chain: rolling back to none would turn a
